@@ -1,0 +1,1 @@
+"""The HTTP service for treatment consoles and the therapist review page."""

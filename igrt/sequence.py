@@ -82,9 +82,7 @@ class FluoroSequence:
         if not np.all(np.isfinite(timestamps)):
             raise InvalidInputError("timestamps must be finite", field="timestamps_s")
         if np.any(np.diff(timestamps) <= 0):
-            raise InvalidInputError(
-                "timestamps must be strictly increasing", field="timestamps_s"
-            )
+            raise InvalidInputError("timestamps must be strictly increasing", field="timestamps_s")
         geometries = tuple(self.geometries) if self.geometries is not None else ()
         if len(geometries) != frames.shape[0]:
             raise GeometryError(
@@ -100,6 +98,7 @@ class FluoroSequence:
                     f"frames are {frames.shape[1:]}",
                     field="geometries",
                 )
+        frames = frames.view()  # read-only view; the caller's array keeps its flags
         frames.flags.writeable = False
         timestamps.flags.writeable = False
         object.__setattr__(self, "frames", frames)

@@ -7,7 +7,7 @@ Keeping both orders explicit is the cure for pitfall 3 in ``STYLE.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +32,7 @@ def _as_vector3(value: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
     return vector
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Volume:
     """A scalar volume with spacing, origin and direction cosines.
 
@@ -60,7 +60,7 @@ class Volume:
     Examples
     --------
     >>> import numpy as np
-    >>> v = Volume(np.zeros((2, 3, 4), np.float32), spacing_mm=(1.0, 1.0, 2.5), origin_lps_mm=(0, 0, 0))
+    >>> v = Volume(np.zeros((2, 3, 4), np.float32), (1.0, 1.0, 2.5), (0.0, 0.0, 0.0))
     >>> v.lps_from_index([[3, 2, 1]]).tolist()
     [[3.0, 2.0, 2.5]]
     """
@@ -68,11 +68,18 @@ class Volume:
     array: npt.NDArray[Any]
     spacing_mm: npt.NDArray[np.float64]
     origin_lps_mm: npt.NDArray[np.float64]
-    direction: npt.NDArray[np.float64] = field(default_factory=lambda: np.eye(3))
-    frame_of_reference_uid: str | None = None
+    direction: npt.NDArray[np.float64]
+    frame_of_reference_uid: str | None
 
-    def __post_init__(self) -> None:
-        array = np.asarray(self.array)
+    def __init__(
+        self,
+        array: npt.ArrayLike,
+        spacing_mm: npt.ArrayLike,
+        origin_lps_mm: npt.ArrayLike,
+        direction: npt.ArrayLike | None = None,
+        frame_of_reference_uid: str | None = None,
+    ) -> None:
+        array = np.array(array, copy=None)
         if array.ndim != 3:
             raise InvalidInputError(
                 f"a volume needs a 3D array, got {array.ndim}D {array.shape}", field="array"
@@ -83,13 +90,13 @@ class Volume:
             raise InvalidInputError(f"unsupported voxel dtype {array.dtype}", field="array")
         if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
             raise InvalidInputError("volume holds NaN or infinite voxels", field="array")
-        spacing = _as_vector3(self.spacing_mm, "spacing_mm")
+        spacing = _as_vector3(spacing_mm, "spacing_mm")
         if np.any(spacing <= 0):
             raise GeometryError(
                 f"spacing_mm must be positive, got {spacing.tolist()}", field="spacing_mm"
             )
-        origin = _as_vector3(self.origin_lps_mm, "origin_lps_mm")
-        direction = np.asarray(self.direction, dtype=np.float64)
+        origin = _as_vector3(origin_lps_mm, "origin_lps_mm")
+        direction = np.array(np.eye(3) if direction is None else direction, dtype=np.float64)
         if direction.shape == (9,):
             direction = direction.reshape(3, 3)
         if direction.shape != (3, 3) or not np.all(np.isfinite(direction)):
@@ -99,6 +106,8 @@ class Volume:
                 "direction cosines must be orthonormal (a rotation or reflection)",
                 field="direction",
             )
+        # A read-only view: no copy, and the caller's own array keeps its flags.
+        array = array.view()
         array.flags.writeable = False
         for value in (spacing, origin, direction):
             value.flags.writeable = False
@@ -106,6 +115,7 @@ class Volume:
         object.__setattr__(self, "spacing_mm", spacing)
         object.__setattr__(self, "origin_lps_mm", origin)
         object.__setattr__(self, "direction", direction)
+        object.__setattr__(self, "frame_of_reference_uid", frame_of_reference_uid)
 
     @property
     def shape_ijk(self) -> tuple[int, int, int]:
@@ -135,7 +145,8 @@ class Volume:
     def centre_lps_mm(self) -> npt.NDArray[np.float64]:
         """LPS position of the geometric centre of the voxel grid, mm."""
         centre_index = (np.asarray(self.shape_ijk, dtype=np.float64) - 1.0) / 2.0
-        return self.lps_from_index(centre_index)[0]
+        centre: npt.NDArray[np.float64] = self.lps_from_index(centre_index)[0]
+        return centre
 
     def with_array(self, array: npt.NDArray[Any]) -> Volume:
         """Return a volume on the same grid holding ``array`` (same shape required)."""

@@ -1,0 +1,1 @@
+"""The ``igrt`` command line."""
