@@ -36,6 +36,20 @@ __all__ = [
 ]
 
 
+def _pair(value: object, name: str) -> tuple[float, float]:
+    """Two finite numbers from a sequence, or a GeometryError naming ``name``."""
+    try:
+        first, second = value  # type: ignore[misc]
+        pair = (float(first), float(second))
+    except (TypeError, ValueError):
+        raise GeometryError(
+            f"{name} must be a pair of numbers, got {value!r}", field=name
+        ) from None
+    if not all(math.isfinite(v) for v in pair):
+        raise GeometryError(f"{name} must be finite, got {value!r}", field=name)
+    return pair
+
+
 def _require_finite_positive(value: float, name: str) -> None:
     if not math.isfinite(value) or value <= 0:
         raise GeometryError(f"{name} must be a finite positive number, got {value!r}", field=name)
@@ -92,35 +106,22 @@ class ProjectionGeometry:
                 "the detector lies beyond the isocentre",
                 field="sdd_mm",
             )
-        if len(self.pixel_pitch_mm) != 2:
-            raise GeometryError("pixel_pitch_mm needs (u, v)", field="pixel_pitch_mm")
-        for pitch in self.pixel_pitch_mm:
-            _require_finite_positive(float(pitch), "pixel_pitch_mm")
-        if len(self.detector_shape) != 2 or any(
-            int(n) != n or n < 1 for n in self.detector_shape
-        ):
+        pitch = _pair(self.pixel_pitch_mm, "pixel_pitch_mm")
+        for value in pitch:
+            _require_finite_positive(value, "pixel_pitch_mm")
+        shape = _pair(self.detector_shape, "detector_shape")
+        if any(int(n) != n or n < 1 for n in shape):
             raise GeometryError(
                 f"detector_shape must be two positive integers (rows, columns), "
                 f"got {self.detector_shape!r}",
                 field="detector_shape",
             )
-        if len(self.detector_offset_mm) != 2 or not all(
-            math.isfinite(o) for o in self.detector_offset_mm
-        ):
-            raise GeometryError("detector_offset_mm must be two finite numbers", field="offset")
+        offset = _pair(self.detector_offset_mm, "detector_offset_mm")
         if not math.isfinite(self.gantry_deg):
             raise GeometryError("gantry_deg must be finite", field="gantry_deg")
-        object.__setattr__(
-            self, "pixel_pitch_mm", (float(self.pixel_pitch_mm[0]), float(self.pixel_pitch_mm[1]))
-        )
-        object.__setattr__(
-            self, "detector_shape", (int(self.detector_shape[0]), int(self.detector_shape[1]))
-        )
-        object.__setattr__(
-            self,
-            "detector_offset_mm",
-            (float(self.detector_offset_mm[0]), float(self.detector_offset_mm[1])),
-        )
+        object.__setattr__(self, "pixel_pitch_mm", pitch)
+        object.__setattr__(self, "detector_shape", (int(shape[0]), int(shape[1])))
+        object.__setattr__(self, "detector_offset_mm", offset)
 
     # --- scalar properties -------------------------------------------------------------
 
@@ -153,9 +154,7 @@ class ProjectionGeometry:
         """The geometry after ``factor x factor`` pixel binning (panel size must divide)."""
         rows, cols = self.detector_shape
         if factor < 1 or rows % factor or cols % factor:
-            raise GeometryError(
-                f"cannot bin a {rows}x{cols} panel by {factor}", field="binning"
-            )
+            raise GeometryError(f"cannot bin a {rows}x{cols} panel by {factor}", field="binning")
         return replace(
             self,
             detector_shape=(rows // factor, cols // factor),
@@ -224,6 +223,10 @@ class ProjectionGeometry:
             If a point lies at or behind the source plane.
         """
         points = np.atleast_2d(np.asarray(points_iec_fixed_mm, np.float64))
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise GeometryError(f"points must be (N, 3), got shape {points.shape}", field="points")
+        if not np.all(np.isfinite(points)):
+            raise GeometryError("points must be finite", field="points")
         depth_mm = self.sad_mm - points @ self.source_direction
         if np.any(depth_mm <= 0):
             raise GeometryError("a point lies at or behind the source; it cannot be projected")

@@ -83,6 +83,12 @@ class FluoroSequence:
             raise InvalidInputError("timestamps must be finite", field="timestamps_s")
         if np.any(np.diff(timestamps) <= 0):
             raise InvalidInputError("timestamps must be strictly increasing", field="timestamps_s")
+        if isinstance(self.geometries, ProjectionGeometry):
+            raise GeometryError(
+                "geometries needs one ProjectionGeometry per frame; use with_fixed_geometry "
+                "for a fixed gantry",
+                field="geometries",
+            )
         geometries = tuple(self.geometries) if self.geometries is not None else ()
         if len(geometries) != frames.shape[0]:
             raise GeometryError(

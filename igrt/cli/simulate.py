@@ -11,6 +11,8 @@ from typing import Any
 from igrt.errors import InvalidInputError
 
 _BREATHING_KINDS = ("regular", "irregular", "holds", "real")
+_PATIENT_ID = "IGRT-SIM-0001"
+_PATIENT_NAME = "Simulated^Patient"
 
 
 def register(commands: Any) -> None:
@@ -172,7 +174,13 @@ def _simulate_fluoro(arguments: argparse.Namespace) -> int:
     out: Path = arguments.out
     out.mkdir(parents=True, exist_ok=True)
     uid_seed = f"igrt-sim-fluoro-{arguments.anatomy}-{arguments.seed}"
-    write_fluoro_dicom(simulation.sequence, out / "fluoro.dcm", uid_seed=uid_seed)
+    write_fluoro_dicom(
+        simulation.sequence,
+        out / "fluoro.dcm",
+        uid_seed=uid_seed,
+        patient_id=_PATIENT_ID,
+        patient_name=_PATIENT_NAME,
+    )
     write_fluoro_mha(simulation.sequence, out / "fluoro.mha")
     first = simulation.sequence.geometries[0]
     document = {
@@ -234,6 +242,8 @@ def _simulate_cbct(arguments: argparse.Namespace) -> int:
             series_description=f"igrt simulated {name}",
             uid_seed=f"{uid_seed}-{name}",
             modality=modality,
+            patient_id=_PATIENT_ID,
+            patient_name=_PATIENT_NAME,
         )
     document = {
         "kind": "cbct",
