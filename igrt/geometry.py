@@ -39,8 +39,10 @@ __all__ = [
 def _pair(value: object, name: str) -> tuple[float, float]:
     """Two finite numbers from a sequence, or a GeometryError naming ``name``."""
     try:
-        first, second = value  # type: ignore[misc]
-        pair = (float(first), float(second))
+        items = list(value)  # type: ignore[call-overload]
+        if len(items) != 2:
+            raise ValueError
+        pair = (float(items[0]), float(items[1]))
     except (TypeError, ValueError):
         raise GeometryError(
             f"{name} must be a pair of numbers, got {value!r}", field=name

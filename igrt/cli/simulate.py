@@ -178,6 +178,7 @@ def _simulate_fluoro(arguments: argparse.Namespace) -> int:
         simulation.sequence,
         out / "fluoro.dcm",
         uid_seed=uid_seed,
+        patient_position=arguments.patient_position,
         patient_id=_PATIENT_ID,
         patient_name=_PATIENT_NAME,
     )
@@ -242,6 +243,7 @@ def _simulate_cbct(arguments: argparse.Namespace) -> int:
             series_description=f"igrt simulated {name}",
             uid_seed=f"{uid_seed}-{name}",
             modality=modality,
+            overwrite=True,
             patient_id=_PATIENT_ID,
             patient_name=_PATIENT_NAME,
         )
