@@ -13,6 +13,13 @@ from igrt.errors import (
     InvalidInputError,
     ProcessingError,
 )
+from igrt.frame_of_reference import (
+    AnatomyDisplacement,
+    CouchCorrection,
+    PatientPositionValues,
+    iec_support_from_lps,
+    lps_from_iec_support,
+)
 from igrt.geometry import ProjectionGeometry, obi_geometry, xvi_geometry
 from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.volume import Volume
@@ -20,6 +27,8 @@ from igrt.volume import Volume
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnatomyDisplacement",
+    "CouchCorrection",
     "FluoroSequence",
     "FrameOfReferenceError",
     "GeometryError",
@@ -27,9 +36,12 @@ __all__ = [
     "ImageReadError",
     "IntensityValues",
     "InvalidInputError",
+    "PatientPositionValues",
     "ProcessingError",
     "ProjectionGeometry",
     "Volume",
+    "iec_support_from_lps",
+    "lps_from_iec_support",
     "obi_geometry",
     "xvi_geometry",
 ]

@@ -91,9 +91,11 @@ def _triple(text: str) -> tuple[float, float, float]:
 
 def _anatomy(name: str) -> Any:
     if name == "phantom":
-        from fixtures.phantom import make_phantom
+        from fixtures.phantom import PhantomParameters, make_phantom
 
-        return make_phantom()
+        # Enough air around the body that a CBCT field of view centred on the liver stays
+        # inside the phantom's grid.
+        return make_phantom(PhantomParameters(air_margin_mm=45.0))
     from fixtures.anatomy import load_chest_ct
 
     return load_chest_ct()
