@@ -1,0 +1,574 @@
+"""Sub-pixel diaphragm-dome tracking, one frame at a time or a whole sequence.
+
+Method
+------
+1. **Initialisation** (first frame, or after the dome was lost): :func:`find_domes` scores
+   dome-shaped edges over the frame; :func:`choose_dome` keeps the requested hemidiaphragm using
+   the geometry and patient position to know which panel side is the patient's right. The
+   template is the vertical gradient of the smoothed attenuation image in a small window around
+   the apex, and the apex row is the sub-pixel peak of that gradient on the apex column.
+2. **Tracking**: each frame, the template is located by normalised cross-correlation over a
+   vertical search range sized from the frame interval and a maximum dome speed (and a few
+   columns sideways when the gantry turns), refined to sub-pixel by a parabola through the
+   correlation peak. Only a window of a few thousand pixels is touched per frame, which is what
+   makes the tracker fast.
+3. **Template memory**: the template averages the first frames (noise), then follows slowly at a
+   fixed gantry; with a rotating gantry it follows faster, since the anatomy around the dome
+   changes with the angle (the idea behind RTK's Amsterdam Shroud: register neighbouring
+   projections).
+4. **Trust**: the correlation peak is the confidence. Below ``tracked_confidence`` a frame is
+   low-confidence; below ``lost_confidence``, at the edge of the search range, or with the
+   window leaving the panel, it is lost and the next frame re-initialises.
+
+The batch form :func:`track_dome` runs the streaming :class:`DomeTracker` over the sequence, so
+both forms give identical results by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from igrt.errors import GeometryError, InvalidInputError
+from igrt.frame_of_reference import PatientPositionValues, iec_support_from_lps
+from igrt.geometry import ProjectionGeometry
+from igrt.sequence import FluoroSequence, IntensityValues
+from igrt.tracking.detection import (
+    DomeCandidate,
+    HemidiaphragmValues,
+    attenuation_image,
+    choose_dome,
+    find_domes,
+)
+from igrt.tracking.onset import fit_edge_onset
+from igrt.tracking.results import DomeObservation, DomeTrack, TrackingStatusValues
+
+__all__ = ["DomeTracker", "TrackerSettings", "track_dome"]
+
+_GRADIENT_SIGMA_PX = 1.0
+_DISPLAY_HALF_WIDTH_PX = 40
+_PROFILE_HALF_WIDTH_PX = 6
+_ONSET_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """How the dome tracker searches and when it trusts a match.
+
+    Parameters
+    ----------
+    hemidiaphragm : HemidiaphragmValues
+        Which dome to follow; the right one (over the liver) by default.
+    patient_position : PatientPositionValues or str
+        Patient orientation, to know which panel side is the patient's right.
+    roi_half_height_mm, roi_half_width_mm : float
+        Half size of the template window at the isocentre plane, mm.
+    max_speed_mm_per_s : float
+        Fastest dome motion to follow (a cough reaches several cm/s), mm/s at the isocentre.
+    min_search_mm : float
+        Smallest vertical search range per frame, mm.
+    tracked_confidence, lost_confidence : float
+        Correlation thresholds for TRACKED and for not LOST.
+    seed_column_row : tuple of float, optional
+        A user's hint: the dome apex is near this panel pixel.
+    seed_radius_px : int
+        How far from the seed the apex may be, pixels.
+    min_contrast_to_noise : float
+        A dome must stand this far above the frame's gradient noise to be detected at all.
+    reacquire_relative_score : float
+        After a loss, a new detection must be at least this fraction as strong as the dome
+        first found, so noise or another edge is not taken for it.
+    """
+
+    hemidiaphragm: HemidiaphragmValues = HemidiaphragmValues.RIGHT
+    patient_position: PatientPositionValues | str = PatientPositionValues.HFS
+    roi_half_height_mm: float = 8.0
+    roi_half_width_mm: float = 13.0
+    max_speed_mm_per_s: float = 60.0
+    min_search_mm: float = 3.0
+    tracked_confidence: float = 0.8
+    lost_confidence: float = 0.5
+    seed_column_row: tuple[float, float] | None = None
+    seed_radius_px: int = 40
+    min_contrast_to_noise: float = 3.0
+    reacquire_relative_score: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in (
+            "roi_half_height_mm",
+            "roi_half_width_mm",
+            "max_speed_mm_per_s",
+            "min_search_mm",
+        ):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise InvalidInputError(f"{name} must be finite and positive", field=name)
+        if not 0.0 <= self.lost_confidence <= self.tracked_confidence <= 1.0:
+            raise InvalidInputError(
+                "need 0 <= lost_confidence <= tracked_confidence <= 1",
+                field="tracked_confidence",
+            )
+        object.__setattr__(
+            self, "patient_position", PatientPositionValues.parse(self.patient_position)
+        )
+
+
+@dataclass
+class _State:
+    """Mutable tracking state between frames."""
+
+    template: npt.NDArray[np.float32]
+    row: float  # template centre (apex) row in the last frame, sub-pixel
+    column: float
+    curvature_per_px: float
+    polarity: int
+    frames_in_template: int
+    gantry_deg: float
+    apex_offset_rows: float = 0.0  # apex (edge onset) row minus template centre row
+    steepest_offset_rows: float = 0.0  # steepest-rise row minus template centre row
+    profile_sum: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    profile_frames: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def _gradient(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.float32]:
+    smooth = cv2.GaussianBlur(window, (0, 0), _GRADIENT_SIGMA_PX)
+    gradient: npt.NDArray[np.float32] = (smooth[2:] - smooth[:-2]) * (0.5 * polarity)
+    return gradient
+
+
+def _parabolic_offset(values: npt.NDArray[np.float64], index: int) -> float:
+    if 0 < index < values.size - 1:
+        y0, y1, y2 = values[index - 1], values[index], values[index + 1]
+        denominator = y0 - 2.0 * y1 + y2
+        if denominator < 0:
+            return float(0.5 * (y0 - y2) / denominator)
+    return 0.0
+
+
+class DomeTracker:
+    """Streaming dome tracker: feed frames one at a time with :meth:`update`.
+
+    Parameters
+    ----------
+    settings : TrackerSettings, optional
+        Search and trust settings.
+    intensity : IntensityValues, optional
+        What the frames' values mean (raw panel counts by default). Either way the polarity of
+        the dome edge is checked on the frames themselves at initialisation.
+
+    Examples
+    --------
+    >>> tracker = DomeTracker()                                   # doctest: +SKIP
+    >>> for frame, t, g in zip(frames, times_s, geometries):      # doctest: +SKIP
+    ...     observation = tracker.update(frame, t, g)
+    """
+
+    def __init__(
+        self,
+        settings: TrackerSettings | None = None,
+        intensity: IntensityValues = IntensityValues.RAW,
+    ) -> None:
+        self.settings = settings if settings is not None else TrackerSettings()
+        self.intensity = intensity
+        self._state: _State | None = None
+        self._reference_score: float | None = None
+        self._lost_state: _State | None = None
+        self._frame_count = 0
+        self._last_time_s: float | None = None
+
+    # --- public ---------------------------------------------------------------------------
+
+    def update(
+        self, frame: npt.NDArray[Any], time_s: float, geometry: ProjectionGeometry
+    ) -> DomeObservation:
+        """Track the dome on the next frame.
+
+        Raises
+        ------
+        InvalidInputError
+            Wrong shape or dtype, NaN pixels, a constant frame, or a time not after the
+            previous frame's.
+        GeometryError
+            A geometry whose panel does not match the frame.
+        """
+        frame = self._validate(frame, time_s, geometry)
+        index = self._frame_count
+        self._frame_count += 1
+        dt = time_s - self._last_time_s if self._last_time_s is not None else math.inf
+        self._last_time_s = time_s
+        if self._state is None:
+            return self._initialise(frame, index, time_s, geometry)
+        observation = self._follow(frame, index, time_s, geometry, dt)
+        if observation.status is TrackingStatusValues.LOST:
+            self._lost_state, self._state = self._state, None
+        return observation
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _window_size_px(self, geometry: ProjectionGeometry) -> tuple[int, int]:
+        pixel_u, pixel_v = geometry.pixel_at_isocentre_mm
+        half_height = max(4, round(self.settings.roi_half_height_mm / pixel_v))
+        half_width = max(4, round(self.settings.roi_half_width_mm / pixel_u))
+        return half_height, half_width
+
+    def _initialise(
+        self, frame: npt.NDArray[Any], index: int, time_s: float, geometry: ProjectionGeometry
+    ) -> DomeObservation:
+        image = attenuation_image(frame, self.intensity)
+        region = None
+        seed = self.settings.seed_column_row
+        if seed is not None:
+            radius = self.settings.seed_radius_px
+            region = (
+                slice(max(0, round(seed[1]) - radius), round(seed[1]) + radius + 1),
+                slice(max(0, round(seed[0]) - radius), round(seed[0]) + radius + 1),
+            )
+        # At another gantry angle the dome looks different; only compare like with like.
+        same_view = (
+            self._lost_state is not None
+            and abs(math.remainder(geometry.gantry_deg - self._lost_state.gantry_deg, 360.0)) < 5.0
+        )
+        minimum_score = (
+            self.settings.reacquire_relative_score * self._reference_score
+            if self._reference_score is not None and same_view
+            else 0.0
+        )
+        candidates = [
+            c
+            for c in find_domes(image, region=region)
+            if c.contrast_to_noise >= self.settings.min_contrast_to_noise
+            and c.score >= minimum_score
+        ]
+        right_iec = iec_support_from_lps(np.array([-1.0, 0.0, 0.0]), self.settings.patient_position)
+        towards_column = float(np.dot(right_iec, geometry.u_axis))
+        candidate = choose_dome(
+            candidates,
+            patient_right_towards_column=towards_column,
+            hemidiaphragm=self.settings.hemidiaphragm,
+            pixel_at_isocentre_mm=geometry.pixel_at_isocentre_mm[0],
+        )
+        if candidate is None:
+            return self._lost(index, time_s, geometry)
+        if self._lost_state is not None:
+            resumed = self._resume(frame, index, time_s, geometry, candidate)
+            if resumed is not None:
+                return resumed
+        state = self._template_at(image, candidate, geometry)
+        if state is None:
+            return self._lost(index, time_s, geometry)
+        self._state = state
+        if self._reference_score is None:
+            self._reference_score = candidate.score
+        return self._observation(index, time_s, geometry, 1.0, TrackingStatusValues.TRACKED)
+
+    def _resume(
+        self,
+        frame: npt.NDArray[Any],
+        index: int,
+        time_s: float,
+        geometry: ProjectionGeometry,
+        candidate: DomeCandidate,
+    ) -> DomeObservation | None:
+        """Pick up the dome lost earlier with its old template, keeping its calibrated apex."""
+        state = self._lost_state
+        assert state is not None
+        state.row = candidate.apex_row - state.steepest_offset_rows
+        state.column = candidate.apex_column
+        self._state = state
+        observation = self._follow(frame, index, time_s, geometry, math.inf)
+        if observation.status is TrackingStatusValues.TRACKED:
+            self._lost_state = None
+            return observation
+        self._state = None
+        return None
+
+    def _template_at(
+        self, image: npt.NDArray[np.float32], candidate: DomeCandidate, geometry: ProjectionGeometry
+    ) -> _State | None:
+        half_height, half_width = self._window_size_px(geometry)
+        rows, cols = image.shape
+        column = round(candidate.apex_column)
+        # Refine the apex row to the sub-pixel gradient peak on the apex column.
+        top = round(candidate.apex_row) - half_height - 1
+        if top < 0 or top + 2 * half_height + 3 > rows:
+            return None
+        if column - half_width < 0 or column + half_width + 1 > cols:
+            return None
+        window = image[
+            top : top + 2 * half_height + 3, column - half_width : column + half_width + 1
+        ]
+        gradient = _gradient(window, candidate.polarity)
+        centre_columns = gradient[:, half_width - 2 : half_width + 3].mean(axis=1).astype(float)
+        peak = int(np.argmax(centre_columns[2:-2])) + 2
+        apex_row = top + 1 + peak + _parabolic_offset(centre_columns, peak)
+        centre = round(apex_row)
+        top = centre - half_height - 1
+        if top < 0 or top + 2 * half_height + 3 > rows:
+            return None
+        window = image[
+            top : top + 2 * half_height + 3, column - half_width : column + half_width + 1
+        ]
+        state = _State(
+            template=_gradient(window, candidate.polarity),
+            row=float(centre),
+            column=float(column),
+            curvature_per_px=candidate.curvature_per_px,
+            polarity=candidate.polarity,
+            frames_in_template=1,
+            gantry_deg=geometry.gantry_deg,
+            apex_offset_rows=apex_row - centre,
+            steepest_offset_rows=apex_row - centre,
+        )
+        self._accumulate_profile(state, window, 0.0)
+        return state
+
+    @staticmethod
+    def _profile(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.float64]:
+        """Attenuation down the central columns of a template-sized window."""
+        middle = window.shape[1] // 2
+        band = window[:, middle - _PROFILE_HALF_WIDTH_PX : middle + _PROFILE_HALF_WIDTH_PX + 1]
+        smooth = cv2.GaussianBlur(band, (0, 0), _GRADIENT_SIGMA_PX)
+        profile: npt.NDArray[np.float64] = polarity * smooth.mean(axis=1).astype(np.float64)
+        return profile
+
+    def _accumulate_profile(
+        self,
+        state: _State,
+        window: npt.NDArray[np.float32],
+        row_offset: float,
+        turning: bool = False,
+    ) -> None:
+        """Average aligned apex-column profiles, then place the apex at the edge onset.
+
+        The onset fit needs a low-noise profile: at a fixed gantry it is refitted on the mean of
+        the first frames and then frozen, so relative motion is never disturbed afterwards.
+        With a turning gantry the dome's profile changes with the angle: a running average is
+        refitted every few frames.
+        """
+        if turning and state.profile_frames >= _ONSET_FRAMES:
+            state.profile_sum *= (_ONSET_FRAMES - 1) / _ONSET_FRAMES
+            state.profile_frames = _ONSET_FRAMES - 1
+            state.extra["turning_frames"] = state.extra.get("turning_frames", 0) + 1
+        elif state.profile_frames >= _ONSET_FRAMES:
+            return
+        profile = self._profile(window, state.polarity)
+        if row_offset:
+            rows = np.arange(profile.size, dtype=np.float64)
+            profile = np.interp(rows + row_offset, rows, profile)
+        state.profile_sum = profile if state.profile_frames == 0 else state.profile_sum + profile
+        state.profile_frames += 1
+        refit = state.extra.get("turning_frames", 0) % _ONSET_FRAMES == 1
+        if state.profile_frames not in (1, _ONSET_FRAMES) or (turning and not refit):
+            return  # a fit per frame would cost latency; fit the first frame, then the mean
+        # Window row 0 sits one row above gradient row 0, i.e. template centre - half - 1.
+        half_height = (state.template.shape[0] - 1) // 2
+        steepest = half_height + 1 + state.steepest_offset_rows
+        fit = fit_edge_onset(state.profile_sum / state.profile_frames, steepest)
+        if fit is not None:
+            state.apex_offset_rows = fit[0] - (half_height + 1)
+
+    def _follow(
+        self,
+        frame: npt.NDArray[Any],
+        index: int,
+        time_s: float,
+        geometry: ProjectionGeometry,
+        dt: float,
+    ) -> DomeObservation:
+        state = self._state
+        assert state is not None
+        template = state.template
+        half_height = (template.shape[0] - 1) // 2
+        half_width = (template.shape[1] - 1) // 2
+        pixel_v = geometry.pixel_at_isocentre_mm[1]
+        search_mm = max(self.settings.min_search_mm, self.settings.max_speed_mm_per_s * dt)
+        search = round(min(search_mm / pixel_v, 4.0 * half_height))
+        turning = abs(math.remainder(geometry.gantry_deg - state.gantry_deg, 360.0)) > 1e-6
+        sideways = 3 if turning else 0
+        rows, cols = frame.shape
+        centre_row, centre_col = round(state.row), round(state.column)
+        top = centre_row - half_height - search - 1
+        left = centre_col - half_width - sideways
+        bottom = centre_row + half_height + search + 2
+        right = centre_col + half_width + sideways + 1
+        if top < 0 or bottom > rows or left < 0 or right > cols:
+            return self._lost(index, time_s, geometry)
+        window = attenuation_image(frame[top:bottom, left:right], self.intensity)
+        gradient = _gradient(window, state.polarity)
+        scores = self._ncc(gradient, template)
+        flat = int(np.argmax(scores))
+        k_row, k_col = np.unravel_index(flat, scores.shape)
+        peak = float(scores[k_row, k_col])
+        at_edge = k_row in (0, scores.shape[0] - 1)
+        row_offset = _parabolic_offset(scores[:, k_col].astype(float), int(k_row))
+        col_offset = (
+            _parabolic_offset(scores[k_row, :].astype(float), int(k_col)) if sideways else 0.0
+        )
+        new_row = top + 1 + k_row + half_height + row_offset
+        new_col = left + k_col + half_width + col_offset
+        if peak < self.settings.lost_confidence or at_edge:
+            return self._lost(index, time_s, geometry, confidence=max(peak, 0.0))
+        status = (
+            TrackingStatusValues.TRACKED
+            if peak >= self.settings.tracked_confidence
+            else TrackingStatusValues.LOW_CONFIDENCE
+        )
+        height, width = template.shape
+        if turning:
+            # The anatomy around the dome changes with the angle and the template follows it, so
+            # it can slide along the edge; re-centre on the vertex of the edge each frame.
+            shift = self._vertex_offset(gradient[k_row : k_row + height, k_col : k_col + width])
+            k_col = int(np.clip(k_col + round(shift), 0, scores.shape[1] - 1))
+            new_col = left + k_col + half_width
+        state.row, state.column = float(new_row), float(new_col)
+        if status is TrackingStatusValues.TRACKED:
+            self._remember(gradient[k_row : k_row + height, k_col : k_col + width], turning)
+            self._accumulate_profile(
+                state,
+                window[k_row : k_row + height + 2, k_col : k_col + width],
+                row_offset,
+                turning,
+            )
+        state.gantry_deg = geometry.gantry_deg
+        return self._observation(index, time_s, geometry, min(peak, 1.0), status)
+
+    @staticmethod
+    def _vertex_offset(aligned: npt.NDArray[np.float32]) -> float:
+        """Columns from the window centre to the top of the dome edge inside it (0 if unsure)."""
+        half_width = (aligned.shape[1] - 1) // 2
+        peaks = np.argmax(aligned, axis=0)
+        strength = aligned[peaks, np.arange(aligned.shape[1])]
+        usable = strength > 0.5 * float(strength.max())
+        if np.count_nonzero(usable) < 5:
+            return 0.0
+        columns = np.arange(aligned.shape[1], dtype=np.float64) - half_width
+        a, b, _ = np.polyfit(columns[usable], peaks[usable].astype(np.float64), 2)
+        if a <= 1e-4:
+            return 0.0
+        return float(np.clip(-b / (2.0 * a), -2.0, 2.0))
+
+    def _remember(self, aligned: npt.NDArray[np.float32], turning: bool) -> None:
+        """Blend the matched window into the template (see the module docstring)."""
+        state = self._state
+        assert state is not None
+        state.frames_in_template += 1
+        weight = 1.0 / state.frames_in_template
+        weight = max(weight, 0.3 if turning else 0.0)
+        if weight > 0:
+            state.template = ((1.0 - weight) * state.template + weight * aligned).astype(np.float32)
+
+    @staticmethod
+    def _ncc(
+        image: npt.NDArray[np.float32], template: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float64]:
+        """Normalised cross-correlation of ``template`` at every offset inside ``image``."""
+        scores = cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED)
+        return np.asarray(scores, dtype=np.float64)
+
+    # --- observations ---------------------------------------------------------------------
+
+    def _observation(
+        self,
+        index: int,
+        time_s: float,
+        geometry: ProjectionGeometry,
+        confidence: float,
+        status: TrackingStatusValues,
+    ) -> DomeObservation:
+        state = self._state
+        assert state is not None
+        apex_row = state.row + state.apex_offset_rows
+        apex_column = state.column
+        u_mm, v_mm = geometry.detector_mm_from_pixel(apex_column, apex_row)
+        columns = apex_column + np.arange(
+            -_DISPLAY_HALF_WIDTH_PX, _DISPLAY_HALF_WIDTH_PX + 1.0, 4.0
+        )
+        curve_rows = apex_row + state.curvature_per_px * (columns - apex_column) ** 2
+        return DomeObservation(
+            frame_index=index,
+            time_s=float(time_s),
+            status=status,
+            confidence=float(np.clip(confidence, 0.0, 1.0)),
+            apex_column=float(apex_column),
+            apex_row=float(apex_row),
+            apex_u_mm=float(u_mm),
+            apex_v_mm=float(v_mm),
+            si_isocentre_mm=float(-v_mm / geometry.magnification),
+            dome_columns=columns,
+            dome_rows=curve_rows,
+            gantry_deg=geometry.gantry_deg,
+        )
+
+    def _lost(
+        self, index: int, time_s: float, geometry: ProjectionGeometry, confidence: float = 0.0
+    ) -> DomeObservation:
+        nan = math.nan
+        empty = np.empty(0)
+        return DomeObservation(
+            frame_index=index,
+            time_s=float(time_s),
+            status=TrackingStatusValues.LOST,
+            confidence=float(np.clip(confidence, 0.0, 1.0)),
+            apex_column=nan,
+            apex_row=nan,
+            apex_u_mm=nan,
+            apex_v_mm=nan,
+            si_isocentre_mm=nan,
+            dome_columns=empty,
+            dome_rows=empty,
+            gantry_deg=geometry.gantry_deg,
+        )
+
+    # --- validation -----------------------------------------------------------------------
+
+    def _validate(
+        self, frame: npt.NDArray[Any], time_s: float, geometry: ProjectionGeometry
+    ) -> npt.NDArray[Any]:
+        array = np.asarray(frame)
+        if array.ndim != 2:
+            raise InvalidInputError(
+                f"a frame must be a 2D image, got shape {array.shape}", field="frame"
+            )
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise InvalidInputError(f"unsupported frame dtype {array.dtype}", field="frame")
+        if not isinstance(geometry, ProjectionGeometry):
+            raise GeometryError("every frame needs its ProjectionGeometry", field="geometry")
+        if array.shape != geometry.detector_shape:
+            raise GeometryError(
+                f"frame is {array.shape} but the geometry describes {geometry.detector_shape}",
+                field="geometry",
+            )
+        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+            raise InvalidInputError("the frame holds NaN or infinite pixels", field="frame")
+        if not math.isfinite(time_s):
+            raise InvalidInputError("time_s must be finite", field="time_s")
+        if self._last_time_s is not None and time_s <= self._last_time_s:
+            raise InvalidInputError(
+                f"frame time {time_s} s is not after the previous {self._last_time_s} s",
+                field="time_s",
+            )
+        return array
+
+
+def track_dome(sequence: FluoroSequence, settings: TrackerSettings | None = None) -> DomeTrack:
+    """Track the dome on every frame of a sequence (the batch form of :class:`DomeTracker`).
+
+    Raises
+    ------
+    InvalidInputError
+        A sequence of a single frame (motion needs a sequence), or a constant first frame.
+    """
+    if sequence.n_frames < 2:
+        raise InvalidInputError("tracking needs a sequence of at least two frames", field="frames")
+    tracker = DomeTracker(settings, sequence.intensity)
+    observations = tuple(
+        tracker.update(sequence.frames[i], float(sequence.timestamps_s[i]), sequence.geometries[i])
+        for i in range(sequence.n_frames)
+    )
+    return DomeTrack(observations)
