@@ -403,7 +403,7 @@ class DomeTracker:
         gradient = _gradient(window, state.polarity)
         scores = self._ncc(gradient, template)
         flat = int(np.argmax(scores))
-        k_row, k_col = np.unravel_index(flat, scores.shape)
+        k_row, k_col = (int(k) for k in np.unravel_index(flat, scores.shape))
         peak = float(scores[k_row, k_col])
         at_edge = k_row in (0, scores.shape[0] - 1)
         row_offset = _parabolic_offset(scores[:, k_col].astype(float), int(k_row))
