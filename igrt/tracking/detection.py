@@ -29,6 +29,7 @@ __all__ = [
 
 _CURVATURES_PER_PX = (0.002, 0.004, 0.008, 0.016)
 _SMOOTHING_SIGMA_PX = 2.0
+_MAX_DOME_HEIGHT_DIFFERENCE_MM = 60.0
 
 
 class HemidiaphragmValues(enum.Enum):
@@ -221,9 +222,12 @@ def choose_dome(
     sign = np.sign(patient_right_towards_column)
     if hemidiaphragm is HemidiaphragmValues.LEFT:
         sign = -sign
-    best = strong[0]
+    # The two domes sit side by side at similar heights (the left 1-2 cm lower): only a
+    # strong edge beside the strongest one, not above or below it, can be the other dome.
+    strongest = best = strong[0]
     for candidate in strong[1:]:
         towards = sign * (candidate.apex_column - best.apex_column) * pixel_at_isocentre_mm
-        if towards > 40.0:
+        height_mm = abs(candidate.apex_row - strongest.apex_row) * pixel_at_isocentre_mm
+        if towards > 40.0 and height_mm < _MAX_DOME_HEIGHT_DIFFERENCE_MM:
             best = candidate
     return best
