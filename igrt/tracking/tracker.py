@@ -7,18 +7,22 @@ Method
    the geometry and patient position to know which panel side is the patient's right. The
    template is the vertical gradient of the smoothed attenuation image in a small window around
    the apex, and the apex row is the sub-pixel peak of that gradient on the apex column.
-2. **Tracking**: each frame, the template is located by normalised cross-correlation over a
-   vertical search range sized from the frame interval and a maximum dome speed (and a few
-   columns sideways when the gantry turns), refined to sub-pixel by a parabola through the
-   correlation peak. Only a window of a few thousand pixels is touched per frame, which is what
-   makes the tracker fast.
-3. **Template memory**: the template averages the first frames (noise), then follows slowly at a
-   fixed gantry; with a rotating gantry it follows faster, since the anatomy around the dome
-   changes with the angle (the idea behind RTK's Amsterdam Shroud: register neighbouring
-   projections).
-4. **Trust**: the correlation peak is the confidence. Below ``tracked_confidence`` a frame is
-   low-confidence; below ``lost_confidence``, at the edge of the search range, or with the
-   window leaving the panel, it is lost and the next frame re-initialises.
+2. **Fixed gantry (fluoroscopy)**: each frame, the template is located by normalised
+   cross-correlation over a vertical search range sized from the frame interval and a maximum
+   dome speed, refined to sub-pixel by a parabola through the correlation peak. Only a window
+   of a few thousand pixels is touched per frame, which is what makes the tracker fast. The
+   template averages the first frames (less noise), then stays fixed so it cannot drift.
+3. **Rotating gantry (CBCT projections)**: the anatomy around the dome changes with the angle,
+   so a template would drift; instead the edge itself is followed: per column the steepest rise
+   near the previous dome curve, a robust parabola through those points, its vertex as the apex
+   (see :meth:`DomeTracker._follow_edge`). The share of columns agreeing with the parabola is
+   the confidence.
+4. **Apex**: the tracked feature is the steepest point of the edge; the reported apex is the
+   edge onset fitted by :func:`igrt.tracking.onset.fit_edge_onset` (the projected 3D apex).
+5. **Trust**: below ``tracked_confidence`` a frame is low-confidence; below
+   ``lost_confidence``, at the edge of the search range, or with the window leaving the panel,
+   it is lost and the next frames re-detect the dome (resuming the old template if it still
+   matches).
 
 The batch form :func:`track_dome` runs the streaming :class:`DomeTracker` over the sequence, so
 both forms give identical results by construction.
@@ -54,6 +58,8 @@ _GRADIENT_SIGMA_PX = 1.0
 _DISPLAY_HALF_WIDTH_PX = 40
 _PROFILE_HALF_WIDTH_PX = 6
 _ONSET_FRAMES = 8
+_EDGE_SIGMA_PX = 1.5
+_EDGE_ONSET_SMOOTHING = 0.2  # running-average weight of each frame's onset while turning
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,6 @@ class _State:
     steepest_offset_rows: float = 0.0  # steepest-rise row minus template centre row
     profile_sum: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     profile_frames: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def _gradient(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.float32]:
@@ -338,24 +343,14 @@ class DomeTracker:
         return profile
 
     def _accumulate_profile(
-        self,
-        state: _State,
-        window: npt.NDArray[np.float32],
-        row_offset: float,
-        turning: bool = False,
+        self, state: _State, window: npt.NDArray[np.float32], row_offset: float
     ) -> None:
         """Average aligned apex-column profiles, then place the apex at the edge onset.
 
-        The onset fit needs a low-noise profile: at a fixed gantry it is refitted on the mean of
-        the first frames and then frozen, so relative motion is never disturbed afterwards.
-        With a turning gantry the dome's profile changes with the angle: a running average is
-        refitted every few frames.
+        The onset fit needs a low-noise profile: it is refitted on the mean of the first frames
+        and then frozen, so relative motion is never disturbed afterwards.
         """
-        if turning and state.profile_frames >= _ONSET_FRAMES:
-            state.profile_sum *= (_ONSET_FRAMES - 1) / _ONSET_FRAMES
-            state.profile_frames = _ONSET_FRAMES - 1
-            state.extra["turning_frames"] = state.extra.get("turning_frames", 0) + 1
-        elif state.profile_frames >= _ONSET_FRAMES:
+        if state.profile_frames >= _ONSET_FRAMES:
             return
         profile = self._profile(window, state.polarity)
         if row_offset:
@@ -363,8 +358,7 @@ class DomeTracker:
             profile = np.interp(rows + row_offset, rows, profile)
         state.profile_sum = profile if state.profile_frames == 0 else state.profile_sum + profile
         state.profile_frames += 1
-        refit = state.extra.get("turning_frames", 0) % _ONSET_FRAMES == 1
-        if state.profile_frames not in (1, _ONSET_FRAMES) or (turning and not refit):
+        if state.profile_frames not in (1, _ONSET_FRAMES):
             return  # a fit per frame would cost latency; fit the first frame, then the mean
         # Window row 0 sits one row above gradient row 0, i.e. template centre - half - 1.
         half_height = (state.template.shape[0] - 1) // 2
@@ -390,7 +384,9 @@ class DomeTracker:
         search_mm = max(self.settings.min_search_mm, self.settings.max_speed_mm_per_s * dt)
         search = round(min(search_mm / pixel_v, 4.0 * half_height))
         turning = abs(math.remainder(geometry.gantry_deg - state.gantry_deg, 360.0)) > 1e-6
-        sideways = 3 if turning else 0
+        if turning:
+            return self._follow_edge(frame, index, time_s, geometry, search)
+        sideways = 0
         rows, cols = frame.shape
         centre_row, centre_col = round(state.row), round(state.column)
         top = centre_row - half_height - search - 1
@@ -420,48 +416,102 @@ class DomeTracker:
             else TrackingStatusValues.LOW_CONFIDENCE
         )
         height, width = template.shape
-        if turning:
-            # The anatomy around the dome changes with the angle and the template follows it, so
-            # it can slide along the edge; re-centre on the vertex of the edge each frame.
-            shift = self._vertex_offset(gradient[k_row : k_row + height, k_col : k_col + width])
-            k_col = int(np.clip(k_col + round(shift), 0, scores.shape[1] - 1))
-            new_col = left + k_col + half_width
         state.row, state.column = float(new_row), float(new_col)
         if status is TrackingStatusValues.TRACKED:
-            self._remember(gradient[k_row : k_row + height, k_col : k_col + width], turning)
+            self._remember(gradient[k_row : k_row + height, k_col : k_col + width])
             self._accumulate_profile(
-                state,
-                window[k_row : k_row + height + 2, k_col : k_col + width],
-                row_offset,
-                turning,
+                state, window[k_row : k_row + height + 2, k_col : k_col + width], row_offset
             )
         state.gantry_deg = geometry.gantry_deg
         return self._observation(index, time_s, geometry, min(peak, 1.0), status)
 
-    @staticmethod
-    def _vertex_offset(aligned: npt.NDArray[np.float32]) -> float:
-        """Columns from the window centre to the top of the dome edge inside it (0 if unsure)."""
-        half_width = (aligned.shape[1] - 1) // 2
-        peaks = np.argmax(aligned, axis=0)
-        strength = aligned[peaks, np.arange(aligned.shape[1])]
-        usable = strength > 0.5 * float(strength.max())
-        if np.count_nonzero(usable) < 5:
-            return 0.0
-        columns = np.arange(aligned.shape[1], dtype=np.float64) - half_width
-        a, b, _ = np.polyfit(columns[usable], peaks[usable].astype(np.float64), 2)
-        if a <= 1e-4:
-            return 0.0
-        return float(np.clip(-b / (2.0 * a), -2.0, 2.0))
+    def _follow_edge(
+        self,
+        frame: npt.NDArray[Any],
+        index: int,
+        time_s: float,
+        geometry: ProjectionGeometry,
+        search: int,
+    ) -> DomeObservation:
+        """Follow the dome edge itself while the gantry turns (no template to drift).
 
-    def _remember(self, aligned: npt.NDArray[np.float32], turning: bool) -> None:
-        """Blend the matched window into the template (see the module docstring)."""
+        Per column, the steepest rise within ``search`` rows of the previous dome curve; a
+        parabola fitted to those points with outliers (ribs, heart, spine crossing the edge)
+        rejected; its vertex is the apex of this projection. The apex is then moved to the edge
+        onset with a running average of per-frame onset fits, since the edge's profile changes
+        with the angle.
+        """
         state = self._state
         assert state is not None
+        half_width = 2 * ((state.template.shape[1] - 1) // 2)
+        rows, cols = frame.shape
+        centre_row, centre_col = round(state.row), round(state.column)
+        margin = search + 2 + round(state.curvature_per_px * half_width**2)
+        top, bottom = centre_row - margin - 1, centre_row + margin + 2
+        left, right = centre_col - half_width, centre_col + half_width + 1
+        if top < 0 or bottom > rows or left < 0 or right > cols:
+            return self._lost(index, time_s, geometry)
+        window = attenuation_image(frame[top:bottom, left:right], self.intensity)
+        smooth = cv2.GaussianBlur(window, (0, 0), _EDGE_SIGMA_PX)
+        gradient = (smooth[2:] - smooth[:-2]) * (0.5 * state.polarity)
+        offsets = np.arange(-half_width, half_width + 1, dtype=np.float64)
+        offsets_from_apex = offsets + centre_col - state.column
+        expected = state.row + state.curvature_per_px * offsets_from_apex**2 - (top + 1)
+        row_index = np.arange(gradient.shape[0], dtype=np.float64)[:, None]
+        allowed = np.abs(row_index - expected[None, :]) <= search
+        masked = np.where(allowed, gradient, -np.inf)
+        peaks = np.argmax(masked, axis=0)
+        columns = np.arange(gradient.shape[1])
+        strength = gradient[peaks, columns]
+        above = gradient[np.clip(peaks - 1, 0, None), columns]
+        below = gradient[np.clip(peaks + 1, None, gradient.shape[0] - 1), columns]
+        curvature = above - 2.0 * strength + below
+        interior = (peaks > 0) & (peaks < gradient.shape[0] - 1) & (curvature < 0)
+        sub_pixel = np.where(interior, 0.5 * (above - below) / np.where(interior, curvature, -1), 0)
+        edge_rows = peaks + sub_pixel
+        usable = strength > 0.3 * max(float(strength.max()), 1e-12)
+        fit = None
+        for _ in range(3):
+            if np.count_nonzero(usable) < 6:
+                break
+            fit = np.polyfit(offsets[usable], edge_rows[usable], 2, w=np.sqrt(strength[usable]))
+            residual = edge_rows - np.polyval(fit, offsets)
+            spread = float(np.std(residual[usable]))
+            usable &= np.abs(residual) < max(1.5, 2.5 * spread)
+        inliers = float(np.count_nonzero(usable)) / offsets.size
+        if fit is None or fit[0] <= 1e-4 or inliers < self.settings.lost_confidence:
+            return self._lost(index, time_s, geometry, confidence=inliers)
+        vertex = float(np.clip(-fit[1] / (2.0 * fit[0]), -half_width / 2, half_width / 2))
+        state.row = float(np.polyval(fit, vertex)) + top + 1
+        state.column = centre_col + vertex
+        state.curvature_per_px = float(fit[0])
+        state.gantry_deg = geometry.gantry_deg
+        profile = self._profile(
+            window[:, round(vertex) + half_width - _PROFILE_HALF_WIDTH_PX - 1 :][
+                :, : 2 * _PROFILE_HALF_WIDTH_PX + 3
+            ],
+            state.polarity,
+        )
+        onset = fit_edge_onset(profile, state.row - top)
+        if onset is not None:
+            measured = onset[0] + top - state.row
+            state.apex_offset_rows += _EDGE_ONSET_SMOOTHING * (measured - state.apex_offset_rows)
+        status = (
+            TrackingStatusValues.TRACKED
+            if inliers >= self.settings.tracked_confidence
+            else TrackingStatusValues.LOW_CONFIDENCE
+        )
+        return self._observation(index, time_s, geometry, inliers, status)
+
+    def _remember(self, aligned: npt.NDArray[np.float32]) -> None:
+        """Average the first matched windows into the template, then keep it (less noise)."""
+        state = self._state
+        assert state is not None
+        if state.frames_in_template >= _ONSET_FRAMES:
+            return
         state.frames_in_template += 1
         weight = 1.0 / state.frames_in_template
-        weight = max(weight, 0.3 if turning else 0.0)
-        if weight > 0:
-            state.template = ((1.0 - weight) * state.template + weight * aligned).astype(np.float32)
+        state.template = ((1.0 - weight) * state.template + weight * aligned).astype(np.float32)
 
     @staticmethod
     def _ncc(
