@@ -1,0 +1,408 @@
+"""The versioned, configurable motion-management protocol for liver SBRT.
+
+A :class:`MotionProtocol` holds every threshold the breathing analysis
+(:mod:`igrt.breathing_analysis`), the motion-management decision (:mod:`igrt.decision`) and the
+margin suggestion (:mod:`igrt.margins`) apply. Every decision records the protocol's
+``version``, so a protocol that differs in any value from the defaults must carry its own
+version string (construction refuses a modified protocol that still claims the default version).
+
+Defaults and where they come from
+---------------------------------
+Sources are the reference figures of ``shared/domain/CLINICAL.md`` (cited as CLINICAL.md) and
+the papers it lists. Where a value is a protocol choice rather than a published figure, the
+table says so.
+
+=====================================  ===========  ===============================================
+field                                  default      justification
+=====================================  ===========  ===============================================
+``motion_threshold_mm``                5.0 mm       CLINICAL.md §2: liver motion > 5 mm gets motion
+                                                    management (matches AAPM TG-76).
+``excursion_statistic``                median       The 5 mm trigger concerns the typical breath,
+                                                    as do the reference figures (Eccles 2011 mean,
+                                                    Liang 2018 median peak-to-peak motion); large
+                                                    breaths are checked separately with
+                                                    ``no_device_max_p95_excursion_mm``.
+``borderline_coverage_factor``         1.0          ``k`` of the borderline band
+                                                    ``excursion ± k·uncertainty``: k = 1 re-assesses
+                                                    when the standard uncertainty straddles the
+                                                    threshold. Missing the threshold by less than
+                                                    one SD matters little (the >= 5 mm PTV margin
+                                                    absorbs it) while re-assessment costs another
+                                                    fluoroscopy; use k = 2 for ~95 % coverage.
+``no_device_max_p95_excursion_mm``     7.0 mm       Protocol choice: "no device" also needs the
+                                                    95th-percentile breath within the 5 mm trigger
+                                                    plus the 2 mm SBRT positioning tolerance
+                                                    (AAPM MPPG 9.a, CLINICAL.md).
+``min_abc_holds``                      2            Protocol choice: hold-to-hold reproducibility
+                                                    can only be measured from two holds or more.
+``min_hold_duration_s``                20.0 s       Protocol choice: an ABC hold must last long
+                                                    enough to deliver part of a fraction; Khot,
+                                                    BJR 2020 report the dome drifting over holds of
+                                                    ~24 s, so holds are judged over >= 20 s.
+``max_hold_drift_mm``                  3.0 mm       Eccles, IJROBP 2006: diaphragm motion within a
+                                                    hold 1.4 mm mean, 0-3.4 mm range in suitable
+                                                    patients; 3 mm also equals the repositioning
+                                                    threshold. Khot 2020's 5.6 mm rise fails it.
+``max_hold_reproducibility_mm``        3.0 mm       Hold-to-hold range of the hold level: above the
+                                                    3 mm repositioning threshold (CLINICAL.md §4)
+                                                    every hold could need a correction.
+``compression_residual_threshold_mm``  5.0 mm       Hu, Radiat Oncol 2016: compression "effective"
+                                                    when residual CC motion <= 5 mm (liver under
+                                                    compression 5.3 ± 2.2 mm; Heinzerling, IJROBP
+                                                    2008: 13.6 -> 8.3 -> 7.2 mm).
+``min_ptv_margin_mm``                  5.0 mm       CLINICAL.md §3: PTV expansion minimum 5 mm.
+``van_herk_systematic_coefficient``    2.5          van Herk, IJROBP 2000: M = 2.5Σ + 0.7σ.
+``van_herk_random_coefficient``        0.7          van Herk, IJROBP 2000.
+``repositioning_threshold_mm``         3.0 mm       CLINICAL.md §4: reposition when the liver
+                                                    offset exceeds 3 mm (used by later modules).
+``intrafraction_alert_mm``             3.0 mm       KIM action rule (Keall et al.; LARK): offset
+                                                    > 3 mm ...
+``intrafraction_alert_duration_s``     5.0 s        ... persisting > 5 s (used by later modules).
+``min_cycles``                         5            Protocol choice: with 5 cycles and a typical
+                                                    15 % amplitude variation the median excursion
+                                                    is known to ~±8 % (1.25·CV/√n).
+``max_lost_fraction``                  0.10         Protocol choice: more than 10 % of frames lost
+                                                    or below ``min_sample_confidence`` makes the
+                                                    tracking untrustworthy as a whole.
+``max_gap_s``                          1.0 s        A gap longer than a quarter of a typical 4 s
+                                                    breath can hide an extreme; cycles that overlap
+                                                    such a gap are discarded.
+``min_sample_confidence``              0.5          Tracker confidence below which a sample counts
+                                                    as lost.
+``min_period_s`` / ``max_period_s``    1.5 / 12 s   Breathing band searched for the dominant period
+                                                    (5-40 breaths per minute).
+``min_cycle_distance_fraction``        0.5          Minimum distance between two extremes of the
+                                                    same kind, as a fraction of the dominant
+                                                    period (the adaptive "minimum period").
+``min_prominence_fraction``            0.3          Minimum prominence of an extreme, as a fraction
+                                                    of the typical (75th-percentile) prominence.
+``outlier_z``                          3.5          Modified z-score (Iglewicz & Hoaglin) above
+                                                    which a cycle is an outlier (cough, sigh).
+``outlier_min_scale_fraction``         0.1          Floor of the robust spread used for outliers,
+                                                    as a fraction of the median excursion.
+``hold_detection_min_s``               5.0 s        A still interval away from end-exhale shorter
+                                                    than this is not reported as a breath hold.
+``hold_max_speed_mm_per_s``            1.0 mm/s     Above the fastest reported creep (Khot 2020:
+                                                    5.6 mm / 24 s ≈ 0.23 mm/s), far below breathing.
+``hold_min_depth_fraction``            0.5          A hold lies at least half the median excursion
+                                                    away from the end-exhale level.
+``max_outlier_fraction``               0.33         Protocol choice: when more than a third of
+                                                    the cycles are outliers the "typical breath" is
+                                                    no longer typical; the analysis is degraded.
+``max_irregularity_cv``                0.3          Informational flag when the coefficient of
+                                                    variation of amplitude or period exceeds it.
+=====================================  ===========  ===============================================
+
+Examples
+--------
+>>> DEFAULT_PROTOCOL.motion_threshold_mm
+5.0
+>>> custom = MotionProtocol(version="site-x-2026.1", motion_threshold_mm=4.0)
+>>> MotionProtocol.from_dict(custom.to_dict()) == custom
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from igrt.errors import InvalidInputError
+
+__all__ = [
+    "DEFAULT_PROTOCOL",
+    "DEFAULT_PROTOCOL_VERSION",
+    "ExcursionStatisticValues",
+    "MotionProtocol",
+]
+
+DEFAULT_PROTOCOL_VERSION = "pmh-liver-sbrt-2026.1"
+"""Version string of the defaults below (Princess Margaret liver SBRT, CLINICAL.md)."""
+
+
+class ExcursionStatisticValues(enum.Enum):
+    """Which per-cycle excursion summary the decision compares with the thresholds."""
+
+    MEDIAN = "median"
+    """Median peak-to-peak amplitude of the (non-outlier) cycles: the typical breath."""
+    P95 = "p95"
+    """95th percentile of the cycle amplitudes: the large breaths."""
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{name} must be a real number, got {value!r}", field=name)
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInputError(f"{name} must be finite, got {value!r}", field=name)
+    return number
+
+
+def _positive(value: object, name: str) -> float:
+    number = _number(value, name)
+    if number <= 0:
+        raise InvalidInputError(f"{name} must be positive, got {value!r}", field=name)
+    return number
+
+
+def _non_negative(value: object, name: str) -> float:
+    number = _number(value, name)
+    if number < 0:
+        raise InvalidInputError(f"{name} must not be negative, got {value!r}", field=name)
+    return number
+
+
+def _fraction(value: object, name: str) -> float:
+    number = _number(value, name)
+    if not 0.0 < number < 1.0:
+        raise InvalidInputError(
+            f"{name} must lie strictly between 0 and 1, got {value!r}", field=name
+        )
+    return number
+
+
+def _count(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}", field=name)
+    if value < minimum:
+        raise InvalidInputError(f"{name} must be at least {minimum}, got {value!r}", field=name)
+    return value
+
+
+@dataclass(frozen=True)
+class MotionProtocol:
+    """Thresholds and analysis settings of the motion-assessment protocol (all lengths in mm).
+
+    The defaults and their sources are tabulated in the module docstring. Values are checked
+    on construction; integers given for float fields are stored as floats.
+
+    Parameters
+    ----------
+    version : str
+        Identifier recorded with every decision. Must be changed whenever any other value
+        differs from its default.
+    motion_threshold_mm : float
+        Peak-to-peak SI excursion above which motion management is indicated, mm.
+    excursion_statistic : ExcursionStatisticValues or str
+        Which excursion summary the decision compares with the threshold (``"median"``).
+    borderline_coverage_factor : float
+        ``k`` of the borderline band ``excursion ± k·uncertainty``; 0 disables the band.
+    no_device_max_p95_excursion_mm : float
+        Largest 95th-percentile excursion with which "no device" (or "compression effective")
+        may be recommended, mm; must be at least the relevant threshold.
+    min_abc_holds : int
+        Breath holds needed to judge ABC suitability.
+    min_hold_duration_s : float
+        Shortest acceptable ABC hold, s.
+    max_hold_drift_mm : float
+        Largest acceptable dome movement within one hold, mm.
+    max_hold_reproducibility_mm : float
+        Largest acceptable range of the hold levels between holds, mm.
+    compression_residual_threshold_mm : float
+        Largest acceptable residual excursion under abdominal compression, mm.
+    min_ptv_margin_mm : float
+        Floor of the suggested PTV margin, mm.
+    van_herk_systematic_coefficient, van_herk_random_coefficient : float
+        Coefficients of ``M = a·Σ + b·σ``.
+    repositioning_threshold_mm : float
+        Daily liver offset above which the patient is repositioned, mm (used later).
+    intrafraction_alert_mm, intrafraction_alert_duration_s : float
+        Intrafraction action rule: offset above ``intrafraction_alert_mm`` for longer than
+        ``intrafraction_alert_duration_s`` (used later).
+    min_cycles : int
+        Fewest non-outlier breathing cycles for a trustworthy analysis.
+    max_lost_fraction : float
+        Largest fraction of lost or low-confidence samples for a trustworthy analysis.
+    max_gap_s : float
+        Longest gap in the valid samples across which a cycle is still measured, s.
+    min_sample_confidence : float
+        Samples whose tracking confidence is below this count as lost.
+    min_period_s, max_period_s : float
+        Range of breathing periods searched for the dominant period, s.
+    min_cycle_distance_fraction : float
+        Minimum distance between two extremes of the same kind / dominant period.
+    min_prominence_fraction : float
+        Minimum prominence of an extreme / typical prominence.
+    outlier_z : float
+        Modified z-score above which a cycle is an outlier.
+    outlier_min_scale_fraction : float
+        Floor of the robust spread for outlier detection / median excursion.
+    max_outlier_fraction : float
+        Largest fraction of outlier cycles for a trustworthy analysis.
+    hold_detection_min_s : float
+        Shortest still interval reported as a breath hold, s.
+    hold_max_speed_mm_per_s : float
+        Largest smoothed SI speed inside a breath hold, mm/s.
+    hold_min_depth_fraction : float
+        Smallest distance of a hold from the end-exhale level / median excursion.
+    max_irregularity_cv : float
+        Amplitude or period coefficient of variation above which the analysis is flagged
+        irregular (informational).
+
+    Raises
+    ------
+    InvalidInputError
+        If a value is of the wrong type, not finite, out of range, inconsistent with another
+        (``min_period_s >= max_period_s``, a p95 limit below its threshold), or the protocol
+        differs from the defaults while keeping the default version.
+    """
+
+    version: str = DEFAULT_PROTOCOL_VERSION
+    motion_threshold_mm: float = 5.0
+    excursion_statistic: ExcursionStatisticValues = ExcursionStatisticValues.MEDIAN
+    borderline_coverage_factor: float = 1.0
+    no_device_max_p95_excursion_mm: float = 7.0
+    min_abc_holds: int = 2
+    min_hold_duration_s: float = 20.0
+    max_hold_drift_mm: float = 3.0
+    max_hold_reproducibility_mm: float = 3.0
+    compression_residual_threshold_mm: float = 5.0
+    min_ptv_margin_mm: float = 5.0
+    van_herk_systematic_coefficient: float = 2.5
+    van_herk_random_coefficient: float = 0.7
+    repositioning_threshold_mm: float = 3.0
+    intrafraction_alert_mm: float = 3.0
+    intrafraction_alert_duration_s: float = 5.0
+    min_cycles: int = 5
+    max_lost_fraction: float = 0.1
+    max_gap_s: float = 1.0
+    min_sample_confidence: float = 0.5
+    min_period_s: float = 1.5
+    max_period_s: float = 12.0
+    min_cycle_distance_fraction: float = 0.5
+    min_prominence_fraction: float = 0.3
+    outlier_z: float = 3.5
+    outlier_min_scale_fraction: float = 0.1
+    max_outlier_fraction: float = 0.33
+    hold_detection_min_s: float = 5.0
+    hold_max_speed_mm_per_s: float = 1.0
+    hold_min_depth_fraction: float = 0.5
+    max_irregularity_cv: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version, str) or not self.version.strip():
+            raise InvalidInputError("version must be a non-empty string", field="version")
+        try:
+            statistic = ExcursionStatisticValues(
+                self.excursion_statistic.value
+                if isinstance(self.excursion_statistic, ExcursionStatisticValues)
+                else self.excursion_statistic
+            )
+        except ValueError:
+            raise InvalidInputError(
+                f"excursion_statistic must be one of "
+                f"{[m.value for m in ExcursionStatisticValues]}, got {self.excursion_statistic!r}",
+                field="excursion_statistic",
+            ) from None
+        object.__setattr__(self, "excursion_statistic", statistic)
+        positive = (
+            "motion_threshold_mm",
+            "no_device_max_p95_excursion_mm",
+            "min_hold_duration_s",
+            "compression_residual_threshold_mm",
+            "van_herk_systematic_coefficient",
+            "van_herk_random_coefficient",
+            "repositioning_threshold_mm",
+            "intrafraction_alert_mm",
+            "intrafraction_alert_duration_s",
+            "max_gap_s",
+            "min_period_s",
+            "max_period_s",
+            "outlier_z",
+            "hold_detection_min_s",
+            "hold_max_speed_mm_per_s",
+            "max_irregularity_cv",
+        )
+        non_negative = (
+            "borderline_coverage_factor",
+            "max_hold_drift_mm",
+            "max_hold_reproducibility_mm",
+            "min_ptv_margin_mm",
+        )
+        fractions = (
+            "max_lost_fraction",
+            "min_sample_confidence",
+            "min_cycle_distance_fraction",
+            "min_prominence_fraction",
+            "outlier_min_scale_fraction",
+            "max_outlier_fraction",
+            "hold_min_depth_fraction",
+        )
+        for name in positive:
+            object.__setattr__(self, name, _positive(getattr(self, name), name))
+        for name in non_negative:
+            object.__setattr__(self, name, _non_negative(getattr(self, name), name))
+        for name in fractions:
+            object.__setattr__(self, name, _fraction(getattr(self, name), name))
+        _count(self.min_abc_holds, "min_abc_holds", 1)
+        _count(self.min_cycles, "min_cycles", 2)
+        if self.min_period_s >= self.max_period_s:
+            raise InvalidInputError(
+                f"min_period_s ({self.min_period_s}) must be below max_period_s "
+                f"({self.max_period_s})",
+                field="min_period_s",
+            )
+        largest_threshold = max(self.motion_threshold_mm, self.compression_residual_threshold_mm)
+        if self.no_device_max_p95_excursion_mm < largest_threshold:
+            raise InvalidInputError(
+                f"no_device_max_p95_excursion_mm ({self.no_device_max_p95_excursion_mm}) must be "
+                f"at least the motion and compression thresholds ({largest_threshold})",
+                field="no_device_max_p95_excursion_mm",
+            )
+        if self.version == DEFAULT_PROTOCOL_VERSION:
+            changed = [
+                f.name
+                for f in dataclasses.fields(self)
+                if f.name != "version" and getattr(self, f.name) != f.default
+            ]
+            if changed:
+                raise InvalidInputError(
+                    f"this protocol differs from {DEFAULT_PROTOCOL_VERSION!r} in "
+                    f"{', '.join(changed)}: give it its own version string",
+                    field="version",
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping of every field (the statistic as its string value)."""
+        result: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            result[f.name] = value.value if isinstance(value, enum.Enum) else value
+        return result
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> MotionProtocol:
+        """Build a protocol from a mapping such as :meth:`to_dict` returns.
+
+        Parameters
+        ----------
+        values : mapping
+            Field names to values; ``version`` is required, absent fields take their default.
+
+        Returns
+        -------
+        MotionProtocol
+
+        Raises
+        ------
+        InvalidInputError
+            If ``values`` is not a mapping, lacks ``version``, names an unknown field
+            (``field`` is that name), or a value is invalid.
+        """
+        if not isinstance(values, Mapping):
+            raise InvalidInputError("a protocol must be given as a mapping", field="protocol")
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise InvalidInputError(f"unknown protocol field {key!r}", field=str(key))
+        if "version" not in values:
+            raise InvalidInputError("a protocol needs a version", field="version")
+        return cls(**dict(values))
+
+
+DEFAULT_PROTOCOL = MotionProtocol()
+"""The protocol of CLINICAL.md, version :data:`DEFAULT_PROTOCOL_VERSION`."""
