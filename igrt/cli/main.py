@@ -23,7 +23,7 @@ EXIT_PROCESSING_FAILED = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from igrt.cli import serve, simulate
+    from igrt.cli import motion, serve, simulate, token
 
     parser = argparse.ArgumentParser(
         prog="igrt",
@@ -31,8 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"igrt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    motion.register(commands)
     serve.register(commands)
     simulate.register(commands)
+    token.register(commands)
     return parser
 
 
