@@ -324,11 +324,12 @@ def assess_motion(
     ProcessingError
         When the dome cannot be found on the first frames.
     """
-    source = (
-        Path(recording).name
-        if isinstance(recording, str | os.PathLike)
-        else type(recording).__name__
-    )
+    if isinstance(recording, str | os.PathLike):
+        source = Path(recording).name
+    elif isinstance(recording, BreathingTrace) and recording.source:
+        source = recording.source
+    else:
+        source = type(recording).__name__
     loaded = (
         load_recording(recording, geometry)
         if isinstance(recording, str | os.PathLike)
