@@ -58,6 +58,9 @@ _GRADIENT_SIGMA_PX = 1.0
 _DISPLAY_HALF_WIDTH_PX = 40
 _PROFILE_HALF_WIDTH_PX = 6
 _ONSET_FRAMES = 8
+_REFINE_ROWS = 3
+_RECENT_PEAKS = 15
+_RELATIVE_TRACKED = 0.9
 _EDGE_SIGMA_PX = 1.5
 _EDGE_ONSET_SMOOTHING = 0.2  # running-average weight of each frame's onset while turning
 
@@ -139,6 +142,7 @@ class _State:
     steepest_offset_rows: float = 0.0  # steepest-rise row minus template centre row
     profile_sum: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     profile_frames: int = 0
+    recent_peaks: list[float] = field(default_factory=list)
 
 
 def _gradient(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.float32]:
@@ -310,7 +314,10 @@ class DomeTracker:
         ]
         gradient = _gradient(window, candidate.polarity)
         centre_columns = gradient[:, half_width - 2 : half_width + 3].mean(axis=1).astype(float)
-        peak = int(np.argmax(centre_columns[2:-2])) + 2
+        # Refine the detection, do not re-select: on a noisy frame the broad edge can have two
+        # near-equal gradient peaks, and the detector's wider parabola already chose between.
+        low = half_height - _REFINE_ROWS
+        peak = int(np.argmax(centre_columns[low : half_height + _REFINE_ROWS + 1])) + low
         apex_row = top + 1 + peak + _parabolic_offset(centre_columns, peak)
         centre = round(apex_row)
         top = centre - half_height - 1
@@ -410,14 +417,17 @@ class DomeTracker:
         new_col = left + k_col + half_width + col_offset
         if peak < self.settings.lost_confidence or at_edge:
             return self._lost(index, time_s, geometry, confidence=max(peak, 0.0))
-        status = (
-            TrackingStatusValues.TRACKED
-            if peak >= self.settings.tracked_confidence
-            else TrackingStatusValues.LOW_CONFIDENCE
-        )
+        # At low dose even a perfect match correlates weakly with a noisy template: a frame is
+        # also trusted when it matches as well as the recent frames did.
+        recent = state.recent_peaks
+        typical = float(np.median(recent)) if len(recent) >= 5 else 1.0
+        trusted = peak >= min(self.settings.tracked_confidence, _RELATIVE_TRACKED * typical)
+        status = TrackingStatusValues.TRACKED if trusted else TrackingStatusValues.LOW_CONFIDENCE
+        recent.append(peak)
+        del recent[:-_RECENT_PEAKS]
         height, width = template.shape
         state.row, state.column = float(new_row), float(new_col)
-        if status is TrackingStatusValues.TRACKED:
+        if status is TrackingStatusValues.TRACKED or state.frames_in_template < _ONSET_FRAMES:
             self._remember(gradient[k_row : k_row + height, k_col : k_col + width])
             self._accumulate_profile(
                 state, window[k_row : k_row + height + 2, k_col : k_col + width], row_offset
