@@ -1,37 +1,128 @@
-"""Builds the FastAPI application.
+"""Builds the FastAPI application: ``create_app(settings)``.
 
-Until the service issue lands this is the minimal app the README's run command starts: a health
-endpoint that reports the version, so a console integrator can check connectivity.
+Start-up (the lifespan) prepares the data directory, runs ``alembic upgrade head``, loads the
+token pepper and, on an empty database, writes a first-run therapist token and the demo
+patient. Resources live under ``/api/v1``; ``/healthz`` and ``/readyz`` need no token.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
-from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 import igrt
+from api.core.config import Settings
+from api.core.logging import configure_logging, log_event
+from api.db.migrate import upgrade
+from api.demo import seed_first_run
+from api.errors import install_error_handlers
+from api.middleware import RequestContextMiddleware
+from api.routes import assessments, audit, health, metrics, patients, sessions, tokens, uploads
+from api.schemas.health import Health
+from api.security import load_pepper
+from api.service import Service
 
 __all__ = ["Health", "create_app"]
 
+_DESCRIPTION = """\
+Diaphragm tracking, breathing-motion assessment and image registration for liver SBRT.
 
-class Health(BaseModel):
-    """Liveness report."""
+Every route under `/api/v1` needs `Authorization: Bearer <token>` (make one with
+`igrt token create --role console|therapist|physicist --name NAME`). Errors are JSON
+`Problem` bodies whose `field` names what to fix. Numbers carry their unit in their name
+(`sad_mm`, `timestamps_s`).
+"""
 
-    status: str = Field(examples=["ok"])
-    version: str = Field(examples=[igrt.__version__])
+_TAGS = [
+    {"name": "operations", "description": "Health, readiness and metrics."},
+    {"name": "patients", "description": "Patients (therapists and physicists create them)."},
+    {"name": "sessions", "description": "Simulation days and treatment fractions."},
+    {"name": "uploads", "description": "Fluoroscopy files with their geometry."},
+    {
+        "name": "assessments",
+        "description": "Breathing-motion assessments: dome track, analysis, decision.",
+    },
+    {"name": "tokens", "description": "The calling token."},
+    {"name": "audit", "description": "The append-only audit trail (physicists)."},
+]
 
 
-def create_app() -> FastAPI:
-    """Create the application with every router mounted."""
+def _start(service: Service) -> None:
+    settings = service.settings
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    service.store.prepare()
+    upgrade(service.engine)
+    service.pepper = load_pepper(settings)
+    seed_first_run(service)
+    log_event("service started", data_dir=str(settings.data_dir), version=igrt.__version__)
+
+
+def _openapi_with_examples(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's OpenAPI generation, then an example for enum and multipart-body schemas."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()  # caches itself in app.openapi_schema
+            for name, component in schema.get("components", {}).get("schemas", {}).items():
+                if "examples" in component:
+                    continue
+                if "enum" in component:
+                    component["examples"] = list(component["enum"][:2])
+                elif name == "Body_upload_fluoroscopy":
+                    component["examples"] = [{"format": "dicom", "file": "(the file's bytes)"}]
+        return app.openapi_schema or generate()
+
+    return openapi
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Create the application with every router mounted.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Read from the ``IGRT_*`` environment when omitted.
+    """
+    settings = settings if settings is not None else Settings()
+    service = Service.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, settings.log_format)
+        await run_in_threadpool(_start, service)
+        try:
+            yield
+        finally:
+            service.engine.dispose()
+
     app = FastAPI(
         title="igrt",
         version=igrt.__version__,
         summary="Diaphragm tracking, breathing-motion assessment and registration for liver SBRT.",
+        description=_DESCRIPTION,
+        openapi_tags=_TAGS,
+        lifespan=lifespan,
     )
-
-    @app.get("/healthz", operation_id="health", tags=["operations"])
-    def health() -> Health:
-        """Liveness: the process is up and answering."""
-        return Health(status="ok", version=igrt.__version__)
-
+    app.state.service = service
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=service)
+    app.openapi = _openapi_with_examples(app)  # type: ignore[method-assign]
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    # Every resource router carries the /api/v1 prefix itself, so that a route's template
+    # (used in logs and metrics) is its full path.
+    for router in (
+        patients.router,
+        sessions.router,
+        uploads.router,
+        assessments.router,
+        tokens.router,
+        audit.router,
+    ):
+        app.include_router(router)
     return app

@@ -23,7 +23,7 @@ EXIT_PROCESSING_FAILED = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from igrt.cli import motion, serve, simulate
+    from igrt.cli import motion, serve, simulate, token
 
     parser = argparse.ArgumentParser(
         prog="igrt",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     motion.register(commands)
     serve.register(commands)
     simulate.register(commands)
+    token.register(commands)
     return parser
 
 

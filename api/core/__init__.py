@@ -1,0 +1,1 @@
+"""Cross-cutting service plumbing: configuration and logging."""

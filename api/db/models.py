@@ -1,0 +1,208 @@
+"""The tables. Ids are UUID 4 strings; timestamps are UTC; enum columns hold the enum values.
+
+Uploads and audit events are immutable: the ORM refuses to update or delete them
+(:func:`_refuse_changes_to_immutable_rows`) and migration ``0001`` adds database triggers that do
+the same for anyone bypassing the ORM.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    event,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from api.db.base import Base, new_id, utc_now
+from api.enums import (
+    AssessmentStatusValues,
+    GeometrySourceValues,
+    RoleValues,
+    SessionKindValues,
+    UploadFormatValues,
+    UploadKindValues,
+)
+from igrt.frame_of_reference import PatientPositionValues
+
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "ImmutableRowError",
+    "MotionAssessment",
+    "Patient",
+    "TreatmentSession",
+    "Upload",
+]
+
+
+class ImmutableRowError(RuntimeError):
+    """Code tried to change or delete an upload or an audit event (a programming error)."""
+
+
+def _one_of(column: str, values: type[Any]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class ApiToken(Base):
+    """A bearer token: only its keyed hash is stored; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint(_one_of("role", RoleValues), name="role"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Patient(Base):
+    """A patient. ``external_id`` (the hospital's id) is an identifier: never log it."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    is_demo: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+
+    sessions: Mapped[list[TreatmentSession]] = relationship(
+        back_populates="patient", order_by="TreatmentSession.created_at"
+    )
+
+
+class TreatmentSession(Base):
+    """A simulation day or a treatment fraction of one patient."""
+
+    __tablename__ = "treatment_sessions"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", SessionKindValues), name="kind"),
+        CheckConstraint(_one_of("patient_position", PatientPositionValues), name="position"),
+        CheckConstraint(
+            "(kind = 'fraction' AND fraction_number IS NOT NULL AND fraction_number >= 1) "
+            "OR (kind = 'simulation' AND fraction_number IS NULL)",
+            name="fraction_number",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    fraction_number: Mapped[int | None] = mapped_column(default=None)
+    patient_position: Mapped[str] = mapped_column(String(4))
+    protocol_version: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+
+    patient: Mapped[Patient] = relationship(back_populates="sessions")
+    uploads: Mapped[list[Upload]] = relationship(
+        back_populates="session", order_by="Upload.created_at"
+    )
+
+
+class Upload(Base):
+    """An uploaded image file, stored unchanged, plus its canonical frame sequence (MHA).
+
+    ``stored_path`` and ``sequence_path`` are relative to the file store root; both files are
+    content-addressed by their sha256.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", UploadKindValues), name="kind"),
+        CheckConstraint(_one_of("format", UploadFormatValues), name="format"),
+        CheckConstraint(_one_of("geometry_source", GeometrySourceValues), name="geometry_source"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("treatment_sessions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    format: Mapped[str] = mapped_column(String(16))
+    content_type: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str | None] = mapped_column(String(255), default=None)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    stored_path: Mapped[str] = mapped_column(String(200))
+    sequence_sha256: Mapped[str] = mapped_column(String(64))
+    sequence_path: Mapped[str] = mapped_column(String(200))
+    n_frames: Mapped[int]
+    rows: Mapped[int]
+    columns: Mapped[int]
+    dtype: Mapped[str] = mapped_column(String(16))
+    intensity: Mapped[str] = mapped_column(String(16))
+    geometry: Mapped[dict[str, Any]]
+    geometry_source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+
+    session: Mapped[TreatmentSession] = relationship(back_populates="uploads")
+
+
+class AuditEvent(Base):
+    """One entry of the append-only audit trail (no patient identifiers in ``detail``)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    occurred_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    actor_token_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    actor_role: Mapped[str | None] = mapped_column(String(16), default=None)
+    action: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str] = mapped_column(String(36), index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class MotionAssessment(Base):
+    """A breathing-motion assessment of one fluoroscopy upload (immutable).
+
+    Holds the dome track and, when the analysis could run, the analysis and the
+    motion-management decision.
+    """
+
+    __tablename__ = "motion_assessments"
+    __table_args__ = (CheckConstraint(_one_of("status", AssessmentStatusValues), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("treatment_sessions.id"), index=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(2000), default=None)
+    context: Mapped[str] = mapped_column(String(32))
+    protocol_version: Mapped[str] = mapped_column(String(64))
+    tracked_fraction: Mapped[float] = mapped_column(Float())
+    track: Mapped[list[dict[str, Any]]] = mapped_column(JSON())
+    recommendation: Mapped[str | None] = mapped_column(String(32), default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
+    software_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+
+
+_IMMUTABLE: tuple[type[Base], ...] = (AuditEvent, MotionAssessment, Upload)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_changes_to_immutable_rows(session: Session, context: Any, instances: Any) -> None:
+    """Uploads and audit events are written once; a correction is a new record."""
+    for instance in list(session.dirty) + list(session.deleted):
+        if isinstance(instance, _IMMUTABLE) and (
+            instance in session.deleted or session.is_modified(instance)
+        ):
+            raise ImmutableRowError(f"{type(instance).__name__} rows are immutable")

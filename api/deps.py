@@ -1,0 +1,133 @@
+"""Typed dependency aliases for the routes (FastAPI full-stack template style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api.core.config import Settings
+from api.enums import RoleValues
+from api.errors import ApiError
+from api.security import Principal, authenticate_token
+from api.service import Service
+
+__all__ = [
+    "BEARER",
+    "AnyRole",
+    "ClinicalStaff",
+    "CurrentPrincipal",
+    "DbSession",
+    "JsonContent",
+    "MultipartContent",
+    "Physicist",
+    "ServiceDep",
+    "SettingsDep",
+    "require_roles",
+]
+
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiToken",
+    description="An API token made with `igrt token create` (header `Authorization: Bearer ...`).",
+)
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def get_service(request: Request) -> Service:
+    """The running service (set by :func:`api.main.create_app`)."""
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def get_settings(service: ServiceDep) -> Settings:
+    """The service's settings."""
+    return service.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_db(service: ServiceDep) -> Iterator[Session]:
+    """A database session for one request; rolled back unless the route commits."""
+    with service.sessions() as db:
+        yield db
+
+
+DbSession = Annotated[Session, Depends(get_db)]
+
+
+def get_principal(
+    request: Request,
+    service: ServiceDep,
+    db: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> Principal:
+    """The caller, from a valid bearer token; 401 otherwise."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
+    principal = authenticate_token(db, service.pepper, credentials.credentials)
+    if principal is None:
+        raise ApiError(401, "unknown or revoked token", headers=_CHALLENGE)
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: RoleValues) -> Callable[[Principal], Principal]:
+    """A dependency admitting only tokens of the given roles (403 for the others)."""
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(role.value for role in allowed))
+            raise ApiError(403, f"this needs one of the roles: {names}")
+        return principal
+
+    return check
+
+
+AnyRole = Annotated[
+    Principal,
+    Depends(require_roles(RoleValues.CONSOLE, RoleValues.THERAPIST, RoleValues.PHYSICIST)),
+]
+"""Any valid token."""
+
+ClinicalStaff = Annotated[
+    Principal, Depends(require_roles(RoleValues.THERAPIST, RoleValues.PHYSICIST))
+]
+"""Therapists and physicists (people, not consoles)."""
+
+Physicist = Annotated[Principal, Depends(require_roles(RoleValues.PHYSICIST))]
+"""Physicists (administrators) only."""
+
+
+def require_media_type(*media_types: str) -> Callable[[Request], None]:
+    """A dependency refusing other request content types with 415 (before body validation)."""
+
+    def check(request: Request) -> None:
+        content_type = request.headers.get("content-type", "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type not in media_types:
+            raise ApiError(
+                415,
+                f"send {' or '.join(media_types)}, not {media_type or 'no content type'}",
+                field="content-type",
+            )
+
+    return check
+
+
+JsonContent = Annotated[None, Depends(require_media_type("application/json"))]
+"""Declare after the principal in routes that take a JSON body (415 otherwise)."""
+
+MultipartContent = Annotated[None, Depends(require_media_type("multipart/form-data"))]
+"""Declare after the principal in upload routes (415 otherwise)."""

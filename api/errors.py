@@ -1,0 +1,166 @@
+"""Map every failure to a JSON :class:`~api.schemas.common.Problem` with the right status.
+
+==========================================  ======  ========================
+what                                        status  ``code``
+==========================================  ======  ========================
+``igrt`` InvalidInputError (bad file, ...)  422     invalid_input
+``igrt`` ProcessingError                    422     processing_failed
+request validation (form, body, query)      422     invalid_input
+no or unknown bearer token                  401     unauthenticated
+a role that may not do this                 403     forbidden
+unknown id or route                         404     not_found
+method not allowed                          405     method_not_allowed
+duplicate (e.g. patient external id)        409     conflict
+body over the upload limit                  413     payload_too_large
+wrong content type                          415     unsupported_media_type
+anything else (a bug)                       500     internal_error
+==========================================  ======  ========================
+
+Status codes live here and in the routes only; ``igrt`` knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.core.logging import REQUEST_ID
+from api.schemas.common import FieldProblem, Problem
+from igrt.errors import IgrtError, InvalidInputError, ProcessingError
+
+__all__ = ["PROBLEM_RESPONSES", "ApiError", "install_error_handlers", "problem_response"]
+
+_LOG = logging.getLogger("api.errors")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    500: "internal_error",
+    503: "unavailable",
+}
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie", "form"})
+
+
+class ApiError(Exception):
+    """An error the routes raise on purpose, with its status and the field at fault."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+        self.code = code or _CODES.get(status, "error")
+        self.headers = dict(headers or {})
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    field: str | None = None,
+    errors: Sequence[FieldProblem] = (),
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A JSON error response in the one shape every error has."""
+    body = Problem(
+        status=status,
+        code=code or _CODES.get(status, "error"),
+        detail=detail,
+        field=field,
+        errors=list(errors),
+        request_id=REQUEST_ID.get(),
+    )
+    return JSONResponse(body.model_dump(), status_code=status, headers=dict(headers or {}))
+
+
+def _field_name(location: Sequence[Any]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return problem_response(
+        exc.status, exc.detail, code=exc.code, field=exc.field, headers=exc.headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        FieldProblem(field=_field_name(error.get("loc", ())), message=str(error.get("msg", "")))
+        for error in exc.errors()
+    ]
+    first = problems[0] if problems else FieldProblem(field="body", message="invalid request")
+    return problem_response(
+        422, f"{first.field}: {first.message}", field=first.field, errors=problems
+    )
+
+
+async def _igrt_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IgrtError)
+    field = exc.field if isinstance(exc, InvalidInputError) else None
+    code = "processing_failed" if isinstance(exc, ProcessingError) else "invalid_input"
+    errors = [FieldProblem(field=field, message=str(exc))] if field else []
+    return problem_response(422, str(exc), code=code, field=field, errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return problem_response(exc.status_code, detail, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    _LOG.error("unhandled error", exc_info=exc)
+    return problem_response(500, "internal error; quote the request id when reporting it")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(IgrtError, _igrt_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def _response(description: str) -> dict[str, Any]:
+    return {"model": Problem, "description": description}
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _response("Missing, unknown or revoked bearer token."),
+    403: _response("The token's role may not do this."),
+    422: _response("Invalid input; `field` names what to fix."),
+}
+"""Error responses every authenticated route documents (add 404/409/413/415 per route)."""
+
+
+def problem(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """One more documented error response for a route's ``responses``."""
+    return {status: _response(description)}

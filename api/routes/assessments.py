@@ -1,0 +1,133 @@
+"""Breathing-motion assessments: run one on an upload (any role), list and read them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import func, select
+
+from api.assessment import assess_sequence
+from api.audit import record_audit
+from api.core.config import API_PREFIX
+from api.crud import get_or_404, get_session
+from api.db.models import MotionAssessment, Upload
+from api.deps import AnyRole, DbSession, JsonContent, ServiceDep
+from api.enums import UploadKindValues
+from api.errors import PROBLEM_RESPONSES, ApiError, problem
+from api.ingest import read_stored_sequence
+from api.schemas.assessments import (
+    MotionAssessmentCreate,
+    MotionAssessmentPublic,
+    MotionAssessmentsPublic,
+)
+from igrt.errors import InvalidInputError
+from igrt.frame_of_reference import PatientPositionValues
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["assessments"], responses=PROBLEM_RESPONSES)
+
+
+@router.post(
+    "/sessions/{session_id}/motion-assessments",
+    operation_id="create_motion_assessment",
+    status_code=201,
+    responses={
+        **problem(404, "No such session or upload."),
+        **problem(415, "The body is not JSON."),
+    },
+)
+def create_motion_assessment(
+    principal: AnyRole,
+    _: JsonContent,
+    service: ServiceDep,
+    db: DbSession,
+    session_id: str,
+    body: MotionAssessmentCreate,
+    response: Response,
+) -> MotionAssessmentPublic:
+    """Track the diaphragm dome on a fluoroscopy upload and decide on motion management.
+
+    Synchronous (about a second for a minute of fluoroscopy). The assessment is stored whatever
+    its outcome: ``status`` says whether a decision was made (``completed``), only the track
+    (``tracked``, with the ``reason``) or nothing trustworthy (``failed``).
+    """
+    session = get_session(db, session_id)
+    upload = get_or_404(db, Upload, body.upload_id, "upload", "upload_id")
+    if upload.session_id != session.id:
+        raise ApiError(422, "the upload belongs to another session", field="upload_id")
+    if upload.kind != UploadKindValues.FLUOROSCOPY.value:
+        raise ApiError(422, "only fluoroscopy uploads can be assessed", field="upload_id")
+    sequence = read_stored_sequence(service.store, upload.sequence_path)
+    try:
+        outcome = assess_sequence(
+            sequence,
+            patient_position=PatientPositionValues(session.patient_position),
+            context=body.context,
+            protocol_version=session.protocol_version,
+            source=f"upload {upload.id}",
+        )
+    except InvalidInputError as exc:  # e.g. a single radiograph: nothing to track
+        raise ApiError(422, f"this upload cannot be assessed: {exc}", field="upload_id") from exc
+    assessment = MotionAssessment(
+        session_id=session.id,
+        upload_id=upload.id,
+        status=outcome.status.value,
+        reason=outcome.reason[:2000] if outcome.reason else None,
+        context=body.context,
+        protocol_version=session.protocol_version,
+        tracked_fraction=outcome.tracked_fraction,
+        track=outcome.track,
+        recommendation=outcome.recommendation,
+        result=outcome.result,
+        software_version=outcome.software_version,
+        created_by=principal.token_id,
+    )
+    db.add(assessment)
+    db.flush()
+    record_audit(
+        db,
+        principal,
+        "motion_assessment.create",
+        "motion_assessment",
+        assessment.id,
+        {
+            "session_id": session.id,
+            "upload_id": upload.id,
+            "status": assessment.status,
+            "recommendation": assessment.recommendation,
+        },
+    )
+    db.commit()
+    response.headers["Location"] = f"{API_PREFIX}/motion-assessments/{assessment.id}"
+    return MotionAssessmentPublic.model_validate(assessment)
+
+
+@router.get(
+    "/sessions/{session_id}/motion-assessments",
+    operation_id="list_motion_assessments",
+    responses=problem(404, "No such session."),
+)
+def list_motion_assessments(
+    principal: AnyRole, db: DbSession, session_id: str
+) -> MotionAssessmentsPublic:
+    """A session's assessments, oldest first."""
+    session = get_session(db, session_id)
+    query = select(MotionAssessment).where(MotionAssessment.session_id == session.id)
+    count = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.scalars(query.order_by(MotionAssessment.created_at, MotionAssessment.id))
+    return MotionAssessmentsPublic(
+        data=[MotionAssessmentPublic.model_validate(row) for row in rows], count=count
+    )
+
+
+@router.get(
+    "/motion-assessments/{assessment_id}",
+    operation_id="get_motion_assessment",
+    responses=problem(404, "No such assessment."),
+)
+def read_motion_assessment(
+    principal: AnyRole, db: DbSession, assessment_id: str
+) -> MotionAssessmentPublic:
+    """One assessment with its track and, when completed, its decision and rationale."""
+    row = get_or_404(db, MotionAssessment, assessment_id, "motion assessment", "assessment_id")
+    return MotionAssessmentPublic.model_validate(row)

@@ -1,0 +1,179 @@
+"""Fluoroscopy uploads: upload (any role), list, read, download the original file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi.responses import FileResponse
+from sqlalchemy import func, select
+
+from api.audit import record_audit
+from api.core.config import API_PREFIX
+from api.crud import get_session, get_upload
+from api.db.models import Upload
+from api.deps import AnyRole, DbSession, MultipartContent, ServiceDep
+from api.enums import UploadFormatValues, UploadKindValues
+from api.errors import PROBLEM_RESPONSES, ApiError, problem
+from api.ingest import SUFFIXES, ingest_fluoroscopy
+from api.schemas.uploads import FluoroscopyUploadForm, UploadPublic, UploadsPublic
+from api.storage import PayloadTooLargeError
+from igrt.frame_of_reference import PatientPositionValues
+
+__all__ = ["ACCEPTED_CONTENT_TYPES", "router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["uploads"], responses=PROBLEM_RESPONSES)
+
+_OCTET = "application/octet-stream"
+ACCEPTED_CONTENT_TYPES: dict[UploadFormatValues, frozenset[str]] = {
+    UploadFormatValues.DICOM: frozenset({"application/dicom", _OCTET}),
+    UploadFormatValues.MHA: frozenset({_OCTET}),
+    UploadFormatValues.RAW: frozenset({_OCTET}),
+    UploadFormatValues.ZIP: frozenset({"application/zip", "application/x-zip-compressed", _OCTET}),
+}
+"""Content types the ``file`` part may declare, per format (none declared = octet-stream)."""
+
+
+def _public(upload: Upload) -> UploadPublic:
+    return UploadPublic.model_validate(upload, from_attributes=True)
+
+
+@router.post(
+    "/sessions/{session_id}/uploads/fluoroscopy",
+    operation_id="upload_fluoroscopy",
+    status_code=201,
+    responses={
+        **problem(404, "No such session."),
+        **problem(413, "The file exceeds the upload limit."),
+        **problem(415, "Not multipart/form-data, or a file part of the wrong content type."),
+    },
+)
+def upload_fluoroscopy(
+    principal: AnyRole,
+    _: MultipartContent,
+    service: ServiceDep,
+    db: DbSession,
+    session_id: str,
+    file: Annotated[
+        UploadFile, File(description="The fluoroscopy file (DICOM, MHA, raw uint16 or zip).")
+    ],
+    form: Annotated[FluoroscopyUploadForm, Form()],
+    response: Response,
+) -> UploadPublic:
+    """Store a kV fluoroscopy sequence with its geometry (201 once it is safely on disk).
+
+    The file is kept byte for byte (content-addressed by SHA-256) together with a canonical
+    MetaImage of the frames, geometry and frame times that later analyses read. A DICOM file
+    whose Patient ID or Patient Position contradicts the session is refused (422).
+    """
+    session = get_session(db, session_id)
+    content_type = (file.content_type or _OCTET).split(";", 1)[0].strip().lower()
+    accepted = ACCEPTED_CONTENT_TYPES[form.format]
+    if content_type not in accepted:
+        raise ApiError(
+            415,
+            f"a {form.format.value} file must be sent as {' or '.join(sorted(accepted))}, "
+            f"not {content_type}",
+            field="file",
+        )
+    settings = service.settings
+    with service.store.staging(SUFFIXES[form.format]) as staged:
+        try:
+            size = service.store.copy_to_staging(
+                file.file, staged, limit_bytes=settings.max_upload_bytes
+            )
+        except PayloadTooLargeError as exc:
+            raise ApiError(413, str(exc), field="file") from exc
+        if size == 0:
+            raise ApiError(422, "the file is empty", field="file")
+        ingested = ingest_fluoroscopy(
+            service.store,
+            service.limits,
+            staged,
+            form,
+            patient_position=PatientPositionValues(session.patient_position),
+            patient_external_id=session.patient.external_id,
+        )
+    upload = Upload(
+        session_id=session.id,
+        kind=UploadKindValues.FLUOROSCOPY.value,
+        format=form.format.value,
+        content_type=content_type,
+        filename=file.filename[-255:] if file.filename else None,
+        size_bytes=ingested.original.size_bytes,
+        sha256=ingested.original.sha256,
+        stored_path=ingested.original.relative_path,
+        sequence_sha256=ingested.sequence_file.sha256,
+        sequence_path=ingested.sequence_file.relative_path,
+        n_frames=ingested.n_frames,
+        rows=ingested.rows,
+        columns=ingested.columns,
+        dtype=ingested.dtype,
+        intensity=ingested.intensity.value,
+        geometry=ingested.geometry,
+        geometry_source=ingested.geometry_source.value,
+        created_by=principal.token_id,
+    )
+    db.add(upload)
+    db.flush()
+    record_audit(
+        db,
+        principal,
+        "upload.create",
+        "upload",
+        upload.id,
+        {"session_id": session.id, "format": upload.format, "sha256": upload.sha256},
+    )
+    db.commit()
+    service.metrics.uploads.labels(upload.kind, upload.format).inc()
+    service.metrics.upload_bytes.inc(upload.size_bytes)
+    response.headers["Location"] = f"{API_PREFIX}/uploads/{upload.id}"
+    return _public(upload)
+
+
+@router.get(
+    "/sessions/{session_id}/uploads",
+    operation_id="list_uploads",
+    responses=problem(404, "No such session."),
+)
+def list_uploads(principal: AnyRole, db: DbSession, session_id: str) -> UploadsPublic:
+    """A session's uploads, oldest first."""
+    session = get_session(db, session_id)
+    query = select(Upload).where(Upload.session_id == session.id)
+    count = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.scalars(query.order_by(Upload.created_at, Upload.id))
+    return UploadsPublic(data=[_public(row) for row in rows], count=count)
+
+
+@router.get(
+    "/uploads/{upload_id}",
+    operation_id="get_upload",
+    responses=problem(404, "No such upload."),
+)
+def read_upload(principal: AnyRole, db: DbSession, upload_id: str) -> UploadPublic:
+    """One upload's description."""
+    return _public(get_upload(db, upload_id))
+
+
+@router.get(
+    "/uploads/{upload_id}/file",
+    operation_id="download_upload",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {_OCTET: {}}, "description": "The file exactly as uploaded."},
+        **problem(404, "No such upload."),
+    },
+)
+def download_upload(
+    principal: AnyRole, service: ServiceDep, db: DbSession, upload_id: str
+) -> FileResponse:
+    """The uploaded file, byte for byte (``ETag`` is its SHA-256)."""
+    upload = get_upload(db, upload_id)
+    path = service.store.path(upload.stored_path)
+    if not path.is_file():
+        raise ApiError(404, "the stored file is missing", field="upload_id")
+    return FileResponse(
+        path,
+        media_type=upload.content_type,
+        headers={"ETag": f'"{upload.sha256}"'},
+    )

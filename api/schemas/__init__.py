@@ -1,0 +1,1 @@
+"""Request and response bodies: a ``*Create`` model for input, a ``*Public`` model for output."""

@@ -1,0 +1,131 @@
+"""Breathing-motion assessments of a fluoroscopy upload."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from api.enums import AssessmentStatusValues
+
+__all__ = [
+    "AssessmentContext",
+    "DomeObservationPublic",
+    "MotionAssessmentCreate",
+    "MotionAssessmentPublic",
+    "MotionAssessmentsPublic",
+]
+
+AssessmentContext = Literal["free_breathing", "abdominal_compression", "breath_hold_trial"]
+"""Under which conditions the fluoroscopy was recorded (``igrt.decision``'s contexts)."""
+
+_OBSERVATION: JsonDict = {
+    "frame_index": 0,
+    "time_s": 0.0,
+    "status": "tracked",
+    "confidence": 0.97,
+    "apex_column": 101.4,
+    "apex_row": 118.2,
+    "apex_u_mm": -43.8,
+    "apex_v_mm": -15.7,
+    "si_isocentre_mm": 10.2,
+    "gantry_deg": 0.0,
+}
+_EXAMPLE: JsonDict = {
+    "id": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+    "session_id": "7d3c1b2a-9e8f-4a6b-8c5d-1e2f3a4b5c6d",
+    "upload_id": "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+    "status": "completed",
+    "reason": None,
+    "context": "free_breathing",
+    "protocol_version": "pmh-liver-sbrt-2026.1",
+    "tracked_fraction": 1.0,
+    "recommendation": "abdominal_compression",
+    "track": [_OBSERVATION],
+    "result": {
+        "decision": {
+            "recommendation": "abdominal_compression",
+            "reason": "abc_not_assessed",
+            "rationale": ["Median peak-to-peak superior-inferior motion: 11.2 mm ..."],
+        },
+        "analysis": {"excursion_median_mm": 11.2, "n_cycles": 5},
+    },
+    "software_version": "0.1.0",
+    "created_at": "2026-11-28T09:30:00Z",
+}
+
+
+class MotionAssessmentCreate(BaseModel):
+    """Assess the breathing motion on one of the session's fluoroscopy uploads."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"upload_id": "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "context": "free_breathing"}
+            ]
+        },
+    )
+
+    upload_id: str = Field(min_length=1, max_length=64, description="A fluoroscopy upload.")
+    context: AssessmentContext = Field(
+        default="free_breathing", description="How the fluoroscopy was recorded."
+    )
+
+
+class DomeObservationPublic(BaseModel):
+    """The diaphragm dome on one frame (panel pixels and mm; SI at the isocentre, superior +).
+
+    Values are null when the frame's status is ``lost``.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_OBSERVATION]})
+
+    frame_index: int
+    time_s: float
+    status: Literal["tracked", "low_confidence", "lost"]
+    confidence: float = Field(ge=0, le=1)
+    apex_column: float | None
+    apex_row: float | None
+    apex_u_mm: float | None
+    apex_v_mm: float | None
+    si_isocentre_mm: float | None = Field(
+        description="Dome apex superior-inferior position at the isocentre plane, mm."
+    )
+    gantry_deg: float
+
+
+class MotionAssessmentPublic(BaseModel):
+    """A stored assessment.
+
+    ``recommendation`` is set only when ``status`` is ``completed``; ``result`` then holds the
+    analysis and the decision documents of ``igrt.breathing_analysis`` and ``igrt.decision``
+    (units in every key, rationale in sentences).
+    """
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_EXAMPLE]})
+
+    id: str
+    session_id: str
+    upload_id: str
+    status: AssessmentStatusValues
+    reason: str | None = Field(description="Why the assessment stopped short of a decision.")
+    context: AssessmentContext
+    protocol_version: str
+    tracked_fraction: float = Field(ge=0, le=1, description="Share of frames tracked well.")
+    recommendation: str | None
+    track: list[DomeObservationPublic]
+    result: dict[str, Any] | None
+    software_version: str = Field(description="igrt version that computed it.")
+    created_at: datetime
+
+
+class MotionAssessmentsPublic(BaseModel):
+    """A session's assessments, oldest first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [_EXAMPLE], "count": 1}]})
+
+    data: list[MotionAssessmentPublic]
+    count: int

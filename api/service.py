@@ -1,0 +1,47 @@
+"""The objects one running service shares between requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.core.config import Settings
+from api.db.engine import make_engine, make_session_factory
+from api.ingest import ImageLimits
+from api.metrics import Metrics
+from api.storage import FileStore
+
+__all__ = ["Service"]
+
+
+@dataclass
+class Service:
+    """Settings, database, file store and metrics of one application instance."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: FileStore
+    limits: ImageLimits
+    metrics: Metrics
+    pepper: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Service:
+        """Build everything; nothing touches the disk or the database until start-up."""
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            store=FileStore(settings.store_dir, settings.temp_dir),
+            limits=ImageLimits(
+                max_frames=settings.max_frames,
+                max_rows=settings.max_image_rows,
+                max_columns=settings.max_image_columns,
+                max_decoded_bytes=settings.max_decoded_bytes,
+            ),
+            metrics=Metrics(),
+        )

@@ -1,0 +1,102 @@
+"""A real ``igrt serve`` (uvicorn) in a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+STARTUP_TIMEOUT_S = 60.0
+_SERVE = (sys.executable, "-m", "igrt.cli.main", "serve")
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def service_environment(data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a test server: no inherited IGRT_* settings but the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IGRT_")}
+    if "IGRT_SHARED_DATA" in os.environ:
+        env["IGRT_SHARED_DATA"] = os.environ["IGRT_SHARED_DATA"]
+    env["IGRT_DATA_DIR"] = str(data_dir)
+    env.update({f"IGRT_{key.upper()}": value for key, value in settings.items()})
+    return env
+
+
+class LiveServer:
+    """``python -m igrt.cli.main serve`` started and stopped by the test, by its own pid."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        """Start and wait until ``/healthz`` answers (bounded by STARTUP_TIMEOUT_S)."""
+        self.port = free_port()
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [*_SERVE, "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"the server did not answer within {STARTUP_TIMEOUT_S} s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, like a crash or a power cut."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> bool:
+        """SIGTERM and wait (SIGKILL after 10 s); whether the shutdown was graceful.
+
+        uvicorn re-raises the signal after its graceful shutdown, so the exit code is -SIGTERM.
+        """
+        if self.process is None:
+            return True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return False
+        return self.process.returncode in (0, -signal.SIGTERM) and (
+            "Application shutdown complete" in self.log()
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30.0)
