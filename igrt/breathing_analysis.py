@@ -90,6 +90,7 @@ from scipy import stats
 from igrt.errors import InvalidInputError
 from igrt.protocol import DEFAULT_PROTOCOL, ExcursionStatisticValues, MotionProtocol
 from igrt.trace import BreathingTrace
+from igrt.validation import real_number as _finite
 
 __all__ = [
     "BreathingAnalysis",
@@ -178,15 +179,6 @@ class QualityIssue:
             "degrades_result": self.flag.degrades_result,
             "message": self.message,
         }
-
-
-def _finite(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"{name} must be a real number, got {value!r}", field=name)
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidInputError(f"{name} must be finite, got {value!r}", field=name)
-    return number
 
 
 def _optional_finite(value: object, name: str) -> float | None:

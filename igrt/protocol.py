@@ -106,12 +106,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from igrt.errors import InvalidInputError
+from igrt.validation import non_negative_number as _non_negative
+from igrt.validation import positive_number as _positive
+from igrt.validation import real_number as _number
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -131,29 +133,6 @@ class ExcursionStatisticValues(enum.Enum):
     """Median peak-to-peak amplitude of the (non-outlier) cycles: the typical breath."""
     P95 = "p95"
     """95th percentile of the cycle amplitudes: the large breaths."""
-
-
-def _number(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"{name} must be a real number, got {value!r}", field=name)
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidInputError(f"{name} must be finite, got {value!r}", field=name)
-    return number
-
-
-def _positive(value: object, name: str) -> float:
-    number = _number(value, name)
-    if number <= 0:
-        raise InvalidInputError(f"{name} must be positive, got {value!r}", field=name)
-    return number
-
-
-def _non_negative(value: object, name: str) -> float:
-    number = _number(value, name)
-    if number < 0:
-        raise InvalidInputError(f"{name} must not be negative, got {value!r}", field=name)
-    return number
 
 
 def _fraction(value: object, name: str) -> float:
