@@ -1,0 +1,88 @@
+"""Errors raised by the registration engine.
+
+Every error derives from :mod:`igrt.errors`, so a caller can catch
+:class:`~igrt.errors.IgrtError`, or one of its two families:
+
+- :class:`~igrt.errors.InvalidInputError` (the input cannot be registered as given):
+  :class:`NoOverlapError`, :class:`ClipBoxError`, :class:`FrameOfReferenceMismatchError`,
+  and :class:`~igrt.errors.GeometryError` for missing or inconsistent orientation.
+- :class:`~igrt.errors.ProcessingError` (the input was acceptable, the result is not
+  trustworthy): :class:`NotConvergedError`.
+
+SimpleITK reports its own failures as :class:`RuntimeError` and OpenCV as ``cv2.error``; both are
+mapped to :class:`RegistrationProcessingError` at this package's boundary
+(:func:`foreign_errors_mapped`), so no foreign exception leaves ``registration``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from igrt.errors import FrameOfReferenceError, InvalidInputError, ProcessingError
+
+__all__ = [
+    "ClipBoxError",
+    "FrameOfReferenceMismatchError",
+    "NoOverlapError",
+    "NotConvergedError",
+    "RegistrationProcessingError",
+    "foreign_errors_mapped",
+]
+
+
+class NoOverlapError(InvalidInputError):
+    """The planning CT and the CBCT do not share enough of space to be registered."""
+
+
+class ClipBoxError(InvalidInputError):
+    """The clip box is malformed, or lies (partly) outside the planning CT or the CBCT."""
+
+
+class FrameOfReferenceMismatchError(FrameOfReferenceError):
+    """The two volumes carry different DICOM Frame of Reference UIDs."""
+
+
+class RegistrationProcessingError(ProcessingError):
+    """A library call inside the registration failed (a mapped foreign error)."""
+
+
+class NotConvergedError(ProcessingError):
+    """The registration ran but its result cannot be trusted (status ``FAILED``).
+
+    Parameters
+    ----------
+    message : str
+        What went wrong.
+    reasons : tuple of str, optional
+        The quality reasons that made the result fail.
+    """
+
+    def __init__(self, message: str, *, reasons: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+
+@contextlib.contextmanager
+def foreign_errors_mapped(action: str) -> Iterator[None]:
+    """Turn SimpleITK's ``RuntimeError`` and OpenCV's ``cv2.error`` into our errors.
+
+    Parameters
+    ----------
+    action : str
+        What was being done, for the message (``"resampling the CBCT"``).
+
+    Raises
+    ------
+    RegistrationProcessingError
+        In place of a foreign ``RuntimeError`` (SimpleITK) or ``cv2.error``. Errors of this
+        project (:class:`~igrt.errors.IgrtError`) pass through unchanged.
+    """
+    import cv2
+
+    try:
+        yield
+    except (InvalidInputError, ProcessingError):
+        raise
+    except (RuntimeError, cv2.error) as error:
+        raise RegistrationProcessingError(f"{action} failed: {error}") from error

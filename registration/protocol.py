@@ -1,0 +1,119 @@
+"""Thresholds the CBCT-to-CT registration applies, with where each value comes from.
+
+=================================  =========  ==================================================
+field                              default    justification
+=================================  =========  ==================================================
+``repositioning_threshold_mm``     3.0 mm     CLINICAL.md §4: the patient is repositioned when
+                                              the liver offset exceeds 3 mm (per IEC axis).
+``dome_check_tolerance_mm``        2.0 mm     AAPM MPPG 9.a SBRT positioning tolerance (2 mm):
+                                              an independent dome estimate further than that
+                                              from the registration's SI offset at the dome
+                                              means one of them is wrong at a clinically
+                                              relevant level.
+``capture_range_mm``               25.0 mm    Issue 5: at least +/-25 mm (liver breathing
+                                              amplitude reaches 23 mm, Eccles 2011). The
+                                              exhaustive search covers it plus a margin.
+``max_uncertainty_mm``             1.0 mm     Protocol choice: a 1 SD of 1 mm keeps the 95 %
+                                              interval within the 2 mm SBRT tolerance.
+``min_ncc``                        0.3        Protocol choice: below, CT and CBCT do not show
+                                              the same anatomy in the clip box (FAILED).
+``good_ncc``                       0.7        Protocol choice: simulated CBCTs with realistic
+                                              artefacts reach 0.9-0.99; 0.7 leaves room for
+                                              poorer real scans before a result is
+                                              QUESTIONABLE.
+``min_overlap_fraction``           0.5        Below half of the clip box in the CBCT's field of
+                                              view the result is FAILED.
+``good_overlap_fraction``          0.8        Between the two: QUESTIONABLE.
+``max_rotation_deg``               5.0        Protocol choice: rotations above 5 degrees are
+                                              beyond what a 6-DOF couch corrects (typically 3
+                                              degrees) and suggest a set-up to redo:
+                                              QUESTIONABLE.
+``min_search_ambiguity``           0.02       A second NCC peak of the coarse search within
+                                              0.02 of the best, more than 8 mm away, makes
+                                              the capture ambiguous: QUESTIONABLE.
+=================================  =========  ==================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from igrt.errors import InvalidInputError
+
+__all__ = ["DEFAULT_REGISTRATION_PROTOCOL", "RegistrationProtocol"]
+
+
+@dataclass(frozen=True)
+class RegistrationProtocol:
+    """Thresholds of the rigid CBCT-to-CT registration (see the module table).
+
+    Parameters
+    ----------
+    repositioning_threshold_mm : float
+        Repositioning is flagged when any IEC axis of the displacement exceeds this, mm.
+    dome_check_tolerance_mm : float
+        Largest accepted difference between the dome's SI offset and the registration's, mm.
+    capture_range_mm : float
+        Largest displacement along each axis the coarse search covers, mm (10-60).
+    max_uncertainty_mm : float
+        Largest accepted uncertainty (1 SD, vector length at the reference point), mm.
+    min_ncc, good_ncc : float
+        Final normalised cross-correlation below ``min_ncc``: FAILED; below ``good_ncc``:
+        QUESTIONABLE.
+    min_overlap_fraction, good_overlap_fraction : float
+        Fraction of clip-box points inside the CBCT's field of view at the result, same rule.
+    max_rotation_deg : float
+        Rotations (6 DOF) above this about any axis make the result QUESTIONABLE, degrees.
+    min_search_ambiguity : float
+        Smallest accepted NCC gap between the coarse search's peak and a distinct runner-up.
+
+    Raises
+    ------
+    InvalidInputError
+        If a value is not finite, negative, or out of order (``min_* > good_*``).
+    """
+
+    repositioning_threshold_mm: float = 3.0
+    dome_check_tolerance_mm: float = 2.0
+    capture_range_mm: float = 25.0
+    max_uncertainty_mm: float = 1.0
+    min_ncc: float = 0.3
+    good_ncc: float = 0.7
+    min_overlap_fraction: float = 0.5
+    good_overlap_fraction: float = 0.8
+    max_rotation_deg: float = 5.0
+    min_search_ambiguity: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise InvalidInputError(
+                    f"{name} must be a finite non-negative number, got {value!r}", field=name
+                )
+        if not 10.0 <= self.capture_range_mm <= 60.0:
+            raise InvalidInputError(
+                f"capture_range_mm must lie in [10, 60], got {self.capture_range_mm}",
+                field="capture_range_mm",
+            )
+        if self.min_ncc > self.good_ncc or self.good_ncc > 1.0:
+            raise InvalidInputError("need min_ncc <= good_ncc <= 1", field="min_ncc")
+        if self.min_overlap_fraction > self.good_overlap_fraction or self.good_overlap_fraction > 1:
+            raise InvalidInputError(
+                "need min_overlap_fraction <= good_overlap_fraction <= 1",
+                field="min_overlap_fraction",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able thresholds."""
+        return {name: float(value) for name, value in asdict(self).items()}
+
+
+DEFAULT_REGISTRATION_PROTOCOL = RegistrationProtocol()
+"""The defaults of the module table."""

@@ -1,0 +1,903 @@
+"""Rigid CBCT-to-planning-CT registration focused on the liver and the right diaphragm dome.
+
+Method
+------
+1. **Planning side, once per plan** (:func:`prepare_planning_reference`): the right dome apex is
+   found from HU (:mod:`registration.dome`); the clip box is given or placed around it
+   (:data:`registration.clip_box.DEFAULT_DOME_BOX_EXTENT_MM`); the CT inside the box is
+   resampled to a 1 mm identity-direction lattice, clipped to [-1000, 300] HU (bone and its
+   CBCT streaks do not dominate the liver's edges), smoothed to about a CBCT's resolution
+   (Gaussian, sigma 0.65 mm) and block-averaged to 2 and 4 mm. Each level
+   keeps its template points and their fixed steepest-descent images (1 mm: the 20 % of voxels
+   with the strongest gradient).
+2. **Metric domain = clip box** (``STYLE.md`` pitfall 11): the template points are planning-CT
+   points in the box; the CBCT is only sampled where they map to, and CBCT voxels outside its
+   reconstructed field of view are invalid (NaN) and leave the sums. Nothing is initialised by
+   aligning image centres: both images share the planning frame, so the start is the identity.
+3. **Capture range** (:mod:`registration._search`): an exhaustive search of every translation
+   on a 4 mm lattice within ``capture_range_mm`` + 8 mm, by masked normalised
+   cross-correlation computed with FFTs (17^3 shifts in ~20 ms), sub-voxel by parabolas.
+4. **Local refinement** (:mod:`registration._gauss_newton`): inverse-compositional
+   Gauss-Newton at 4, 2 and 1 mm, 3 or 6 degrees of freedom, with a per-iteration fit of the
+   CBCT's gain, offset and linear shading (a normalised cross-correlation robust to the
+   CBCT's HU scale, offset and cupping).
+5. **Uncertainty**: delete-one-octant jackknife of the final level at the reference point
+   (spread of the estimate when one eighth of the clip box is left out: it grows when parts of
+   the box disagree, through noise, artefacts or deformation, and does not assume independent
+   voxel noise as the inverse Hessian would), plus a 0.1 mm floor for common biases.
+6. **Dome check**: the dome apex found independently in the CBCT (searched around the planning
+   apex within the capture range, never around the registration's answer); its SI offset is
+   compared with the registration's SI displacement at the planning apex.
+7. **Quality**: every check that fails adds a reason; ``FAILED`` results carry no numbers.
+
+Determinism: no random sampling anywhere; the 1 mm template points are chosen by a gradient
+threshold (ties all kept); resampling (SimpleITK) and FFTs (scipy) run on ``threads`` threads
+and give the same bits whatever their number; the long reductions avoid BLAS (whose threads
+would also be slow on a busy machine, see :func:`registration._grid.map_points`). Two runs, or
+runs with 1 and 2 threads, return identical transforms (``tests/registration``).
+
+Speed (2 cores, real chest CT): about 0.3 s per registration with a prepared reference, the
+preparation about 0.3-0.5 s once per plan (``benchmarks/registration.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from igrt.errors import FrameOfReferenceError, InvalidInputError
+from igrt.frame_of_reference import AnatomyDisplacement, PatientPositionValues
+from igrt.imageio import LoadedVolume, read_volume
+from igrt.volume import Volume
+from registration._gauss_newton import (
+    LevelOutcome,
+    TemplateLevel,
+    build_level,
+    jackknife_covariance,
+    refine,
+    similarity,
+)
+from registration._grid import (
+    CT_PADDING_BELOW_HU,
+    IsoGrid,
+    SampledImage,
+    block_mean,
+    crop_volume,
+    inner,
+    map_points,
+    nan_gaussian,
+    padding_value_of,
+    resample_onto,
+)
+from registration._search import masked_ncc_search
+from registration.clip_box import ClipBox, volume_bounds_lps_mm
+from registration.dome import DomeApex, DomeNotFoundError, find_dome_apex
+from registration.errors import (
+    ClipBoxError,
+    FrameOfReferenceMismatchError,
+    NoOverlapError,
+    NotConvergedError,
+)
+from registration.overlays import make_overlays
+from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL, RegistrationProtocol
+from registration.result import (
+    DomeCheck,
+    DomeCheckValues,
+    LevelRecord,
+    QualityValues,
+    RepositioningFlag,
+    RigidRegistrationResult,
+    rotations_from_matrix,
+)
+
+__all__ = [
+    "PlanningReference",
+    "prepare_planning_reference",
+    "register_cbct_to_ct",
+    "register_cbct_to_ct_files",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+CLIP_WINDOW = (-1000.0, 300.0)
+"""Values are clipped to this window in both images before any comparison (CT HU scale)."""
+TEMPLATE_SMOOTHING_MM = 0.65
+"""Gaussian sigma applied to the 1 mm planning-CT template, mm (FWHM 1.5 mm)."""
+KEEP_FRACTION_1MM = 0.2
+"""Fraction of 1 mm template voxels kept (largest gradient magnitude)."""
+UNCERTAINTY_FLOOR_MM = 0.1
+"""Added in quadrature to the jackknife (vector length, mm): biases common to every octant of
+the clip box, which a jackknife cannot see (resolution mismatch between CT and CBCT,
+interpolation, reconstruction geometry). The largest such bias measured on simulated CBCTs was
+0.07 mm (RTK reconstructions, ``benchmarks/registration.py``); 0.1 mm rounds it up."""
+_SEARCH_SPACING_MM = 4.0
+_SEARCH_EXTRA_MARGIN_MM = 8.0
+_LEVELS: tuple[tuple[float, int, float], ...] = (
+    # (spacing mm, iteration limit, convergence tolerance mm)
+    (4.0, 20, 0.05),
+    (2.0, 15, 0.02),
+    (1.0, 10, 0.01),
+)
+_NOT_CONVERGED_FAIL_MM = 0.1
+_DOME_SEARCH_EXTRA_MM = 20.0
+_OVERLAY_MARGIN_MM = 20.0
+_MIN_CLIP_BOX_IN_CBCT = 0.25
+
+
+@dataclass(frozen=True, eq=False)
+class PlanningReference:
+    """Everything the registration needs from the planning CT, computed once per plan.
+
+    Build it with :func:`prepare_planning_reference` and pass it to
+    :func:`register_cbct_to_ct` in place of the planning CT to skip the preparation at every
+    fraction.
+
+    Parameters
+    ----------
+    planning_ct : igrt.volume.Volume
+        The planning CT (HU).
+    clip_box : ClipBox
+        Clip box, LPS mm.
+    clip_box_source : str
+        ``"given"`` or ``"automatic around the right dome apex"``.
+    dome : DomeApex or None
+        Right dome apex found in the planning CT, or ``None``.
+    dome_problem : str or None
+        Why the dome was not found, if it was not.
+    search_template : numpy.ndarray
+        4 mm template ``(k, j, i)`` of the exhaustive search (NaN invalid).
+    search_grid : IsoGrid
+        Its lattice.
+    levels : tuple
+        Template points of the 4, 2 and 1 mm levels.
+    preparation_s : float
+        Wall time of the preparation, s.
+    """
+
+    planning_ct: Volume
+    clip_box: ClipBox
+    clip_box_source: str
+    dome: DomeApex | None
+    dome_problem: str | None
+    search_template: npt.NDArray[np.float32]
+    search_grid: IsoGrid
+    levels: tuple[TemplateLevel, ...]
+    preparation_s: float
+
+
+def _as_volume(value: Volume | LoadedVolume, name: str) -> tuple[Volume, str | None]:
+    if isinstance(value, LoadedVolume):
+        return value.volume, value.patient_position
+    if isinstance(value, Volume):
+        return value, None
+    raise InvalidInputError(
+        f"{name} must be an igrt Volume or LoadedVolume, got {type(value).__name__}", field=name
+    )
+
+
+def prepare_planning_reference(
+    planning_ct: Volume | LoadedVolume,
+    *,
+    clip_box: ClipBox | None = None,
+    threads: int = 2,
+) -> PlanningReference:
+    """Analyse the planning CT once: dome apex, clip box and the template pyramid.
+
+    Parameters
+    ----------
+    planning_ct : igrt.volume.Volume or igrt.imageio.LoadedVolume
+        Planning CT in HU, any direction cosines.
+    clip_box : ClipBox, optional
+        Clip box in LPS mm; by default placed around the right dome apex found in the CT.
+    threads : int, optional
+        Threads for resampling.
+
+    Returns
+    -------
+    PlanningReference
+        The prepared reference.
+
+    Raises
+    ------
+    ClipBoxError
+        If the clip box is not inside the planning CT, or no clip box is given and no dome is
+        found to place one.
+    InvalidInputError
+        If ``planning_ct`` is not a volume (NaN voxels are refused by
+        :class:`~igrt.volume.Volume` itself).
+    """
+    started = time.perf_counter()
+    ct, _ = _as_volume(planning_ct, "planning_ct")
+    _check_threads(threads)
+    dome: DomeApex | None = None
+    dome_problem: str | None = None
+    try:
+        dome = find_dome_apex(ct, invalid_below=CT_PADDING_BELOW_HU, threads=threads)
+    except DomeNotFoundError as error:
+        dome_problem = str(error)
+    ct_lower, ct_upper = volume_bounds_lps_mm(ct)
+    ct_box = ClipBox(ct_lower, ct_upper) if np.all(ct_upper - ct_lower >= 20.0) else None
+    if clip_box is None:
+        if dome is None or ct_box is None:
+            raise ClipBoxError(
+                f"no clip box given and none can be placed: {dome_problem or 'CT too small'}",
+                field="clip_box",
+            )
+        automatic = ClipBox.around(dome.position_lps_mm).intersection(ct_box)
+        if automatic is None:
+            raise ClipBoxError("the automatic clip box misses the planning CT", field="clip_box")
+        box, source = automatic, "automatic around the right dome apex"
+    else:
+        if not isinstance(clip_box, ClipBox):
+            raise ClipBoxError(
+                f"clip_box must be a ClipBox, got {type(clip_box).__name__}", field="clip_box"
+            )
+        inside = clip_box.fraction_inside(ct_lower, ct_upper)
+        if inside < 0.99:
+            raise ClipBoxError(
+                f"the clip box {clip_box!r} lies {100 * (1 - inside):.0f} % outside the planning "
+                f"CT (LPS {np.round(ct_lower, 1).tolist()} to {np.round(ct_upper, 1).tolist()})",
+                field="clip_box",
+            )
+        box, source = clip_box, "given"
+    grid_1mm = IsoGrid.covering(box.lower_lps_mm, box.upper_lps_mm, 1.0, 4)
+    crop = crop_volume(
+        ct,
+        grid_1mm.origin_lps_mm,
+        grid_1mm.upper_lps_mm,
+        margin_voxels=2,
+        invalid_below=CT_PADDING_BELOW_HU,
+    )
+    if crop is None:  # pragma: no cover - excluded by the inside check above
+        raise ClipBoxError("the clip box misses the planning CT", field="clip_box")
+    template_1mm = np.clip(resample_onto(crop, grid_1mm, threads=threads), *CLIP_WINDOW)
+    # Bring the planning CT to about a CBCT's resolution (Gaussian, 1.5 mm FWHM) so that the
+    # blurrier CBCT's edges are not compared with sharper ones (a bias of up to 0.07 mm).
+    template_1mm = nan_gaussian(template_1mm.astype(np.float64), TEMPLATE_SMOOTHING_MM).astype(
+        np.float32
+    )
+    centre = box.centre_lps_mm
+    levels = []
+    search_template: npt.NDArray[np.float32] | None = None
+    search_grid: IsoGrid | None = None
+    for spacing, _, _ in _LEVELS:
+        factor = round(spacing)
+        grid = grid_1mm.coarsened(factor) if factor > 1 else grid_1mm
+        values = block_mean(template_1mm, (factor, factor, factor)) if factor > 1 else template_1mm
+        keep = KEEP_FRACTION_1MM if factor == 1 else 1.0
+        level = build_level(values, grid, centre, keep_fraction=keep)
+        if level.n_points < 1000:
+            raise ClipBoxError(
+                f"the clip box holds too little valid planning CT ({level.n_points} points at "
+                f"{spacing} mm)",
+                field="clip_box",
+            )
+        levels.append(level)
+        if spacing == _SEARCH_SPACING_MM:
+            search_template, search_grid = values, grid
+    assert search_template is not None
+    assert search_grid is not None
+    return PlanningReference(
+        planning_ct=ct,
+        clip_box=box,
+        clip_box_source=source,
+        dome=dome,
+        dome_problem=dome_problem,
+        search_template=search_template,
+        search_grid=search_grid,
+        levels=tuple(levels),
+        preparation_s=time.perf_counter() - started,
+    )
+
+
+def _check_threads(threads: int) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64:
+        raise InvalidInputError(
+            f"threads must be an integer in [1, 64], got {threads!r}", field="threads"
+        )
+
+
+def _check_frames(ct: Volume, cbct: Volume) -> None:
+    ct_uid, cbct_uid = ct.frame_of_reference_uid, cbct.frame_of_reference_uid
+    if ct_uid and cbct_uid and ct_uid != cbct_uid:
+        raise FrameOfReferenceMismatchError(
+            f"the planning CT (Frame of Reference UID {ct_uid}) and the CBCT ({cbct_uid}) are "
+            "not in the same frame of reference; register them only after mapping one into "
+            "the other's frame",
+            field="frame_of_reference_uid",
+        )
+
+
+def _search_margin_voxels(protocol: RegistrationProtocol) -> int:
+    return math.ceil((protocol.capture_range_mm + _SEARCH_EXTRA_MARGIN_MM) / _SEARCH_SPACING_MM)
+
+
+def register_cbct_to_ct(
+    planning_ct: Volume | LoadedVolume | PlanningReference,
+    cbct: Volume | LoadedVolume,
+    *,
+    patient_position: PatientPositionValues | str | None = None,
+    clip_box: ClipBox | None = None,
+    degrees_of_freedom: Literal[3, 6] = 3,
+    isocentre_lps_mm: npt.ArrayLike | None = None,
+    protocol: RegistrationProtocol | None = None,
+    cbct_padding_value: float | Literal["auto"] | None = "auto",
+    overlays: bool = True,
+    raise_on_failure: bool = False,
+    threads: int = 2,
+) -> RigidRegistrationResult:
+    """Register a CBCT to the planning CT rigidly, focused on the liver and the right dome.
+
+    Parameters
+    ----------
+    planning_ct : igrt.volume.Volume, igrt.imageio.LoadedVolume or PlanningReference
+        Planning CT in HU (or its prepared reference, see :func:`prepare_planning_reference`).
+    cbct : igrt.volume.Volume or igrt.imageio.LoadedVolume
+        The day's CBCT in the planning frame of reference (the couch placed the planned
+        isocentre at the machine isocentre), any direction cosines; its HU may be wrong.
+    patient_position : PatientPositionValues or str, optional
+        The session's DICOM Patient Position (IEC conversions). Taken from the CBCT's file
+        (a :class:`~igrt.imageio.LoadedVolume`) when omitted.
+    clip_box : ClipBox, optional
+        Region whose anatomy is aligned, LPS mm; automatic around the right dome by default.
+        Must be ``None`` when ``planning_ct`` is a :class:`PlanningReference`.
+    degrees_of_freedom : {3, 6}, optional
+        Translations only (default), or rotations too.
+    isocentre_lps_mm : array_like of float, optional
+        Treatment isocentre (the reference point of the displacement), LPS mm; the CBCT grid
+        centre by default (a linac reconstructs its CBCT about the isocentre).
+    protocol : RegistrationProtocol, optional
+        Thresholds (:data:`~registration.protocol.DEFAULT_REGISTRATION_PROTOCOL`).
+    cbct_padding_value : float, "auto" or None, optional
+        CBCT value written outside its reconstructed field of view; ``"auto"`` detects it
+        (:func:`registration._grid.padding_value_of`), ``None`` treats every voxel as data.
+    overlays : bool, optional
+        Build the review images (about 30 ms).
+    raise_on_failure : bool, optional
+        Raise :class:`~registration.errors.NotConvergedError` instead of returning a
+        ``FAILED`` result.
+    threads : int, optional
+        Threads for resampling and FFTs (the result does not depend on it).
+
+    Returns
+    -------
+    RigidRegistrationResult
+        Displacement, couch correction, rotations, quality, dome check, overlays.
+
+    Raises
+    ------
+    NoOverlapError
+        If the two volumes do not share space.
+    ClipBoxError
+        If the clip box lies outside the planning CT or outside the CBCT.
+    FrameOfReferenceMismatchError
+        If both volumes carry Frame of Reference UIDs and they differ.
+    FrameOfReferenceError
+        If no or an unknown patient position is given.
+    InvalidInputError
+        For any other unusable argument (NaN voxels are refused by
+        :class:`~igrt.volume.Volume` itself).
+    NotConvergedError
+        With ``raise_on_failure=True``, when the result is ``FAILED``.
+
+    Examples
+    --------
+    >>> from fixtures.phantom import make_phantom
+    >>> from fixtures.cbct import simulate_cbct
+    >>> ct = make_phantom().ct_hu
+    >>> cbct = simulate_cbct(ct, isocentre_lps_mm=(-60.0, -10.0, 10.0),
+    ...                      anatomy_displacement_lps_mm=(0.0, 0.0, 5.0)).cbct_hu
+    >>> result = register_cbct_to_ct(ct, cbct, patient_position="HFS", overlays=False)
+    >>> result.quality.value, np.round(result.anatomy_displacement.lps_mm, 1) + 0.0
+    ('good', array([0., 0., 5.]))
+    >>> np.round(result.couch_correction_iec_support_mm, 1) + 0.0
+    array([ 0., -5.,  0.])
+    """
+    started = time.perf_counter()
+    protocol = DEFAULT_REGISTRATION_PROTOCOL if protocol is None else protocol
+    if not isinstance(protocol, RegistrationProtocol):
+        raise InvalidInputError("protocol must be a RegistrationProtocol", field="protocol")
+    if degrees_of_freedom not in (3, 6) or isinstance(degrees_of_freedom, bool):
+        raise InvalidInputError(
+            f"degrees_of_freedom must be 3 or 6, got {degrees_of_freedom!r}",
+            field="degrees_of_freedom",
+        )
+    _check_threads(threads)
+    cbct_volume, position_from_file = _as_volume(cbct, "cbct")
+    position_value = patient_position if patient_position is not None else position_from_file
+    if position_value is None:
+        raise FrameOfReferenceError(
+            "the patient position is needed to express the correction on IEC axes; pass "
+            "patient_position (e.g. 'HFS')",
+            field="patient_position",
+        )
+    position = PatientPositionValues.parse(position_value)
+    if isinstance(planning_ct, PlanningReference):
+        if clip_box is not None and clip_box != planning_ct.clip_box:
+            raise ClipBoxError(
+                "the clip box is fixed by the PlanningReference; prepare a new one",
+                field="clip_box",
+            )
+        reference = planning_ct
+    else:
+        ct_volume, _ = _as_volume(planning_ct, "planning_ct")
+        _check_frames(ct_volume, cbct_volume)
+        _check_overlap(ct_volume, cbct_volume)
+        reference = prepare_planning_reference(ct_volume, clip_box=clip_box, threads=threads)
+        started = time.perf_counter()
+    ct = reference.planning_ct
+    _check_frames(ct, cbct_volume)
+    _check_overlap(ct, cbct_volume)
+    box = reference.clip_box
+    cbct_lower, cbct_upper = volume_bounds_lps_mm(cbct_volume)
+    if box.fraction_inside(cbct_lower, cbct_upper) < _MIN_CLIP_BOX_IN_CBCT:
+        raise ClipBoxError(
+            f"the clip box {box!r} lies mostly outside the CBCT (LPS "
+            f"{np.round(cbct_lower, 1).tolist()} to {np.round(cbct_upper, 1).tolist()})",
+            field="clip_box",
+        )
+    reference_point, reference_source = _reference_point(isocentre_lps_mm, cbct_volume)
+    padding = padding_value_of(cbct_volume) if cbct_padding_value == "auto" else cbct_padding_value
+    if padding is not None and not (isinstance(padding, int | float) and math.isfinite(padding)):
+        raise InvalidInputError(
+            f"cbct_padding_value must be a finite number, 'auto' or None, got {padding!r}",
+            field="cbct_padding_value",
+        )
+    engine = _Engine(reference, cbct_volume, padding, protocol, degrees_of_freedom, threads)
+    outcome = engine.run(reference_point)
+    dome_check = _dome_check(
+        reference, cbct_volume, padding, outcome.cbct_from_ct, protocol, threads
+    )
+    result = _assemble(
+        reference=reference,
+        cbct=cbct_volume,
+        padding=padding,
+        outcome=outcome,
+        dome_check=dome_check,
+        reference_point=reference_point,
+        reference_source=reference_source,
+        position=position,
+        dof=degrees_of_freedom,
+        protocol=protocol,
+        want_overlays=overlays,
+        started=started,
+    )
+    if raise_on_failure and result.quality is QualityValues.FAILED:
+        raise NotConvergedError(
+            "the registration failed: " + "; ".join(result.reasons), reasons=result.reasons
+        )
+    return result
+
+
+def register_cbct_to_ct_files(
+    planning_ct_path: str | Path,
+    cbct_path: str | Path,
+    **options: Any,
+) -> RigidRegistrationResult:
+    """Read both images with :func:`igrt.imageio.read_volume` and register them.
+
+    The patient position comes from the CBCT's file unless ``patient_position`` is passed.
+    Readers raise :class:`~igrt.errors.GeometryError` for a missing or inconsistent orientation
+    and :class:`~igrt.errors.ImageReadError` for unreadable files. Other keyword arguments are
+    those of :func:`register_cbct_to_ct`.
+    """
+    planning = read_volume(planning_ct_path)
+    day = read_volume(cbct_path)
+    if options.get("patient_position") is None and day.patient_position is None:
+        options["patient_position"] = planning.patient_position
+    return register_cbct_to_ct(planning, day, **options)
+
+
+# --- the engine ----------------------------------------------------------------------------
+
+
+def _check_overlap(ct: Volume, cbct: Volume) -> None:
+    ct_lower, ct_upper = volume_bounds_lps_mm(ct)
+    cbct_lower, cbct_upper = volume_bounds_lps_mm(cbct)
+    common = np.minimum(ct_upper, cbct_upper) - np.maximum(ct_lower, cbct_lower)
+    if np.any(common < 20.0):
+        raise NoOverlapError(
+            "the planning CT (LPS "
+            f"{np.round(ct_lower, 1).tolist()} to {np.round(ct_upper, 1).tolist()}) and the CBCT "
+            f"({np.round(cbct_lower, 1).tolist()} to {np.round(cbct_upper, 1).tolist()}) do not "
+            "overlap by 20 mm along every axis",
+            field="cbct",
+        )
+
+
+def _reference_point(
+    isocentre_lps_mm: npt.ArrayLike | None, cbct: Volume
+) -> tuple[FloatArray, str]:
+    if isocentre_lps_mm is None:
+        return cbct.centre_lps_mm.copy(), "cbct-centre"
+    try:
+        point = np.asarray(isocentre_lps_mm, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError(f"isocentre_lps_mm: {error}", field="isocentre_lps_mm") from None
+    if point.shape != (3,) or not np.all(np.isfinite(point)):
+        raise InvalidInputError(
+            "isocentre_lps_mm must be 3 finite numbers", field="isocentre_lps_mm"
+        )
+    return point, "isocentre"
+
+
+@dataclass(frozen=True, eq=False)
+class _Outcome:
+    cbct_from_ct: FloatArray
+    levels: tuple[LevelRecord, ...]
+    final: LevelOutcome | None
+    ncc_before: float
+    search_ncc: float
+    search_runner_up: float
+    search_at_edge: bool
+    covariance: FloatArray | None
+    failure: str | None
+    gain: float
+    offset: float
+
+
+class _Engine:
+    """One registration's moving-image pyramid and its coarse-to-fine run."""
+
+    def __init__(
+        self,
+        reference: PlanningReference,
+        cbct: Volume,
+        padding: float | None,
+        protocol: RegistrationProtocol,
+        dof: int,
+        threads: int,
+    ) -> None:
+        self.reference = reference
+        self.protocol = protocol
+        self.dof = dof
+        self.threads = threads
+        self.margin_voxels = _search_margin_voxels(protocol)
+        margin_mm = self.margin_voxels * _SEARCH_SPACING_MM + 8.0
+        box = reference.clip_box
+        crop = crop_volume(
+            cbct,
+            box.lower_lps_mm - margin_mm,
+            box.upper_lps_mm + margin_mm,
+            margin_voxels=1,
+            padding_value=padding,
+        )
+        if crop is None:
+            raise ClipBoxError("the clip box misses the CBCT", field="clip_box")
+        np.clip(crop.array, *CLIP_WINDOW, out=crop.array)
+        self.moving: dict[float, SampledImage] = {
+            spacing: crop.coarsened(spacing) for spacing, _, _ in _LEVELS
+        }
+
+    def run(self, reference_point: FloatArray) -> _Outcome:
+        levels_by_spacing = dict(
+            zip([s for s, _, _ in _LEVELS], self.reference.levels, strict=True)
+        )
+        finest = levels_by_spacing[_LEVELS[-1][0]]
+        ncc_before, _ = similarity(finest, self.moving[_LEVELS[-1][0]], np.eye(4))
+        search_grid = self.reference.search_grid.expanded(self.margin_voxels)
+        moving_lattice = (
+            self.moving[_SEARCH_SPACING_MM]
+            .sample(search_grid.points_lps_mm())
+            .reshape(search_grid.shape_kji)
+            .astype(np.float32)
+        )
+        found = masked_ncc_search(
+            self.reference.search_template, moving_lattice, threads=self.threads
+        )
+        if found is None:
+            return _Outcome(
+                np.eye(4), (), None, ncc_before, -1.0, -1.0, False, None,
+                "the clip box and the CBCT's field of view do not overlap enough for any "
+                f"translation within the capture range (+/-{self.protocol.capture_range_mm} mm)",
+                1.0, 0.0,
+            )  # fmt: skip
+        shift_mm = (found.shift_voxels - self.margin_voxels) * _SEARCH_SPACING_MM
+        transform = np.eye(4)
+        transform[:3, 3] = shift_mm
+        records = [
+            LevelRecord(
+                f"search {_SEARCH_SPACING_MM:g} mm",
+                _SEARCH_SPACING_MM,
+                0,
+                found.ncc,
+                _displacement_at(transform, reference_point),
+                f"exhaustive over +/-{self.margin_voxels * _SEARCH_SPACING_MM:g} mm; runner-up "
+                f"NCC {found.runner_up_ncc:.3f}",
+            )
+        ]
+        outcome: LevelOutcome | None = None
+        for (spacing, max_iterations, tolerance), level in zip(
+            _LEVELS, self.reference.levels, strict=True
+        ):
+            outcome = refine(
+                level,
+                self.moving[spacing],
+                transform,
+                dof=self.dof,
+                max_iterations=max_iterations,
+                tolerance_mm=tolerance,
+            )
+            transform = outcome.cbct_from_ct
+            records.append(
+                LevelRecord(
+                    f"refine {spacing:g} mm",
+                    spacing,
+                    outcome.iterations,
+                    outcome.ncc,
+                    _displacement_at(transform, reference_point),
+                    outcome.stop_condition,
+                )
+            )
+        assert outcome is not None
+        covariance = jackknife_covariance(
+            finest,
+            self.moving[_LEVELS[-1][0]],
+            transform,
+            dof=self.dof,
+            reference_lps_mm=reference_point,
+        )
+        gain, offset = _intensity_fit(finest, self.moving[_LEVELS[-1][0]], transform)
+        return _Outcome(
+            transform,
+            tuple(records),
+            outcome,
+            ncc_before,
+            found.ncc,
+            found.runner_up_ncc,
+            found.at_edge,
+            covariance,
+            None,
+            gain,
+            offset,
+        )
+
+
+def _intensity_fit(
+    level: TemplateLevel, moving: SampledImage, cbct_from_ct: FloatArray
+) -> tuple[float, float]:
+    """CBCT ~ gain x CT + offset on the final level (for the overlays)."""
+    mapped = map_points(level.points_lps_mm, cbct_from_ct[:3, :3], cbct_from_ct[:3, 3])
+    values = moving.sample(mapped)
+    valid = ~np.isnan(values)
+    if valid.sum() < 10:
+        return 1.0, 0.0
+    ct_values = level.values[valid] - level.values[valid].mean()
+    cbct_values = values[valid]
+    variance = inner(ct_values, ct_values)
+    if variance <= 0:
+        return 1.0, 0.0
+    slope = inner(ct_values, cbct_values - cbct_values.mean()) / variance
+    intercept = float(cbct_values.mean()) - slope * float(level.values[valid].mean())
+    return float(slope), float(intercept)
+
+
+def _displacement_at(cbct_from_ct: FloatArray, point: FloatArray) -> tuple[float, float, float]:
+    moved = cbct_from_ct[:3, :3] @ point + cbct_from_ct[:3, 3] - point
+    return (float(moved[0]), float(moved[1]), float(moved[2]))
+
+
+# --- dome check ----------------------------------------------------------------------------
+
+
+def _dome_check(
+    reference: PlanningReference,
+    cbct: Volume,
+    padding: float | None,
+    cbct_from_ct: FloatArray,
+    protocol: RegistrationProtocol,
+    threads: int,
+) -> DomeCheck:
+    tolerance = protocol.dome_check_tolerance_mm
+    ct_apex = reference.dome
+    if ct_apex is None:
+        return DomeCheck(
+            DomeCheckValues.UNAVAILABLE,
+            tolerance,
+            reason=f"no dome found in the planning CT: {reference.dome_problem}",
+        )
+    # The capture range plus a margin around the planning apex; along z also the tissue run
+    # below and the lung run above that a lung-base column needs to qualify.
+    reach = protocol.capture_range_mm + _DOME_SEARCH_EXTRA_MM
+    below = np.array([reach, reach, reach + 20.0])
+    above = np.array([reach, reach, reach + 15.0])
+    search = ClipBox(ct_apex.position_lps_mm - below, ct_apex.position_lps_mm + above)
+    try:
+        cbct_apex = find_dome_apex(
+            cbct,
+            search_box=search,
+            hint_lps_mm=ct_apex.position_lps_mm,
+            padding_value=padding,
+            invalid_below=None,
+            threads=threads,
+        )
+    except (DomeNotFoundError, InvalidInputError) as error:
+        return DomeCheck(
+            DomeCheckValues.UNAVAILABLE,
+            tolerance,
+            ct_apex=ct_apex,
+            reason=f"no dome found in the CBCT near the planning apex: {error}",
+        )
+    dome_offset = cbct_apex.si_mm - ct_apex.si_mm
+    registration_si = _displacement_at(cbct_from_ct, ct_apex.position_lps_mm)[2]
+    disagreement = abs(dome_offset - registration_si)
+    agrees = disagreement <= tolerance
+    return DomeCheck(
+        DomeCheckValues.AGREES if agrees else DomeCheckValues.DISAGREES,
+        tolerance,
+        ct_apex=ct_apex,
+        cbct_apex=cbct_apex,
+        dome_si_offset_mm=dome_offset,
+        registration_si_mm=registration_si,
+        disagreement_mm=disagreement,
+        reason=(
+            f"dome SI offset {dome_offset:+.2f} mm vs registration {registration_si:+.2f} mm "
+            f"at the dome: {'within' if agrees else 'beyond'} {tolerance} mm"
+        ),
+    )
+
+
+# --- quality and the result ----------------------------------------------------------------
+
+
+def _assemble(
+    *,
+    reference: PlanningReference,
+    cbct: Volume,
+    padding: float | None,
+    outcome: _Outcome,
+    dome_check: DomeCheck,
+    reference_point: FloatArray,
+    reference_source: str,
+    position: PatientPositionValues,
+    dof: int,
+    protocol: RegistrationProtocol,
+    want_overlays: bool,
+    started: float,
+) -> RigidRegistrationResult:
+    failures: list[str] = []
+    warnings: list[str] = []
+    final = outcome.final
+    if outcome.failure is not None:
+        failures.append(outcome.failure)
+    ncc_after, overlap = -1.0, 0.0
+    if final is not None:
+        ncc_after, overlap = final.ncc, final.valid_fraction
+        if final.valid_fraction == 0.0:
+            failures.append(final.stop_condition)
+        elif not final.converged:
+            message = f"the 1 mm level did not converge: {final.stop_condition}"
+            (failures if final.last_step_mm > _NOT_CONVERGED_FAIL_MM else warnings).append(message)
+        if ncc_after < protocol.min_ncc:
+            failures.append(
+                f"similarity too low (NCC {ncc_after:.3f} < {protocol.min_ncc}): the CBCT does "
+                "not show the clip box's anatomy"
+            )
+        elif ncc_after < protocol.good_ncc:
+            warnings.append(f"similarity low (NCC {ncc_after:.3f} < {protocol.good_ncc})")
+        if overlap < protocol.min_overlap_fraction:
+            failures.append(
+                f"only {100 * overlap:.0f} % of the clip box lies in the CBCT's field of view "
+                f"at the result (< {100 * protocol.min_overlap_fraction:.0f} %)"
+            )
+        elif overlap < protocol.good_overlap_fraction:
+            warnings.append(
+                f"only {100 * overlap:.0f} % of the clip box lies in the CBCT's field of view"
+            )
+        if outcome.search_at_edge:
+            failures.append(
+                "the coarse search peaked at the edge of the capture range "
+                f"(+/-{protocol.capture_range_mm} mm): the displacement may be larger"
+            )
+        elif outcome.search_runner_up > outcome.search_ncc - protocol.min_search_ambiguity:
+            warnings.append(
+                f"ambiguous coarse search: a second peak (NCC {outcome.search_runner_up:.3f}) "
+                f"rivals the best ({outcome.search_ncc:.3f})"
+            )
+    displacement_lps = np.array(_displacement_at(outcome.cbct_from_ct, reference_point))
+    beyond = np.abs(displacement_lps) > protocol.capture_range_mm + 4.0
+    if final is not None and np.any(beyond):
+        failures.append(
+            f"displacement {np.round(displacement_lps, 1).tolist()} mm lies beyond the capture "
+            f"range (+/-{protocol.capture_range_mm} mm)"
+        )
+    if outcome.covariance is None:
+        uncertainty_lps = (math.nan, math.nan, math.nan)
+        uncertainty = math.nan
+        if final is not None and not failures:
+            warnings.append("no uncertainty estimate (too few octants of the clip box hold data)")
+    else:
+        # Jackknife variance plus a floor for what it cannot see (see UNCERTAINTY_FLOOR_MM).
+        floor_per_axis = UNCERTAINTY_FLOOR_MM / math.sqrt(3.0)
+        sd = np.sqrt(np.clip(np.diag(outcome.covariance), 0.0, None) + floor_per_axis**2)
+        uncertainty_lps = (float(sd[0]), float(sd[1]), float(sd[2]))
+        uncertainty = float(np.linalg.norm(sd))
+        if uncertainty > protocol.max_uncertainty_mm:
+            warnings.append(
+                f"uncertainty {uncertainty:.2f} mm above {protocol.max_uncertainty_mm} mm"
+            )
+    if dome_check.status is not DomeCheckValues.AGREES:
+        warnings.append(f"dome check {dome_check.status.value}: {dome_check.reason}")
+    rotation_lps = rotation_iec = rotation_correction = None
+    if dof == 6:
+        rotation_lps, rotation_iec, rotation_correction = rotations_from_matrix(
+            outcome.cbct_from_ct[:3, :3], position
+        )
+        if max(abs(a) for a in rotation_lps) > protocol.max_rotation_deg:
+            warnings.append(
+                f"rotation {np.round(rotation_lps, 2).tolist()} deg exceeds "
+                f"{protocol.max_rotation_deg} deg about an axis: consider a new set-up"
+            )
+    if failures:
+        quality = QualityValues.FAILED
+    elif warnings:
+        quality = QualityValues.QUESTIONABLE
+    else:
+        quality = QualityValues.GOOD
+    failed = quality is QualityValues.FAILED
+    displacement = None if failed else AnatomyDisplacement(tuple(displacement_lps))
+    repositioning = None
+    if displacement is not None:
+        axes = displacement.exceeds(protocol.repositioning_threshold_mm, position)
+        repositioning = RepositioningFlag(
+            required=bool(axes),
+            threshold_mm=protocol.repositioning_threshold_mm,
+            exceeding_axes=axes,
+        )
+    overlay_images = None
+    if want_overlays:
+        half = 0.5 * reference.clip_box.size_mm + _OVERLAY_MARGIN_MM
+        overlay_images = make_overlays(
+            reference.planning_ct,
+            cbct,
+            outcome.cbct_from_ct,
+            centre_lps_mm=reference_point,
+            half_extent_mm=half,
+            cbct_gain=outcome.gain,
+            cbct_offset=outcome.offset,
+            cbct_padding_value=padding,
+        )
+    iterations = sum(record.iterations for record in outcome.levels)
+    stop = final.stop_condition if final is not None else (outcome.failure or "not run")
+    return RigidRegistrationResult(
+        cbct_from_ct=outcome.cbct_from_ct,
+        reference_point_lps_mm=reference_point,
+        reference_point_source=reference_source,
+        patient_position=position,
+        degrees_of_freedom=dof,
+        quality=quality,
+        reasons=tuple(failures + warnings),
+        anatomy_displacement=displacement,
+        couch_correction=None if displacement is None else displacement.couch_correction(),
+        anatomy_rotation_lps_deg=None if failed else rotation_lps,
+        anatomy_rotation_iec_support_deg=None if failed else rotation_iec,
+        couch_rotation_correction_iec_support_deg=None if failed else rotation_correction,
+        repositioning=repositioning,
+        uncertainty_mm=uncertainty,
+        uncertainty_lps_mm=uncertainty_lps,
+        ncc_before=outcome.ncc_before,
+        ncc_after=ncc_after,
+        overlap_fraction=overlap,
+        iterations=iterations,
+        stop_condition=stop,
+        levels=outcome.levels,
+        dome_check=dome_check,
+        clip_box=reference.clip_box,
+        clip_box_source=reference.clip_box_source,
+        protocol=protocol,
+        runtime_s=time.perf_counter() - started,
+        overlays=overlay_images,
+        intensity_gain=outcome.gain,
+        intensity_offset=outcome.offset,
+        extra={
+            "search_ncc": outcome.search_ncc,
+            "search_runner_up_ncc": outcome.search_runner_up,
+            "preparation_s": reference.preparation_s,
+        },
+    )

@@ -1,0 +1,30 @@
+"""Constants and helpers shared by the registration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fixtures.phantom import phantom_right_dome_apex_lps_mm
+
+PHANTOM_APEX_LPS_MM = phantom_right_dome_apex_lps_mm()
+PHANTOM_ISOCENTRE_LPS_MM = PHANTOM_APEX_LPS_MM - np.array([0.0, 0.0, 20.0])
+CBCT_OPTIONS: dict[str, Any] = {
+    "fov_diameter_mm": 200.0,
+    "length_mm": 160.0,
+    "max_extrapolation_mm": 40.0,
+}
+
+
+def point_error_mm(
+    estimated_cbct_from_ct: npt.NDArray[np.float64],
+    true_cbct_from_ct: npt.NDArray[np.float64],
+    point_lps_mm: npt.ArrayLike,
+) -> float:
+    """Distance between where two transforms put one planning-CT point, mm."""
+    p = np.asarray(point_lps_mm, dtype=np.float64)
+    a = estimated_cbct_from_ct[:3, :3] @ p + estimated_cbct_from_ct[:3, 3]
+    b = true_cbct_from_ct[:3, :3] @ p + true_cbct_from_ct[:3, 3]
+    return float(np.linalg.norm(a - b))

@@ -1,0 +1,61 @@
+"""The HU-only dome finder, against the phantom's analytic apex and the real CT's labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from igrt.volume import Volume
+from registration import ClipBox, DomeNotFoundError, find_dome_apex
+from registration._grid import padding_value_of
+from tests.registration._support import PHANTOM_APEX_LPS_MM
+from tests.registration.conftest import Simulate
+
+
+def test_phantom_apex_is_found_exactly(phantom_ct: Volume) -> None:
+    apex = find_dome_apex(phantom_ct)
+    assert apex.method == "cap-fit"
+    assert apex.si_mm == pytest.approx(PHANTOM_APEX_LPS_MM[2], abs=0.1)
+    np.testing.assert_allclose(apex.position_lps_mm[:2], PHANTOM_APEX_LPS_MM[:2], atol=1.0)
+    assert apex.lung_level < -700.0 < 0.0 < apex.tissue_level
+
+
+@pytest.mark.parametrize(
+    "displacement", [(0.0, 0.0, -25.0), (-25.0, 25.0, -25.0), (25.0, -25.0, 25.0)]
+)
+def test_cbct_apex_moves_with_the_anatomy(
+    simulate_phantom_cbct: Simulate, displacement: tuple[float, float, float]
+) -> None:
+    simulation = simulate_phantom_cbct(displacement)
+    cbct = simulation.cbct_hu
+    search = ClipBox(PHANTOM_APEX_LPS_MM - [45.0, 45.0, 65.0], PHANTOM_APEX_LPS_MM + [45.0] * 3)
+    apex = find_dome_apex(
+        cbct,
+        search_box=search,
+        hint_lps_mm=PHANTOM_APEX_LPS_MM,
+        padding_value=padding_value_of(cbct),
+        invalid_below=None,
+    )
+    expected = PHANTOM_APEX_LPS_MM + np.asarray(displacement)
+    assert apex.si_mm == pytest.approx(expected[2], abs=0.2)
+    np.testing.assert_allclose(apex.position_lps_mm[:2], expected[:2], atol=1.5)
+
+
+def test_no_dome_in_a_water_block() -> None:
+    water = Volume(np.zeros((40, 40, 40), np.float32), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    with pytest.raises(DomeNotFoundError):
+        find_dome_apex(water)
+
+
+@pytest.mark.shared_data
+def test_real_ct_apex_matches_the_label_based_apex(shared_data: Path) -> None:
+    from fixtures.anatomy import load_chest_ct
+    from fixtures.motion import find_right_dome_apex_lps_mm
+
+    anatomy = load_chest_ct(shared_data)
+    apex = find_dome_apex(anatomy.ct_hu)
+    from_labels = find_right_dome_apex_lps_mm(anatomy)
+    assert apex.si_mm == pytest.approx(from_labels[2], abs=0.5)
+    np.testing.assert_allclose(apex.position_lps_mm[:2], from_labels[:2], atol=5.0)
