@@ -7,6 +7,8 @@ import enum
 __all__ = [
     "AssessmentStatusValues",
     "GeometrySourceValues",
+    "ReviewOutcomeValues",
+    "ReviewSubjectValues",
     "RoleValues",
     "SessionKindValues",
     "UploadFormatValues",
@@ -81,3 +83,20 @@ class AssessmentStatusValues(enum.StrEnum):
 
     FAILED = "failed"
     """No trustworthy dome track (``reason`` says why): nothing to act on."""
+
+
+class ReviewOutcomeValues(enum.StrEnum):
+    """What a reviewer decided about a result."""
+
+    APPROVED = "approved"
+    """The result stands as computed."""
+
+    OVERRIDDEN = "overridden"
+    """The reviewer decided otherwise; ``reason`` says why (required)."""
+
+
+class ReviewSubjectValues(enum.StrEnum):
+    """What kind of result a review is about."""
+
+    MOTION_ASSESSMENT = "motion_assessment"
+    """A breathing-motion assessment and its motion-management decision."""

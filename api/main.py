@@ -21,7 +21,18 @@ from api.db.migrate import upgrade
 from api.demo import seed_first_run
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routes import assessments, audit, health, metrics, patients, sessions, tokens, uploads
+from api.routes import (
+    assessments,
+    audit,
+    health,
+    metrics,
+    patients,
+    reviews,
+    sessions,
+    stream,
+    tokens,
+    uploads,
+)
 from api.schemas.health import Health
 from api.security import load_pepper
 from api.service import Service
@@ -35,6 +46,11 @@ Every route under `/api/v1` needs `Authorization: Bearer <token>` (make one with
 `igrt token create --role console|therapist|physicist --name NAME`). Errors are JSON
 `Problem` bodies whose `field` names what to fix. Numbers carry their unit in their name
 (`sad_mm`, `timestamps_s`).
+
+Real time: the WebSocket `/api/v1/sessions/{session_id}/stream` takes fluoroscopy frames one at
+a time (a JSON header, then the pixels as little-endian uint16) and answers each with the dome
+position, the running excursion, the displacement from the session's reference and the
+intrafraction alert of the session's protocol (see `api/routes/stream.py` for the messages).
 """
 
 _TAGS = [
@@ -45,6 +61,10 @@ _TAGS = [
     {
         "name": "assessments",
         "description": "Breathing-motion assessments: dome track, analysis, decision.",
+    },
+    {
+        "name": "reviews",
+        "description": "Therapist review: approve, or override with a reason (immutable).",
     },
     {"name": "tokens", "description": "The calling token."},
     {"name": "audit", "description": "The append-only audit trail (physicists)."},
@@ -121,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions.router,
         uploads.router,
         assessments.router,
+        reviews.router,
+        stream.router,
         tokens.router,
         audit.router,
     ):

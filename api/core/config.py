@@ -12,6 +12,8 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_MAX_IMAGE_ROWS``         largest frame height, pixels
 ``IGRT_MAX_IMAGE_COLUMNS``      largest frame width, pixels
 ``IGRT_MAX_DECODED_BYTES``      largest decoded pixel data (guards decompression bombs)
+``IGRT_STREAM_MAX_FRAME_BYTES``  largest frame on the real-time stream (8 MiB: 2048 x 2048
+                                uint16)
 ``IGRT_TOKEN_PEPPER``           secret mixed into every stored token hash; generated once
                                 into ``<data_dir>/token-pepper`` when unset
 ``IGRT_DEMO_DATA``              create a demo patient on first start (``true``): simulated
@@ -56,6 +58,7 @@ class Settings(BaseSettings):
     max_image_rows: int = Field(default=4096, gt=0)
     max_image_columns: int = Field(default=4096, gt=0)
     max_decoded_bytes: int = Field(default=2048 * _MIB, gt=0)
+    stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
     token_pepper: SecretStr | None = None
     demo_data: bool = True
     first_run_token: bool = True

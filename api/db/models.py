@@ -26,6 +26,8 @@ from api.db.base import Base, new_id, utc_now
 from api.enums import (
     AssessmentStatusValues,
     GeometrySourceValues,
+    ReviewOutcomeValues,
+    ReviewSubjectValues,
     RoleValues,
     SessionKindValues,
     UploadFormatValues,
@@ -39,6 +41,7 @@ __all__ = [
     "ImmutableRowError",
     "MotionAssessment",
     "Patient",
+    "Review",
     "TreatmentSession",
     "Upload",
 ]
@@ -195,7 +198,40 @@ class MotionAssessment(Base):
     created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
 
 
-_IMMUTABLE: tuple[type[Base], ...] = (AuditEvent, MotionAssessment, Upload)
+class Review(Base):
+    """A reviewer's verdict on a result (immutable): approved, or overridden with a reason.
+
+    A correction is a new review naming the one it ``supersedes``; the latest review of a
+    subject (the one nothing supersedes) is the standing one. ``subject_type`` says which table
+    ``subject_id`` points into (motion assessments now, registrations later).
+    """
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint(_one_of("subject_type", ReviewSubjectValues), name="subject_type"),
+        CheckConstraint(_one_of("outcome", ReviewOutcomeValues), name="outcome"),
+        CheckConstraint(
+            "outcome = 'approved' OR (reason IS NOT NULL AND length(reason) > 0)",
+            name="override_reason",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("treatment_sessions.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(2000), default=None)
+    decision: Mapped[str | None] = mapped_column(String(64), default=None)
+    supersedes_id: Mapped[str | None] = mapped_column(
+        ForeignKey("reviews.id"), unique=True, default=None
+    )
+    reviewer_role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_by: Mapped[str] = mapped_column(ForeignKey("api_tokens.id"))
+
+
+_IMMUTABLE: tuple[type[Base], ...] = (AuditEvent, MotionAssessment, Review, Upload)
 
 
 @event.listens_for(Session, "before_flush")

@@ -28,6 +28,13 @@ EXPECTED_OPERATIONS = {
     ("post", "/api/v1/sessions/{session_id}/motion-assessments"): "create_motion_assessment",
     ("get", "/api/v1/sessions/{session_id}/motion-assessments"): "list_motion_assessments",
     ("get", "/api/v1/motion-assessments/{assessment_id}"): "get_motion_assessment",
+    ("post", "/api/v1/motion-assessments/{assessment_id}/reviews"): (
+        "create_motion_assessment_review"
+    ),
+    ("get", "/api/v1/motion-assessments/{assessment_id}/reviews"): (
+        "list_motion_assessment_reviews"
+    ),
+    ("get", "/api/v1/reviews/{review_id}"): "get_review",
     ("get", "/api/v1/me"): "who_am_i",
     ("get", "/api/v1/audit-events"): "list_audit_events",
 }

@@ -32,7 +32,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 
 def test_migrations_reach_head_and_are_idempotent(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     upgrade(engine)
     tables = set(inspect(engine).get_table_names())
     assert {
@@ -42,6 +42,7 @@ def test_migrations_reach_head_and_are_idempotent(engine: Engine) -> None:
         "api_tokens",
         "audit_events",
         "motion_assessments",
+        "reviews",
     } <= tables
 
 
@@ -155,9 +156,11 @@ def test_audit_events_are_append_only(engine: Engine) -> None:
         "DELETE FROM uploads",
         "UPDATE motion_assessments SET recommendation = 'no_device'",
         "DELETE FROM motion_assessments",
+        "UPDATE reviews SET outcome = 'approved'",
+        "DELETE FROM reviews",
     ],
 )
-def test_uploads_and_assessments_are_immutable_in_the_database(
+def test_uploads_assessments_and_reviews_are_immutable_in_the_database(
     engine: Engine, statement: str
 ) -> None:
     with engine.connect() as connection:
@@ -168,6 +171,20 @@ def test_uploads_and_assessments_are_immutable_in_the_database(
                 "protocol_version, tracked_fraction, track, recommendation, software_version, "
                 "created_at) SELECT 'a', session_id, id, 'completed', 'free_breathing', 'v1', 1.0, "
                 "'[]', 'abdominal_compression', '0.1.0', CURRENT_TIMESTAMP FROM uploads"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO api_tokens (id, name, role, token_hash, token_prefix, created_at) "
+                "VALUES ('t', 't', 'therapist', 'h', 'igrt_x', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO reviews (id, subject_type, subject_id, session_id, outcome, reason, "
+                "decision, reviewer_role, created_at, created_by) SELECT 'r', "
+                "'motion_assessment', 'a', session_id, 'overridden', 'why', 'no_device', "
+                "'therapist', CURRENT_TIMESTAMP, 't' FROM uploads"
             )
         )
         connection.commit()

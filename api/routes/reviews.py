@@ -1,0 +1,191 @@
+"""Therapist review of results: approve, or override with a reason (therapists, physicists).
+
+Reviews are immutable. The first review of a result is made without ``supersedes_id``; any later
+one must name the standing review it corrects (409 otherwise), so two reviewers cannot silently
+overwrite each other and the whole history stays readable. Every review is appended to the
+audit trail (``review.create``).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.audit import record_audit
+from api.core.config import API_PREFIX
+from api.crud import get_or_404
+from api.db.models import MotionAssessment, Review
+from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent
+from api.enums import ReviewOutcomeValues, ReviewSubjectValues
+from api.errors import PROBLEM_RESPONSES, ApiError, problem
+from api.schemas.reviews import ReviewCreate, ReviewPublic, ReviewsPublic
+from igrt.decision import MotionManagementValues
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["reviews"], responses=PROBLEM_RESPONSES)
+
+_DECISIONS = frozenset(value.value for value in MotionManagementValues)
+
+
+def _public(review: Review, superseded: set[str]) -> ReviewPublic:
+    public = ReviewPublic.model_validate(review)
+    return public.model_copy(update={"standing": review.id not in superseded})
+
+
+def _reviews_of(db: DbSession, subject_id: str) -> list[Review]:
+    query = select(Review).where(
+        Review.subject_type == ReviewSubjectValues.MOTION_ASSESSMENT.value,
+        Review.subject_id == subject_id,
+    )
+    return list(db.scalars(query.order_by(Review.created_at, Review.id)))
+
+
+def _check_decision(body: ReviewCreate, assessment: MotionAssessment) -> str | None:
+    if body.outcome is ReviewOutcomeValues.APPROVED:
+        if body.decision is not None:
+            raise ApiError(
+                422,
+                "an approval takes the computed decision; decision is for overrides",
+                field="decision",
+            )
+        if assessment.recommendation is None:
+            raise ApiError(
+                422,
+                f"the assessment made no recommendation ({assessment.status}): there is nothing "
+                "to approve; override it with a reason and a decision",
+                field="outcome",
+            )
+        return assessment.recommendation
+    if body.reason is None or not body.reason.strip():
+        raise ApiError(422, "an override needs a reason", field="reason")
+    if body.decision is None or body.decision not in _DECISIONS:
+        raise ApiError(
+            422,
+            "an override needs the decision taken instead, one of: "
+            + ", ".join(sorted(_DECISIONS)),
+            field="decision",
+        )
+    if body.decision == assessment.recommendation:
+        raise ApiError(
+            422,
+            "the decision is the computed one: approve instead of overriding",
+            field="decision",
+        )
+    return body.decision
+
+
+@router.post(
+    "/motion-assessments/{assessment_id}/reviews",
+    operation_id="create_motion_assessment_review",
+    status_code=201,
+    responses={
+        **problem(404, "No such assessment."),
+        **problem(409, "Already reviewed (name the standing review in supersedes_id)."),
+        **problem(415, "The body is not JSON."),
+    },
+)
+def create_motion_assessment_review(
+    principal: ClinicalStaff,
+    _: JsonContent,
+    db: DbSession,
+    assessment_id: str,
+    body: ReviewCreate,
+    response: Response,
+) -> ReviewPublic:
+    """Approve an assessment's decision, or override it with a reason (therapists, physicists)."""
+    assessment = get_or_404(
+        db, MotionAssessment, assessment_id, "motion assessment", "assessment_id"
+    )
+    decision = _check_decision(body, assessment)
+    existing = _reviews_of(db, assessment.id)
+    superseded = {r.supersedes_id for r in existing if r.supersedes_id is not None}
+    standing = [r for r in existing if r.id not in superseded]
+    if body.supersedes_id is None:
+        if standing:
+            raise ApiError(
+                409,
+                f"this assessment was reviewed already (review {standing[-1].id}); to correct "
+                "it, send that id as supersedes_id",
+                field="supersedes_id",
+            )
+    elif not any(r.id == body.supersedes_id for r in existing):
+        raise ApiError(
+            422, "supersedes_id is not a review of this assessment", field="supersedes_id"
+        )
+    elif body.supersedes_id in superseded:
+        raise ApiError(
+            409,
+            "that review was superseded already; correct the standing one",
+            field="supersedes_id",
+        )
+    review = Review(
+        subject_type=ReviewSubjectValues.MOTION_ASSESSMENT.value,
+        subject_id=assessment.id,
+        session_id=assessment.session_id,
+        outcome=body.outcome.value,
+        reason=body.reason.strip() if body.reason else None,
+        decision=decision,
+        supersedes_id=body.supersedes_id,
+        reviewer_role=principal.role.value,
+        created_by=principal.token_id,
+    )
+    db.add(review)
+    try:
+        db.flush()
+    except IntegrityError as exc:  # a concurrent correction of the same review won
+        db.rollback()
+        raise ApiError(
+            409,
+            "that review was superseded already; correct the standing one",
+            field="supersedes_id",
+        ) from exc
+    record_audit(
+        db,
+        principal,
+        "review.create",
+        "review",
+        review.id,
+        {
+            "subject_type": review.subject_type,
+            "subject_id": review.subject_id,
+            "session_id": review.session_id,
+            "outcome": review.outcome,
+            "decision": review.decision,
+            "computed_decision": assessment.recommendation,
+            "supersedes_id": review.supersedes_id,
+        },
+    )
+    db.commit()
+    response.headers["Location"] = f"{API_PREFIX}/reviews/{review.id}"
+    return _public(review, set())
+
+
+@router.get(
+    "/motion-assessments/{assessment_id}/reviews",
+    operation_id="list_motion_assessment_reviews",
+    responses=problem(404, "No such assessment."),
+)
+def list_motion_assessment_reviews(
+    principal: AnyRole, db: DbSession, assessment_id: str
+) -> ReviewsPublic:
+    """An assessment's reviews, oldest first; ``standing`` marks the one in force."""
+    assessment = get_or_404(
+        db, MotionAssessment, assessment_id, "motion assessment", "assessment_id"
+    )
+    rows = _reviews_of(db, assessment.id)
+    superseded = {r.supersedes_id for r in rows if r.supersedes_id is not None}
+    return ReviewsPublic(data=[_public(r, superseded) for r in rows], count=len(rows))
+
+
+@router.get(
+    "/reviews/{review_id}",
+    operation_id="get_review",
+    responses=problem(404, "No such review."),
+)
+def read_review(principal: AnyRole, db: DbSession, review_id: str) -> ReviewPublic:
+    """One review."""
+    review = get_or_404(db, Review, review_id, "review", "review_id")
+    successor = db.scalar(select(Review.id).where(Review.supersedes_id == review.id))
+    return _public(review, {review.id} if successor is not None else set())
