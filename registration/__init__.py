@@ -6,11 +6,24 @@ coarse translation search (capture range +/-25 mm) followed by Gauss-Newton refi
 intensity-fitted normalised cross-correlation, 3 or 6 degrees of freedom, an independent dome
 check (:func:`find_dome_apex`), and a result (:class:`RigidRegistrationResult`) that names
 every transform by its direction and every number by its unit and frame, with a quality status
-that is never silently ``GOOD``. The 2D/2D registration is not implemented yet.
+that is never silently ``GOOD``.
+
+2D/2D: fast cone-beam DRRs of the planning CT at any gantry angle (:func:`generate_drr`,
+:func:`prepare_beam_volume`, :func:`render_drr`) and the registration of an orthogonal kV or MV
+pair to them (:func:`register_pair_to_drrs`, :class:`Pair2DResult`) with a consistency check on
+the longitudinal axis both views share. Export: the rigid result as a DICOM Spatial
+Registration object (:func:`write_spatial_registration`, :func:`read_spatial_registration`).
 """
 
 from registration.clip_box import DEFAULT_DOME_BOX_EXTENT_MM, ClipBox
+from registration.dicom_reg import (
+    SPATIAL_REGISTRATION_SOP_CLASS_UID,
+    ReadSpatialRegistration,
+    read_spatial_registration,
+    write_spatial_registration,
+)
 from registration.dome import DomeApex, DomeNotFoundError, find_dome_apex
+from registration.drr import BeamVolume, generate_drr, prepare_beam_volume, render_drr
 from registration.errors import (
     ClipBoxError,
     FrameOfReferenceMismatchError,
@@ -19,6 +32,14 @@ from registration.errors import (
     RegistrationProcessingError,
 )
 from registration.overlays import OverlayImages, PlaneValues, RegistrationOverlays, make_overlays
+from registration.pair2d import (
+    KvView,
+    Pair2DResult,
+    PairReference,
+    ViewMatch,
+    prepare_pair_reference,
+    register_pair_to_drrs,
+)
 from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL, RegistrationProtocol
 from registration.result import (
     DomeCheck,
@@ -38,6 +59,8 @@ from registration.rigid import (
 __all__ = [
     "DEFAULT_DOME_BOX_EXTENT_MM",
     "DEFAULT_REGISTRATION_PROTOCOL",
+    "SPATIAL_REGISTRATION_SOP_CLASS_UID",
+    "BeamVolume",
     "ClipBox",
     "ClipBoxError",
     "DomeApex",
@@ -45,21 +68,33 @@ __all__ = [
     "DomeCheckValues",
     "DomeNotFoundError",
     "FrameOfReferenceMismatchError",
+    "KvView",
     "LevelRecord",
     "NoOverlapError",
     "NotConvergedError",
     "OverlayImages",
+    "Pair2DResult",
+    "PairReference",
     "PlaneValues",
     "PlanningReference",
     "QualityValues",
+    "ReadSpatialRegistration",
     "RegistrationOverlays",
     "RegistrationProcessingError",
     "RegistrationProtocol",
     "RepositioningFlag",
     "RigidRegistrationResult",
+    "ViewMatch",
     "find_dome_apex",
+    "generate_drr",
     "make_overlays",
+    "prepare_beam_volume",
+    "prepare_pair_reference",
     "prepare_planning_reference",
+    "read_spatial_registration",
     "register_cbct_to_ct",
     "register_cbct_to_ct_files",
+    "register_pair_to_drrs",
+    "render_drr",
+    "write_spatial_registration",
 ]

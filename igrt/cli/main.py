@@ -23,7 +23,7 @@ EXIT_PROCESSING_FAILED = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from igrt.cli import motion, serve, simulate, token
+    from igrt.cli import motion, register, serve, simulate, token
 
     parser = argparse.ArgumentParser(
         prog="igrt",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"igrt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     motion.register(commands)
+    register.register(commands)
     serve.register(commands)
     simulate.register(commands)
     token.register(commands)

@@ -1,0 +1,159 @@
+"""``igrt register``: rigid CBCT-to-planning-CT registration from files.
+
+Reads both images (DICOM folders or MHA/NRRD/NIfTI files), registers the CBCT to the planning CT
+(:func:`registration.register_cbct_to_ct`) and writes into ``--out``:
+
+- ``result.json``: the full result (:meth:`RigidRegistrationResult.to_dict`), also when the
+  registration failed;
+- ``overlay_<plane>_<before|after>_<checkerboard|blend>.png``: review images;
+- ``registration.dcm``: a DICOM Spatial Registration object (only for a result that did not
+  fail; :mod:`registration.dicom_reg` says which way its matrix goes).
+
+It prints the quality, the couch correction along IEC 61217 patient-support axes and the
+repositioning decision. Exit codes: 0 success (``GOOD`` or ``QUESTIONABLE``, the latter with its
+reasons), 2 bad input, 3 a failed registration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from igrt.errors import InvalidInputError
+
+__all__ = ["register"]
+
+EXIT_REGISTRATION_FAILED = 3
+
+
+def register(commands: Any) -> None:
+    """Add the ``register`` sub-command to ``commands`` (an argparse sub-parser action)."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "register",
+        help="register a CBCT to the planning CT (rigid, liver clip box)",
+        description="Register a CBCT to the planning CT rigidly, focused on the liver and the "
+        "right diaphragm dome; print the couch correction on IEC 61217 axes.",
+    )
+    parser.add_argument("ct", type=Path, help="planning CT: DICOM folder or MHA/NRRD/NIfTI file")
+    parser.add_argument("cbct", type=Path, help="CBCT: DICOM folder or MHA/NRRD/NIfTI file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("registration_output"),
+        help="output folder (default %(default)s)",
+    )
+    parser.add_argument(
+        "--patient-position",
+        default=None,
+        help="DICOM patient position, e.g. HFS (default: from the CBCT's, else the CT's, file)",
+    )
+    parser.add_argument(
+        "--dof", type=int, choices=(3, 6), default=3, help="degrees of freedom (default 3)"
+    )
+    parser.add_argument(
+        "--isocentre",
+        default=None,
+        metavar="X,Y,Z",
+        help="treatment isocentre in LPS mm, e.g. --isocentre=-60,-10,10 (default: the CBCT "
+        "grid centre)",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _parse_isocentre(text: str | None) -> tuple[float, float, float] | None:
+    """``"x,y,z"`` (LPS mm) as three finite floats."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise InvalidInputError(
+            f"--isocentre needs three numbers x,y,z in LPS mm, got {text!r}", field="isocentre"
+        )
+    return (values[0], values[1], values[2])
+
+
+def _format_mm(values: tuple[float, float, float] | None) -> str:
+    if values is None:
+        return "none"
+    x, y, z = values
+    return f"lateral X {x:+.1f} mm, longitudinal Y {y:+.1f} mm, vertical Z {z:+.1f} mm"
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from igrt.imageio import read_volume
+    from registration import (
+        PlaneValues,
+        QualityValues,
+        register_cbct_to_ct,
+        write_spatial_registration,
+    )
+
+    isocentre = _parse_isocentre(arguments.isocentre)
+    ct = read_volume(arguments.ct)
+    cbct = read_volume(arguments.cbct)
+    position = arguments.patient_position or cbct.patient_position or ct.patient_position
+    if position is None:
+        raise InvalidInputError(
+            "neither file states the patient position; pass --patient-position (e.g. HFS)",
+            field="patient_position",
+        )
+    result = register_cbct_to_ct(
+        ct,
+        cbct,
+        patient_position=position,
+        degrees_of_freedom=arguments.dof,
+        isocentre_lps_mm=isocentre,
+        overlays=True,
+    )
+    out: Path = arguments.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        if result.overlays is not None:
+            for stage in ("before", "after"):
+                for plane in PlaneValues:
+                    images = result.overlays.image(plane, stage=stage)
+                    for kind in ("checkerboard", "blend"):
+                        name = f"overlay_{plane.value}_{stage}_{kind}.png"
+                        (out / name).write_bytes(images.png(kind))
+    except OSError as error:
+        raise InvalidInputError(f"cannot write to {out}: {error}", field="out") from error
+
+    print(f"quality: {result.quality.value}")
+    for reason in result.reasons:
+        print(f"  - {reason}")
+    if result.quality is QualityValues.FAILED:
+        print(f"igrt: registration failed; details in {out / 'result.json'}", file=sys.stderr)
+        return EXIT_REGISTRATION_FAILED
+    write_spatial_registration(
+        result, out / "registration.dcm", planning_ct=ct, cbct=cbct, overwrite=True
+    )
+    print(
+        f"anatomy displacement (IEC patient support): "
+        f"{_format_mm(result.anatomy_displacement_iec_support_mm)}"
+    )
+    print(
+        f"couch correction (IEC patient support): "
+        f"{_format_mm(result.couch_correction_iec_support_mm)}"
+    )
+    if result.couch_rotation_correction_iec_support_deg is not None:
+        rx, ry, rz = result.couch_rotation_correction_iec_support_deg
+        print(f"couch rotation correction (IEC X, Y, Z): {rx:+.2f}, {ry:+.2f}, {rz:+.2f} deg")
+    print(f"uncertainty (1 SD): {result.uncertainty_mm:.2f} mm")
+    flag = result.repositioning
+    if flag is not None:
+        if flag.required:
+            axes = ", ".join(axis.value for axis in flag.exceeding_axes)
+            print(f"REPOSITION: offset beyond {flag.threshold_mm:g} mm along {axes}")
+        else:
+            print(f"no repositioning needed (every axis within {flag.threshold_mm:g} mm)")
+    print(f"written: {out}")
+    return 0

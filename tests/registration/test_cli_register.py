@@ -1,0 +1,76 @@
+"""``igrt register``: files in, result.json, overlays and a DICOM REG out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from igrt.cli import register as register_cli
+from igrt.errors import InvalidInputError
+from igrt.imageio import write_volume_mha
+from igrt.volume import Volume
+from registration import read_spatial_registration
+from tests.registration._support import PHANTOM_ISOCENTRE_LPS_MM
+from tests.registration.conftest import Simulate
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="igrt")
+    commands = parser.add_subparsers(dest="command", required=True)
+    register_cli.register(commands)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    arguments = _parser().parse_args(argv)
+    code: int = arguments.handler(arguments)
+    return code
+
+
+@pytest.fixture(scope="module")
+def files(
+    tmp_path_factory: pytest.TempPathFactory, phantom_ct: Volume, simulate_phantom_cbct: Simulate
+) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("cli")
+    ct_path, cbct_path = folder / "ct.mha", folder / "cbct.mha"
+    write_volume_mha(phantom_ct, ct_path, patient_position="HFS")
+    write_volume_mha(simulate_phantom_cbct((0.0, 0.0, 5.0)).cbct_hu, cbct_path)
+    return ct_path, cbct_path
+
+
+def test_register_writes_everything_and_prints_the_couch_correction(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ct_path, cbct_path = files
+    iso = ",".join(str(v) for v in PHANTOM_ISOCENTRE_LPS_MM)
+    code = _run(
+        ["register", str(ct_path), str(cbct_path), "--out", str(tmp_path), f"--isocentre={iso}"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    # Anatomy 5 mm superior (HFS): couch moves 5 mm along -Y (IEC longitudinal).
+    assert "longitudinal Y -5.0 mm" in printed
+    assert "REPOSITION" in printed
+    summary = json.loads((tmp_path / "result.json").read_text())
+    assert summary["quality"] == "good"
+    np.testing.assert_allclose(summary["couch_correction_iec_support_mm"], (0, -5, 0), atol=0.5)
+    assert (tmp_path / "overlay_axial_after_checkerboard.png").stat().st_size > 0
+    reg = read_spatial_registration(tmp_path / "registration.dcm")
+    np.testing.assert_allclose(reg.cbct_from_ct[2, 3], 5.0, atol=0.5)
+
+
+def test_bad_input_is_an_invalid_input_error(files: tuple[Path, Path], tmp_path: Path) -> None:
+    ct_path, cbct_path = files
+    with pytest.raises(InvalidInputError):
+        _run(
+            ["register", str(ct_path), str(cbct_path), "--out", str(tmp_path), "--isocentre", "1,2"]
+        )
+    with pytest.raises(InvalidInputError):
+        _run(["register", str(ct_path), str(tmp_path / "missing.mha"), "--out", str(tmp_path)])
+    # The CBCT file has no patient position, but the CT's does; neither: refused.
+    with pytest.raises(InvalidInputError):
+        _run(["register", str(cbct_path), str(cbct_path), "--out", str(tmp_path)])
