@@ -233,22 +233,27 @@ def _simulate_cbct(arguments: argparse.Namespace) -> int:
     out: Path = arguments.out
     out.mkdir(parents=True, exist_ok=True)
     uid_seed = f"igrt-sim-cbct-{arguments.anatomy}-{arguments.seed}"
+    # The simulated CBCT is reconstructed in the planning frame (the anatomy moved, not the
+    # coordinates), so both series share one Frame of Reference, as a registration expects.
+    frame_of_reference_uid: str | None = None
     for name, volume, modality in (
         ("planning_ct", anatomy.ct_hu, "CT"),
         ("cbct", simulation.cbct_hu, "CT"),
     ):
         write_volume_mha(volume, out / f"{name}.mha")
-        write_ct_series(
+        written = write_ct_series(
             volume,
             out / name,
             patient_position=arguments.patient_position,
             series_description=f"igrt simulated {name}",
             uid_seed=f"{uid_seed}-{name}",
+            frame_of_reference_uid=frame_of_reference_uid,
             modality=modality,
             overwrite=True,
             patient_id=_PATIENT_ID,
             patient_name=_PATIENT_NAME,
         )
+        frame_of_reference_uid = written.frame_of_reference_uid
     document = {
         "kind": "cbct",
         "anatomy": arguments.anatomy,

@@ -87,6 +87,8 @@ def test_cbct_writes_both_volumes_and_the_rigid_truth(tmp_path: Path) -> None:
     planning = read_volume(out / "planning_ct")
     cbct = read_volume(out / "cbct")
     assert planning.volume.array.shape != cbct.volume.array.shape
+    # Reconstructed in the planning frame: one Frame of Reference, ready to register.
+    assert planning.volume.frame_of_reference_uid == cbct.volume.frame_of_reference_uid
     truth = json.loads((out / "truth.json").read_text())["truth"]
     np.testing.assert_allclose(truth["anatomy_displacement_lps_mm"], [3.2, -4.7, 7.9])
     # Re-running into the same folder replaces the series instead of refusing.
