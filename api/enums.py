@@ -7,12 +7,15 @@ import enum
 __all__ = [
     "AssessmentStatusValues",
     "GeometrySourceValues",
+    "RegistrationStatusValues",
     "ReviewOutcomeValues",
     "ReviewSubjectValues",
     "RoleValues",
     "SessionKindValues",
     "UploadFormatValues",
     "UploadKindValues",
+    "VolumeFormatValues",
+    "VolumeKindValues",
 ]
 
 
@@ -100,3 +103,48 @@ class ReviewSubjectValues(enum.StrEnum):
 
     MOTION_ASSESSMENT = "motion_assessment"
     """A breathing-motion assessment and its motion-management decision."""
+
+    REGISTRATION = "registration"
+    """A CBCT-to-planning-CT registration and its repositioning decision."""
+
+
+class VolumeKindValues(enum.StrEnum):
+    """What a volume upload holds."""
+
+    PLANNING_CT = "planning_ct"
+    """The planning CT (HU), the fixed reference of registrations."""
+
+    CBCT = "cbct"
+    """A day's cone-beam CT, reconstructed about the treatment isocentre."""
+
+
+class VolumeFormatValues(enum.StrEnum):
+    """File format of a volume upload."""
+
+    DICOM_ZIP = "dicom_zip"
+    """A zip of one DICOM image series (one file per slice; folders inside are fine)."""
+
+    MHA = "mha"
+    """One MetaImage file (``.mha``)."""
+
+    NRRD = "nrrd"
+    """One NRRD file (``.nrrd``, attached data)."""
+
+    NIFTI = "nifti"
+    """One NIfTI-1 file (``.nii``, or gzip-compressed ``.nii.gz``)."""
+
+
+class RegistrationStatusValues(enum.StrEnum):
+    """Where a registration job is."""
+
+    QUEUED = "queued"
+    """Accepted and waiting for a worker."""
+
+    RUNNING = "running"
+    """A worker is registering the volumes."""
+
+    COMPLETED = "completed"
+    """Finished with a result (whose ``quality`` may still say it failed to converge)."""
+
+    FAILED = "failed"
+    """No result; ``reason`` says why (bad inputs, or interrupted by a restart)."""

@@ -27,11 +27,13 @@ from api.routes import (
     health,
     metrics,
     patients,
+    registrations,
     reviews,
     sessions,
     stream,
     tokens,
     uploads,
+    volumes,
 )
 from api.schemas.health import Health
 from api.security import load_pepper
@@ -58,6 +60,11 @@ _TAGS = [
     {"name": "patients", "description": "Patients (therapists and physicists create them)."},
     {"name": "sessions", "description": "Simulation days and treatment fractions."},
     {"name": "uploads", "description": "Fluoroscopy files with their geometry."},
+    {"name": "volumes", "description": "Planning CT and CBCT files with their geometry."},
+    {
+        "name": "registrations",
+        "description": "CBCT-to-planning-CT registration jobs (202), results, overlays, DICOM REG.",
+    },
     {
         "name": "assessments",
         "description": "Breathing-motion assessments: dome track, analysis, decision.",
@@ -78,6 +85,9 @@ def _start(service: Service) -> None:
     upgrade(service.engine)
     service.pepper = load_pepper(settings)
     seed_first_run(service)
+    failed, requeued = service.registrations.recover()
+    if failed or requeued:
+        log_event("registration jobs recovered", interrupted_failed=failed, requeued=requeued)
     log_event("service started", data_dir=str(settings.data_dir), version=igrt.__version__)
 
 
@@ -95,6 +105,10 @@ def _openapi_with_examples(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     component["examples"] = list(component["enum"][:2])
                 elif name == "Body_upload_fluoroscopy":
                     component["examples"] = [{"format": "dicom", "file": "(the file's bytes)"}]
+                elif name == "Body_upload_volume":
+                    component["examples"] = [
+                        {"kind": "cbct", "format": "mha", "file": "(the file's bytes)"}
+                    ]
         return app.openapi_schema or generate()
 
     return openapi
@@ -118,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await run_in_threadpool(service.registrations.shutdown)
             service.engine.dispose()
 
     app = FastAPI(
@@ -140,6 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patients.router,
         sessions.router,
         uploads.router,
+        volumes.router,
+        registrations.router,
         assessments.router,
         reviews.router,
         stream.router,

@@ -11,14 +11,16 @@ from api.core.config import Settings
 from api.db.engine import make_engine, make_session_factory
 from api.ingest import ImageLimits
 from api.metrics import Metrics
+from api.registration_jobs import RegistrationWorker
 from api.storage import FileStore
+from api.volumes import VolumeLimits
 
 __all__ = ["Service"]
 
 
 @dataclass
 class Service:
-    """Settings, database, file store and metrics of one application instance."""
+    """Settings, database, file store, metrics and registration worker of one instance."""
 
     settings: Settings
     engine: Engine
@@ -26,7 +28,12 @@ class Service:
     store: FileStore
     limits: ImageLimits
     metrics: Metrics
+    volume_limits: VolumeLimits
     pepper: bytes = field(default=b"", repr=False)
+    registrations: RegistrationWorker = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.registrations = RegistrationWorker(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:
@@ -44,4 +51,8 @@ class Service:
                 max_decoded_bytes=settings.max_decoded_bytes,
             ),
             metrics=Metrics(),
+            volume_limits=VolumeLimits(
+                max_voxels=settings.max_volume_voxels,
+                max_decoded_bytes=settings.max_decoded_bytes,
+            ),
         )

@@ -12,6 +12,8 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_MAX_IMAGE_ROWS``         largest frame height, pixels
 ``IGRT_MAX_IMAGE_COLUMNS``      largest frame width, pixels
 ``IGRT_MAX_DECODED_BYTES``      largest decoded pixel data (guards decompression bombs)
+``IGRT_MAX_VOLUME_VOXELS``      most voxels in one planning CT or CBCT upload
+``IGRT_REGISTRATION_WORKERS``   registration jobs run at the same time (thread pool)
 ``IGRT_STREAM_MAX_FRAME_BYTES``  largest frame on the real-time stream (8 MiB: 2048 x 2048
                                 uint16)
 ``IGRT_TOKEN_PEPPER``           secret mixed into every stored token hash; generated once
@@ -58,6 +60,8 @@ class Settings(BaseSettings):
     max_image_rows: int = Field(default=4096, gt=0)
     max_image_columns: int = Field(default=4096, gt=0)
     max_decoded_bytes: int = Field(default=2048 * _MIB, gt=0)
+    max_volume_voxels: int = Field(default=512 * 512 * 1024, gt=0)
+    registration_workers: int = Field(default=2, ge=1, le=16)
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
     token_pepper: SecretStr | None = None
     demo_data: bool = True

@@ -26,12 +26,15 @@ from api.db.base import Base, new_id, utc_now
 from api.enums import (
     AssessmentStatusValues,
     GeometrySourceValues,
+    RegistrationStatusValues,
     ReviewOutcomeValues,
     ReviewSubjectValues,
     RoleValues,
     SessionKindValues,
     UploadFormatValues,
     UploadKindValues,
+    VolumeFormatValues,
+    VolumeKindValues,
 )
 from igrt.frame_of_reference import PatientPositionValues
 
@@ -41,9 +44,11 @@ __all__ = [
     "ImmutableRowError",
     "MotionAssessment",
     "Patient",
+    "RegistrationJob",
     "Review",
     "TreatmentSession",
     "Upload",
+    "VolumeUpload",
 ]
 
 
@@ -231,7 +236,73 @@ class Review(Base):
     created_by: Mapped[str] = mapped_column(ForeignKey("api_tokens.id"))
 
 
-_IMMUTABLE: tuple[type[Base], ...] = (AuditEvent, MotionAssessment, Review, Upload)
+class VolumeUpload(Base):
+    """An uploaded planning CT or CBCT, stored unchanged, plus its canonical MetaImage.
+
+    ``stored_path`` (the file as sent) and ``volume_path`` (an MHA with the exact geometry,
+    Frame of Reference UID and patient position, which registrations read) are relative to the
+    file store root and content-addressed by their sha256. Immutable.
+    """
+
+    __tablename__ = "volume_uploads"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", VolumeKindValues), name="kind"),
+        CheckConstraint(_one_of("format", VolumeFormatValues), name="format"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("treatment_sessions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))
+    content_type: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str | None] = mapped_column(String(255), default=None)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    stored_path: Mapped[str] = mapped_column(String(200))
+    volume_sha256: Mapped[str] = mapped_column(String(64))
+    volume_path: Mapped[str] = mapped_column(String(200))
+    geometry: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+
+
+class RegistrationJob(Base):
+    """A CBCT-to-planning-CT registration job and, once it finished, its result.
+
+    The one mutable record: ``status`` moves queued -> running -> completed or failed, and the
+    result columns are written once with the final status (the worker never changes a finished
+    job). A restart re-queues ``queued`` jobs and marks ``running`` ones ``failed`` with a reason
+    (see :mod:`api.registration_jobs`).
+    """
+
+    __tablename__ = "registration_jobs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", RegistrationStatusValues), name="status"),
+        CheckConstraint("degrees_of_freedom IN (3, 6)", name="degrees_of_freedom"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("treatment_sessions.id"), index=True)
+    planning_ct_upload_id: Mapped[str] = mapped_column(ForeignKey("volume_uploads.id"))
+    cbct_upload_id: Mapped[str] = mapped_column(ForeignKey("volume_uploads.id"))
+    degrees_of_freedom: Mapped[int]
+    clip_box_lps_mm: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
+    isocentre_lps_mm: Mapped[list[float] | None] = mapped_column(JSON(), default=None)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(2000), default=None)
+    quality: Mapped[str | None] = mapped_column(String(16), default=None)
+    repositioning_required: Mapped[bool | None] = mapped_column(default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
+    overlay_paths: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
+    dicom_reg_path: Mapped[str | None] = mapped_column(String(200), default=None)
+    software_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+
+
+_IMMUTABLE: tuple[type[Base], ...] = (AuditEvent, MotionAssessment, Review, Upload, VolumeUpload)
 
 
 @event.listens_for(Session, "before_flush")

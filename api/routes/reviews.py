@@ -1,5 +1,9 @@
 """Therapist review of results: approve, or override with a reason (therapists, physicists).
 
+Results are motion assessments (their motion-management decision) and registrations (their
+repositioning decision: ``reposition`` when the flag is raised, else ``no_repositioning``; an
+override may also choose ``repeat_cbct``).
+
 Reviews are immutable. The first review of a result is made without ``supersedes_id``; any later
 one must name the standing review it corrects (409 otherwise), so two reviewers cannot silently
 overwrite each other and the whole history stays readable. Every review is appended to the
@@ -15,11 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404
-from api.db.models import MotionAssessment, Review
+from api.db.models import MotionAssessment, RegistrationJob, Review
 from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent
-from api.enums import ReviewOutcomeValues, ReviewSubjectValues
+from api.enums import RegistrationStatusValues, ReviewOutcomeValues, ReviewSubjectValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.schemas.reviews import ReviewCreate, ReviewPublic, ReviewsPublic
+from api.security import Principal
 from igrt.decision import MotionManagementValues
 
 __all__ = ["router"]
@@ -27,6 +32,8 @@ __all__ = ["router"]
 router = APIRouter(prefix=API_PREFIX, tags=["reviews"], responses=PROBLEM_RESPONSES)
 
 _DECISIONS = frozenset(value.value for value in MotionManagementValues)
+REGISTRATION_DECISIONS = frozenset({"reposition", "no_repositioning", "repeat_cbct"})
+"""Decisions a registration review may stand on."""
 
 
 def _public(review: Review, superseded: set[str]) -> ReviewPublic:
@@ -34,15 +41,31 @@ def _public(review: Review, superseded: set[str]) -> ReviewPublic:
     return public.model_copy(update={"standing": review.id not in superseded})
 
 
-def _reviews_of(db: DbSession, subject_id: str) -> list[Review]:
+def _reviews_of(
+    db: DbSession,
+    subject_id: str,
+    subject_type: ReviewSubjectValues = ReviewSubjectValues.MOTION_ASSESSMENT,
+) -> list[Review]:
     query = select(Review).where(
-        Review.subject_type == ReviewSubjectValues.MOTION_ASSESSMENT.value,
+        Review.subject_type == subject_type.value,
         Review.subject_id == subject_id,
     )
     return list(db.scalars(query.order_by(Review.created_at, Review.id)))
 
 
 def _check_decision(body: ReviewCreate, assessment: MotionAssessment) -> str | None:
+    return _decide(
+        body,
+        computed=assessment.recommendation,
+        allowed=_DECISIONS,
+        nothing_to_approve=f"the assessment made no recommendation ({assessment.status}): "
+        "there is nothing to approve; override it with a reason and a decision",
+    )
+
+
+def _decide(
+    body: ReviewCreate, *, computed: str | None, allowed: frozenset[str], nothing_to_approve: str
+) -> str | None:
     if body.outcome is ReviewOutcomeValues.APPROVED:
         if body.decision is not None:
             raise ApiError(
@@ -50,24 +73,18 @@ def _check_decision(body: ReviewCreate, assessment: MotionAssessment) -> str | N
                 "an approval takes the computed decision; decision is for overrides",
                 field="decision",
             )
-        if assessment.recommendation is None:
-            raise ApiError(
-                422,
-                f"the assessment made no recommendation ({assessment.status}): there is nothing "
-                "to approve; override it with a reason and a decision",
-                field="outcome",
-            )
-        return assessment.recommendation
+        if computed is None:
+            raise ApiError(422, nothing_to_approve, field="outcome")
+        return computed
     if body.reason is None or not body.reason.strip():
         raise ApiError(422, "an override needs a reason", field="reason")
-    if body.decision is None or body.decision not in _DECISIONS:
+    if body.decision is None or body.decision not in allowed:
         raise ApiError(
             422,
-            "an override needs the decision taken instead, one of: "
-            + ", ".join(sorted(_DECISIONS)),
+            "an override needs the decision taken instead, one of: " + ", ".join(sorted(allowed)),
             field="decision",
         )
-    if body.decision == assessment.recommendation:
+    if body.decision == computed:
         raise ApiError(
             422,
             "the decision is the computed one: approve instead of overriding",
@@ -76,44 +93,32 @@ def _check_decision(body: ReviewCreate, assessment: MotionAssessment) -> str | N
     return body.decision
 
 
-@router.post(
-    "/motion-assessments/{assessment_id}/reviews",
-    operation_id="create_motion_assessment_review",
-    status_code=201,
-    responses={
-        **problem(404, "No such assessment."),
-        **problem(409, "Already reviewed (name the standing review in supersedes_id)."),
-        **problem(415, "The body is not JSON."),
-    },
-)
-def create_motion_assessment_review(
-    principal: ClinicalStaff,
-    _: JsonContent,
+def _append_review(
     db: DbSession,
-    assessment_id: str,
+    principal: Principal,
     body: ReviewCreate,
-    response: Response,
-) -> ReviewPublic:
-    """Approve an assessment's decision, or override it with a reason (therapists, physicists)."""
-    assessment = get_or_404(
-        db, MotionAssessment, assessment_id, "motion assessment", "assessment_id"
-    )
-    decision = _check_decision(body, assessment)
-    existing = _reviews_of(db, assessment.id)
+    *,
+    subject_type: ReviewSubjectValues,
+    subject_id: str,
+    session_id: str,
+    decision: str | None,
+    computed: str | None,
+    what: str,
+) -> Review:
+    """Check the supersedes chain, add the review and its audit event, commit."""
+    existing = _reviews_of(db, subject_id, subject_type)
     superseded = {r.supersedes_id for r in existing if r.supersedes_id is not None}
     standing = [r for r in existing if r.id not in superseded]
     if body.supersedes_id is None:
         if standing:
             raise ApiError(
                 409,
-                f"this assessment was reviewed already (review {standing[-1].id}); to correct "
+                f"this {what} was reviewed already (review {standing[-1].id}); to correct "
                 "it, send that id as supersedes_id",
                 field="supersedes_id",
             )
     elif not any(r.id == body.supersedes_id for r in existing):
-        raise ApiError(
-            422, "supersedes_id is not a review of this assessment", field="supersedes_id"
-        )
+        raise ApiError(422, f"supersedes_id is not a review of this {what}", field="supersedes_id")
     elif body.supersedes_id in superseded:
         raise ApiError(
             409,
@@ -121,9 +126,9 @@ def create_motion_assessment_review(
             field="supersedes_id",
         )
     review = Review(
-        subject_type=ReviewSubjectValues.MOTION_ASSESSMENT.value,
-        subject_id=assessment.id,
-        session_id=assessment.session_id,
+        subject_type=subject_type.value,
+        subject_id=subject_id,
+        session_id=session_id,
         outcome=body.outcome.value,
         reason=body.reason.strip() if body.reason else None,
         decision=decision,
@@ -153,11 +158,48 @@ def create_motion_assessment_review(
             "session_id": review.session_id,
             "outcome": review.outcome,
             "decision": review.decision,
-            "computed_decision": assessment.recommendation,
+            "computed_decision": computed,
             "supersedes_id": review.supersedes_id,
         },
     )
     db.commit()
+    return review
+
+
+@router.post(
+    "/motion-assessments/{assessment_id}/reviews",
+    operation_id="create_motion_assessment_review",
+    status_code=201,
+    responses={
+        **problem(404, "No such assessment."),
+        **problem(409, "Already reviewed (name the standing review in supersedes_id)."),
+        **problem(415, "The body is not JSON."),
+    },
+)
+def create_motion_assessment_review(
+    principal: ClinicalStaff,
+    _: JsonContent,
+    db: DbSession,
+    assessment_id: str,
+    body: ReviewCreate,
+    response: Response,
+) -> ReviewPublic:
+    """Approve an assessment's decision, or override it with a reason (therapists, physicists)."""
+    assessment = get_or_404(
+        db, MotionAssessment, assessment_id, "motion assessment", "assessment_id"
+    )
+    decision = _check_decision(body, assessment)
+    review = _append_review(
+        db,
+        principal,
+        body,
+        subject_type=ReviewSubjectValues.MOTION_ASSESSMENT,
+        subject_id=assessment.id,
+        session_id=assessment.session_id,
+        decision=decision,
+        computed=assessment.recommendation,
+        what="assessment",
+    )
     response.headers["Location"] = f"{API_PREFIX}/reviews/{review.id}"
     return _public(review, set())
 
@@ -175,6 +217,81 @@ def list_motion_assessment_reviews(
         db, MotionAssessment, assessment_id, "motion assessment", "assessment_id"
     )
     rows = _reviews_of(db, assessment.id)
+    superseded = {r.supersedes_id for r in rows if r.supersedes_id is not None}
+    return ReviewsPublic(data=[_public(r, superseded) for r in rows], count=len(rows))
+
+
+@router.post(
+    "/registrations/{registration_id}/reviews",
+    operation_id="create_registration_review",
+    status_code=201,
+    responses={
+        **problem(404, "No such registration."),
+        **problem(409, "Not completed, or already reviewed (name the standing review)."),
+        **problem(415, "The body is not JSON."),
+    },
+)
+def create_registration_review(
+    principal: ClinicalStaff,
+    _: JsonContent,
+    db: DbSession,
+    registration_id: str,
+    body: ReviewCreate,
+    response: Response,
+) -> ReviewPublic:
+    """Approve a registration's repositioning decision, or override it with a reason.
+
+    The computed decision is ``reposition`` when the repositioning flag is raised, else
+    ``no_repositioning``; an override names another of ``reposition``, ``no_repositioning``,
+    ``repeat_cbct`` (therapists, physicists).
+    """
+    job = get_or_404(db, RegistrationJob, registration_id, "registration", "registration_id")
+    if job.status not in (
+        RegistrationStatusValues.COMPLETED.value,
+        RegistrationStatusValues.FAILED.value,
+    ):
+        raise ApiError(
+            409,
+            f"the registration is {job.status}; review it once it has finished",
+            field="registration_id",
+        )
+    trusted = job.status == RegistrationStatusValues.COMPLETED.value and job.quality != "failed"
+    computed = None
+    if trusted and job.repositioning_required is not None:
+        computed = "reposition" if job.repositioning_required else "no_repositioning"
+    decision = _decide(
+        body,
+        computed=computed,
+        allowed=REGISTRATION_DECISIONS,
+        nothing_to_approve=f"the registration has no trustworthy result ({job.status}, quality "
+        f"{job.quality}): there is nothing to approve; override it with a reason and a decision",
+    )
+    review = _append_review(
+        db,
+        principal,
+        body,
+        subject_type=ReviewSubjectValues.REGISTRATION,
+        subject_id=job.id,
+        session_id=job.session_id,
+        decision=decision,
+        computed=computed,
+        what="registration",
+    )
+    response.headers["Location"] = f"{API_PREFIX}/reviews/{review.id}"
+    return _public(review, set())
+
+
+@router.get(
+    "/registrations/{registration_id}/reviews",
+    operation_id="list_registration_reviews",
+    responses=problem(404, "No such registration."),
+)
+def list_registration_reviews(
+    principal: AnyRole, db: DbSession, registration_id: str
+) -> ReviewsPublic:
+    """A registration's reviews, oldest first; ``standing`` marks the one in force."""
+    job = get_or_404(db, RegistrationJob, registration_id, "registration", "registration_id")
+    rows = _reviews_of(db, job.id, ReviewSubjectValues.REGISTRATION)
     superseded = {r.supersedes_id for r in rows if r.supersedes_id is not None}
     return ReviewsPublic(data=[_public(r, superseded) for r in rows], count=len(rows))
 

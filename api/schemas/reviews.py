@@ -60,7 +60,8 @@ class ReviewCreate(BaseModel):
         default=None,
         min_length=1,
         max_length=64,
-        description="Override only: the decision taken instead (a motion-management value).",
+        description="Override only: the decision taken instead (a motion-management value for "
+        "an assessment; reposition, no_repositioning or repeat_cbct for a registration).",
     )
     supersedes_id: str | None = Field(
         default=None,

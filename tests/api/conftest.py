@@ -12,11 +12,13 @@ from __future__ import annotations
 import io
 import os
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -258,6 +260,58 @@ def zip_bytes(fluoro_sequence: FluoroSequence) -> bytes:
             assert ok
             archive.writestr(f"frames/f{index}.png", encoded.tobytes())
     return buffer.getvalue()
+
+
+# --- simulated planning CT and CBCT --------------------------------------------------------
+
+DISPLACEMENT_LPS_MM = (3.2, -4.7, 7.9)
+"""The anatomy displacement of the simulated CBCT, LPS mm (the couch correction is minus it)."""
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """The test images as upload bytes, and the isocentre they were simulated about."""
+
+    planning_zip: bytes
+    planning_mha: bytes
+    cbct_mha: bytes
+    isocentre_lps_mm: tuple[float, float, float]
+
+
+@pytest.fixture(scope="session")
+def volumes(tmp_path_factory: pytest.TempPathFactory) -> Volumes:
+    from fixtures.cbct import simulate_cbct
+    from fixtures.phantom import PhantomParameters, make_phantom, phantom_right_dome_apex_lps_mm
+    from igrt.imageio import write_ct_series, write_volume_mha
+
+    folder = tmp_path_factory.mktemp("volumes")
+    ct = make_phantom(PhantomParameters(voxel_spacing_mm=(3.0, 3.0, 3.0))).ct_hu
+    isocentre = phantom_right_dome_apex_lps_mm() - np.array([0.0, 0.0, 20.0])
+    simulation = simulate_cbct(
+        ct,
+        isocentre_lps_mm=isocentre,
+        anatomy_displacement_lps_mm=DISPLACEMENT_LPS_MM,
+        method="fast",
+        voxel_mm=3.0,
+        fov_diameter_mm=200.0,
+        length_mm=160.0,
+        max_extrapolation_mm=40.0,
+    )
+    write_volume_mha(simulation.cbct_hu, folder / "cbct.mha", patient_position="HFS")
+    write_volume_mha(ct, folder / "ct.mha", patient_position="HFS")
+    written = write_ct_series(
+        ct, folder / "ct", patient_id="MRN-TEST-0001", patient_name="Test^Patient"
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in written.paths:
+            archive.write(path, f"series/{path.name}")
+    return Volumes(
+        planning_zip=buffer.getvalue(),
+        planning_mha=(folder / "ct.mha").read_bytes(),
+        cbct_mha=(folder / "cbct.mha").read_bytes(),
+        isocentre_lps_mm=(float(isocentre[0]), float(isocentre[1]), float(isocentre[2])),
+    )
 
 
 # --- in-process clients ---------------------------------------------------------------------

@@ -1,0 +1,204 @@
+"""Registration jobs: the request, the job resource and the result summary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
+
+from api.enums import RegistrationStatusValues
+
+__all__ = [
+    "ClipBoxLps",
+    "RegistrationCreate",
+    "RegistrationPublic",
+    "RegistrationResultPublic",
+    "RegistrationsPublic",
+]
+
+_Vector = tuple[float, float, float]
+
+
+class ClipBoxLps(BaseModel):
+    """An axis-aligned box in DICOM patient coordinates (LPS), mm."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {"lower_lps_mm": [-120.0, -60.0, -20.0], "upper_lps_mm": [-20.0, 40.0, 60.0]}
+            ]
+        },
+    )
+
+    lower_lps_mm: _Vector = Field(description="Lower corner (x, y, z), LPS mm.")
+    upper_lps_mm: _Vector = Field(description="Upper corner (x, y, z), LPS mm.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClipBoxLps:
+        for axis, (low, high) in enumerate(zip(self.lower_lps_mm, self.upper_lps_mm, strict=True)):
+            if not low < high:
+                raise ValueError(f"lower_lps_mm[{axis}] must be less than upper_lps_mm[{axis}]")
+            if abs(low) > 5000 or abs(high) > 5000:
+                raise ValueError("clip box corners must lie within 5 m of the origin")
+        return self
+
+
+class RegistrationCreate(BaseModel):
+    """Register a CBCT of this session to a planning CT of the same patient."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "planning_ct_upload_id": "4b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+                    "cbct_upload_id": "5c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f",
+                    "degrees_of_freedom": 3,
+                },
+                {
+                    "planning_ct_upload_id": "4b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+                    "cbct_upload_id": "5c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f",
+                    "degrees_of_freedom": 6,
+                    "clip_box_lps_mm": {
+                        "lower_lps_mm": [-120.0, -60.0, -20.0],
+                        "upper_lps_mm": [-20.0, 40.0, 60.0],
+                    },
+                    "isocentre_lps_mm": [-70.0, -10.0, 10.0],
+                },
+            ]
+        },
+    )
+
+    planning_ct_upload_id: str = Field(
+        min_length=1, max_length=64, description="A planning CT volume upload of the patient."
+    )
+    cbct_upload_id: str = Field(
+        min_length=1, max_length=64, description="A CBCT volume upload of this session."
+    )
+    degrees_of_freedom: Literal[3, 6] = Field(
+        default=3, description="3: translations only; 6: rotations too."
+    )
+    clip_box_lps_mm: ClipBoxLps | None = Field(
+        default=None, description="Region aligned, LPS mm; automatic around the right dome."
+    )
+    isocentre_lps_mm: _Vector | None = Field(
+        default=None,
+        description="Treatment isocentre (reference point), LPS mm; the CBCT centre by default.",
+    )
+
+    @model_validator(mode="after")
+    def _isocentre_bounded(self) -> RegistrationCreate:
+        if self.isocentre_lps_mm is not None and any(abs(v) > 5000 for v in self.isocentre_lps_mm):
+            raise ValueError("isocentre_lps_mm must lie within 5 m of the origin")
+        return self
+
+
+_JOB_EXAMPLE: JsonDict = {
+    "id": "6d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a",
+    "session_id": "7d3c1b2a-9e8f-4a6b-8c5d-1e2f3a4b5c6d",
+    "planning_ct_upload_id": "4b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+    "cbct_upload_id": "5c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f",
+    "degrees_of_freedom": 3,
+    "clip_box_lps_mm": None,
+    "isocentre_lps_mm": None,
+    "status": "completed",
+    "reason": None,
+    "quality": "good",
+    "repositioning_required": True,
+    "software_version": "0.1.0",
+    "created_at": "2026-11-28T09:30:00Z",
+    "started_at": "2026-11-28T09:30:00Z",
+    "finished_at": "2026-11-28T09:30:01Z",
+    "links": {
+        "self": "/api/v1/registrations/6d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a",
+        "result": "/api/v1/registrations/6d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a/result",
+    },
+}
+
+
+class RegistrationPublic(BaseModel):
+    """A registration job: ``queued``, ``running``, ``completed`` (with a result) or ``failed``.
+
+    ``links`` names the result, overlay and DICOM REG addresses once they exist.
+    """
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_JOB_EXAMPLE]})
+
+    id: str
+    session_id: str
+    planning_ct_upload_id: str
+    cbct_upload_id: str
+    degrees_of_freedom: int
+    clip_box_lps_mm: ClipBoxLps | None
+    isocentre_lps_mm: _Vector | None
+    status: RegistrationStatusValues
+    reason: str | None = Field(description="Why it failed, or the quality's reasons.")
+    quality: str | None = Field(description="good, questionable or failed (when completed).")
+    repositioning_required: bool | None = Field(
+        description="Whether the displacement exceeds the protocol's threshold on an IEC axis."
+    )
+    software_version: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class RegistrationsPublic(BaseModel):
+    """The registration jobs of a session, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"data": [_JOB_EXAMPLE], "count": 1}]}
+    )
+
+    data: list[RegistrationPublic]
+    count: int
+
+
+_RESULT_EXAMPLE: JsonDict = {
+    "registration_id": "6d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a",
+    "quality": "good",
+    "patient_position": "HFS",
+    "anatomy_displacement_lps_mm": [3.2, -4.7, 7.9],
+    "anatomy_displacement_iec_support_mm": [-3.2, 7.9, 4.7],
+    "couch_correction_lps_mm": [-3.2, 4.7, -7.9],
+    "couch_correction_iec_support_mm": [3.2, -7.9, -4.7],
+    "repositioning": {
+        "required": True,
+        "threshold_mm": 3.0,
+        "exceeding_axes": ["lateral", "longitudinal", "vertical"],
+        "per_axis": {"lateral": True, "longitudinal": True, "vertical": True},
+    },
+    "uncertainty_mm": 0.4,
+    "dome_check": {"status": "agrees"},
+    "document": {"quality": "good", "reasons": []},
+}
+
+
+class RegistrationResultPublic(BaseModel):
+    """The result of a completed registration.
+
+    Displacements are of the anatomy relative to the plan; the couch correction is its inverse
+    (move the couch by it). ``*_lps_mm`` are DICOM patient axes; ``*_iec_support_mm`` are IEC
+    61217 patient-support axes (X lateral, Y longitudinal, Z vertical) for the session's patient
+    position. ``document`` is the engine's full result (``RigidRegistrationResult.to_dict``).
+    """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_RESULT_EXAMPLE]})
+
+    registration_id: str
+    quality: str
+    patient_position: str
+    anatomy_displacement_lps_mm: list[float] | None
+    anatomy_displacement_iec_support_mm: list[float] | None
+    couch_correction_lps_mm: list[float] | None
+    couch_correction_iec_support_mm: list[float] | None
+    repositioning: dict[str, Any] | None
+    uncertainty_mm: float | None
+    dome_check: dict[str, Any]
+    document: dict[str, Any]
