@@ -55,6 +55,7 @@ __all__ = [
     "generate_drr",
     "mu_per_mm_from_hu",
     "prepare_beam_volume",
+    "project_depth_planes",
     "render_drr",
 ]
 
@@ -346,37 +347,80 @@ def render_drr(
     shift_beam = beam_volume.beam_from_lps @ _as_point(
         anatomy_displacement_lps_mm, "anatomy_displacement_lps_mm"
     )
-    long0 = beam_volume.origin_mm[0] + float(shift_beam[0])
-    depth0 = beam_volume.origin_mm[1] + float(shift_beam[1])
-    lat0 = beam_volume.origin_mm[2] + float(shift_beam[2])
-    h_t, h_long = beam_volume.transverse_mm, beam_volume.long_mm
+    origin_mm = (
+        beam_volume.origin_mm[0] + float(shift_beam[0]),
+        beam_volume.origin_mm[1] + float(shift_beam[1]),
+        beam_volume.origin_mm[2] + float(shift_beam[2]),
+    )
+    with foreign_errors_mapped("projecting the beam volume"):
+        return project_depth_planes(
+            beam_volume.planes_mu_per_mm,
+            origin_mm=origin_mm,
+            transverse_mm=beam_volume.transverse_mm,
+            long_mm=beam_volume.long_mm,
+            geometry=geometry,
+        )
+
+
+def project_depth_planes(
+    planes_mu_per_mm: npt.NDArray[np.float32],
+    *,
+    origin_mm: tuple[float, float, float],
+    transverse_mm: float,
+    long_mm: float,
+    geometry: ProjectionGeometry,
+) -> npt.NDArray[np.float32]:
+    """Cone-beam line integrals of a beam-aligned attenuation grid on the panel.
+
+    Every plane perpendicular to the central ray maps onto the panel by a pure ``SDD / d``
+    scaling, so each is one bilinear warp; the per-pixel ray obliquity multiplies the sum.
+    Exact ray sums for a volume piecewise constant along depth.
+
+    Parameters
+    ----------
+    planes_mu_per_mm : numpy.ndarray
+        Attenuation, 1/mm, shape ``(n_depth, n_long, n_lat)``: depth along the beam (source
+        to panel), long along the panel's ``v`` axis, lat along its ``u`` axis.
+    origin_mm : tuple of float
+        ``(long, depth, lat)`` of voxel ``[0, 0, 0]`` relative to the isocentre, mm.
+    transverse_mm, long_mm : float
+        Spacing along depth and lat, and along long, mm.
+    geometry : ProjectionGeometry
+        The panel and distances (its gantry angle must be the grid's).
+
+    Raises
+    ------
+    GeometryError
+        If the grid reaches behind the source.
+    """
+    long0, depth0, lat0 = origin_mm
+    h_t, h_long = transverse_mm, long_mm
     rows, cols = geometry.detector_shape
     pitch_u, pitch_v = geometry.pixel_pitch_mm
     u0 = geometry.detector_offset_mm[0] - (cols - 1) / 2.0 * pitch_u
     v0 = geometry.detector_offset_mm[1] - (rows - 1) / 2.0 * pitch_v
-    planes = beam_volume.planes_mu_per_mm
+    planes = planes_mu_per_mm
     accumulator = np.zeros((rows, cols), dtype=np.float32)
-    with foreign_errors_mapped("projecting the beam volume"):
-        for j in range(planes.shape[0]):
-            distance_mm = geometry.sad_mm + depth0 + j * h_t
-            if distance_mm <= 0:
-                raise GeometryError("the anatomy extends behind the source")
-            scale = distance_mm / geometry.sdd_mm
-            # Output pixel (c, r) samples plane j at (lat, long) index coordinates.
-            matrix = np.array(
-                [
-                    [scale * pitch_u / h_t, 0.0, (scale * u0 - lat0) / h_t],
-                    [0.0, scale * pitch_v / h_long, (scale * v0 - long0) / h_long],
-                ]
-            )
-            accumulator += cv2.warpAffine(
-                planes[j],
-                matrix,
-                (cols, rows),
-                flags=_WARP_FLAGS,
-                borderMode=cv2.BORDER_CONSTANT,
-                borderValue=0.0,
-            )
+    for j in range(planes.shape[0]):
+        distance_mm = geometry.sad_mm + depth0 + j * h_t
+        if distance_mm <= 0:
+            raise GeometryError("the anatomy extends behind the source")
+        scale = distance_mm / geometry.sdd_mm
+        # Output pixel (c, r) samples plane j at (lat, long) index coordinates.
+        matrix = np.array(
+            [
+                [scale * pitch_u / h_t, 0.0, (scale * u0 - lat0) / h_t],
+                [0.0, scale * pitch_v / h_long, (scale * v0 - long0) / h_long],
+            ]
+        )
+        accumulator += cv2.warpAffine(
+            planes[j],
+            matrix,
+            (cols, rows),
+            flags=_WARP_FLAGS,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
     u_mm, v_mm = geometry.detector_mm_from_pixel(np.arange(cols)[None, :], np.arange(rows)[:, None])
     obliquity = np.sqrt(1.0 + (u_mm**2 + v_mm**2) / geometry.sdd_mm**2)
     drr: npt.NDArray[np.float32] = (accumulator * (h_t * obliquity)).astype(np.float32)

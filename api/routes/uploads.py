@@ -15,6 +15,7 @@ from api.db.models import Upload
 from api.deps import AnyRole, DbSession, MultipartContent, ServiceDep
 from api.enums import UploadFormatValues, UploadKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
+from api.files import stored_file_response
 from api.ingest import SUFFIXES, ingest_fluoroscopy
 from api.schemas.uploads import FluoroscopyUploadForm, UploadPublic, UploadsPublic
 from api.storage import PayloadTooLargeError
@@ -169,11 +170,10 @@ def download_upload(
 ) -> FileResponse:
     """The uploaded file, byte for byte (``ETag`` is its SHA-256)."""
     upload = get_upload(db, upload_id)
-    path = service.store.path(upload.stored_path)
-    if not path.is_file():
-        raise ApiError(404, "the stored file is missing", field="upload_id")
-    return FileResponse(
-        path,
-        media_type=upload.content_type,
-        headers={"ETag": f'"{upload.sha256}"'},
+    return stored_file_response(
+        service,
+        upload.stored_path,
+        content_type=upload.content_type,
+        sha256=upload.sha256,
+        field="upload_id",
     )

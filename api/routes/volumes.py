@@ -15,6 +15,7 @@ from api.db.models import VolumeUpload
 from api.deps import AnyRole, DbSession, MultipartContent, ServiceDep
 from api.enums import VolumeFormatValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
+from api.files import stored_file_response
 from api.schemas.volumes import VolumeUploadForm, VolumeUploadPublic, VolumeUploadsPublic
 from api.storage import PayloadTooLargeError
 from api.volumes import VOLUME_SUFFIXES, ingest_volume
@@ -175,9 +176,10 @@ def download_volume_upload(
 ) -> FileResponse:
     """The uploaded file, byte for byte (``ETag`` is its SHA-256)."""
     upload = get_volume_upload(db, volume_id)
-    path = service.store.path(upload.stored_path)
-    if not path.is_file():
-        raise ApiError(404, "the stored file is missing", field="volume_id")
-    return FileResponse(
-        path, media_type=upload.content_type, headers={"ETag": f'"{upload.sha256}"'}
+    return stored_file_response(
+        service,
+        upload.stored_path,
+        content_type=upload.content_type,
+        sha256=upload.sha256,
+        field="volume_id",
     )
