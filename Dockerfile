@@ -20,16 +20,9 @@ COPY igrt ./igrt
 COPY registration ./registration
 COPY api ./api
 COPY fixtures ./fixtures
-# The service's own dependencies are listed here until pyproject.toml declares them
-# (see the service issue); installing them twice is harmless once it does.
+# The runtime dependencies come from pyproject.toml; the postgres extra adds the driver.
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install . \
-      "sqlalchemy>=2.0.30" \
-      "alembic>=1.13" \
-      "pydantic-settings>=2.3" \
-      "python-multipart>=0.0.18" \
-      "prometheus-client>=0.20" \
-      "psycopg[binary]>=3.1.18"
+ && /opt/venv/bin/pip install ".[postgres]"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 igrt \
