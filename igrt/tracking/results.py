@@ -51,6 +51,10 @@ class DomeObservation:
         Sampled points of the fitted dome curve on the panel, for display.
     gantry_deg : float
         kV source angle of the frame, degrees.
+    apex_at_edge_onset : bool
+        True when the apex was placed at the fitted edge onset (the projected 3D apex). False
+        when that fit has not succeeded yet and the apex is the steepest point of the edge,
+        which lies about 1-2 mm inferior: absolute positions are then biased, motion is not.
     """
 
     frame_index: int
@@ -65,6 +69,7 @@ class DomeObservation:
     dome_columns: npt.NDArray[np.float64]
     dome_rows: npt.NDArray[np.float64]
     gantry_deg: float
+    apex_at_edge_onset: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (NaN becomes ``None``)."""
@@ -83,6 +88,7 @@ class DomeObservation:
             "apex_v_mm": number(self.apex_v_mm),
             "si_isocentre_mm": number(self.si_isocentre_mm),
             "gantry_deg": self.gantry_deg,
+            "apex_at_edge_onset": self.apex_at_edge_onset,
         }
 
 

@@ -139,6 +139,7 @@ class _State:
     frames_in_template: int
     gantry_deg: float
     apex_offset_rows: float = 0.0  # apex (edge onset) row minus template centre row
+    onset_fitted: bool = False  # False: apex_offset_rows is still the steepest rise's
     steepest_offset_rows: float = 0.0  # steepest-rise row minus template centre row
     profile_sum: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     profile_frames: int = 0
@@ -373,6 +374,7 @@ class DomeTracker:
         fit = fit_edge_onset(state.profile_sum / state.profile_frames, steepest)
         if fit is not None:
             state.apex_offset_rows = fit[0] - (half_height + 1)
+            state.onset_fitted = True
 
     def _follow(
         self,
@@ -506,6 +508,7 @@ class DomeTracker:
         if onset is not None:
             measured = onset[0] + top - state.row
             state.apex_offset_rows += _EDGE_ONSET_SMOOTHING * (measured - state.apex_offset_rows)
+            state.onset_fitted = True
         status = (
             TrackingStatusValues.TRACKED
             if inliers >= self.settings.tracked_confidence
@@ -563,6 +566,7 @@ class DomeTracker:
             dome_columns=columns,
             dome_rows=curve_rows,
             gantry_deg=geometry.gantry_deg,
+            apex_at_edge_onset=state.onset_fitted,
         )
 
     def _lost(
@@ -583,6 +587,7 @@ class DomeTracker:
             dome_columns=empty,
             dome_rows=empty,
             gantry_deg=geometry.gantry_deg,
+            apex_at_edge_onset=False,
         )
 
     # --- validation -----------------------------------------------------------------------
