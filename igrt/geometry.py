@@ -66,7 +66,10 @@ class ProjectionGeometry:
     sad_mm : float
         Source-to-axis (isocentre) distance, mm.
     sdd_mm : float
-        Source-to-detector distance, mm; must exceed ``sad_mm``.
+        Source-to-detector distance, mm; at least ``sad_mm``. Equality is a virtual image plane
+        through the isocentre (magnification 1), as in a DRR or an RT Image stored at
+        ``RTImageSID == RadiationMachineSAD``; a detector nearer the source than the isocentre
+        is refused, since no imager puts one between the source and the patient.
     pixel_pitch_mm : tuple of float
         Detector pixel spacing ``(along u, along v)`` in mm on the panel.
     detector_shape : tuple of int
@@ -80,7 +83,7 @@ class ProjectionGeometry:
     Raises
     ------
     GeometryError
-        If any distance or pitch is not finite and positive, ``sdd_mm <= sad_mm``, or the
+        If any distance or pitch is not finite and positive, ``sdd_mm < sad_mm``, or the
         detector shape is not two positive integers.
 
     Examples
@@ -102,10 +105,12 @@ class ProjectionGeometry:
     def __post_init__(self) -> None:
         _require_finite_positive(self.sad_mm, "sad_mm")
         _require_finite_positive(self.sdd_mm, "sdd_mm")
-        if self.sdd_mm <= self.sad_mm:
+        # sdd == sad is allowed on purpose (a DRR's virtual plane at the isocentre); nothing
+        # here or in the DRR renderer divides by (sdd - sad), so equality is safe.
+        if self.sdd_mm < self.sad_mm:
             raise GeometryError(
-                f"sdd_mm ({self.sdd_mm}) must exceed sad_mm ({self.sad_mm}): "
-                "the detector lies beyond the isocentre",
+                f"sdd_mm ({self.sdd_mm}) must be at least sad_mm ({self.sad_mm}): "
+                "the image plane lies at or beyond the isocentre",
                 field="sdd_mm",
             )
         pitch = _pair(self.pixel_pitch_mm, "pixel_pitch_mm")

@@ -54,7 +54,9 @@ field                                  default      justification
 ``van_herk_systematic_coefficient``    2.5          van Herk, IJROBP 2000: M = 2.5Σ + 0.7σ.
 ``van_herk_random_coefficient``        0.7          van Herk, IJROBP 2000.
 ``repositioning_threshold_mm``         3.0 mm       CLINICAL.md §4: reposition when the liver
-                                                    offset exceeds 3 mm (used by later modules).
+                                                    offset exceeds 3 mm. The only definition:
+                                                    ``registration.RegistrationProtocol`` takes
+                                                    its default from here.
 ``intrafraction_alert_mm``             3.0 mm       KIM action rule (Keall et al.; LARK): offset
                                                     > 3 mm ...
 ``intrafraction_alert_duration_s``     5.0 s        ... persisting > 5 s (used by later modules).
@@ -188,7 +190,8 @@ class MotionProtocol:
     van_herk_systematic_coefficient, van_herk_random_coefficient : float
         Coefficients of ``M = a·Σ + b·σ``.
     repositioning_threshold_mm : float
-        Daily liver offset above which the patient is repositioned, mm (used later).
+        Daily liver offset above which the patient is repositioned, mm; the registrations'
+        default (``registration.RegistrationProtocol``) is this protocol's value.
     intrafraction_alert_mm, intrafraction_alert_duration_s : float
         Intrafraction action rule: offset above ``intrafraction_alert_mm`` for longer than
         ``intrafraction_alert_duration_s`` (used later).

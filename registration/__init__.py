@@ -9,12 +9,21 @@ every transform by its direction and every number by its unit and frame, with a 
 that is never silently ``GOOD``.
 
 2D/2D: fast cone-beam DRRs of the planning CT at any gantry angle (:func:`generate_drr`,
-:func:`prepare_beam_volume`, :func:`render_drr`) and the registration of an orthogonal kV or MV
-pair to them (:func:`register_pair_to_drrs`, :class:`Pair2DResult`) with a consistency check on
-the longitudinal axis both views share. Export: the rigid result as a DICOM Spatial
-Registration object (:func:`write_spatial_registration`, :func:`read_spatial_registration`).
+:func:`prepare_beam_volume`, :func:`render_drr`), with kV or MV attenuation
+(:class:`ImagingModalityValues`, :mod:`registration.attenuation`), and the registration of an
+orthogonal kV, MV or mixed MV-kV pair to them (:func:`register_pair_to_drrs`,
+:class:`Pair2DResult`; views from arrays, fluoroscopy or DICOM RT Images,
+:meth:`KvView.from_rt_image`) with a consistency check on the longitudinal axis both views
+share. Export: the rigid result as a DICOM Spatial Registration object
+(:func:`write_spatial_registration`, :func:`read_spatial_registration`).
 """
 
+from registration.attenuation import (
+    KV_ATTENUATION,
+    MV_ATTENUATION,
+    AttenuationModel,
+    ImagingModalityValues,
+)
 from registration.clip_box import DEFAULT_DOME_BOX_EXTENT_MM, ClipBox
 from registration.dicom_reg import (
     SPATIAL_REGISTRATION_SOP_CLASS_UID,
@@ -59,7 +68,10 @@ from registration.rigid import (
 __all__ = [
     "DEFAULT_DOME_BOX_EXTENT_MM",
     "DEFAULT_REGISTRATION_PROTOCOL",
+    "KV_ATTENUATION",
+    "MV_ATTENUATION",
     "SPATIAL_REGISTRATION_SOP_CLASS_UID",
+    "AttenuationModel",
     "BeamVolume",
     "ClipBox",
     "ClipBoxError",
@@ -68,6 +80,7 @@ __all__ = [
     "DomeCheckValues",
     "DomeNotFoundError",
     "FrameOfReferenceMismatchError",
+    "ImagingModalityValues",
     "KvView",
     "LevelRecord",
     "NoOverlapError",

@@ -2,10 +2,10 @@
 
 Method
 ------
-The planning CT (HU, any direction cosines) is converted to linear attenuation at the kV
-imaging energy (:func:`mu_per_mm_from_hu`, bilinear) and resampled **once per gantry angle**
-with SimpleITK onto a *beam grid* (:func:`prepare_beam_volume`): a lattice whose array axes are
-``(long, depth, lat)`` —
+The planning CT (HU, any direction cosines) is converted to linear attenuation at the imaging
+beam's energy (:mod:`registration.attenuation`: kV by default, MV for portal images; bilinear)
+and resampled **once per gantry angle and beam** with SimpleITK onto a *beam grid*
+(:func:`prepare_beam_volume`): a lattice whose array axes are ``(long, depth, lat)`` —
 
 - ``long`` along the detector ``v`` axis (IEC fixed ``-Y``, towards the couch foot),
 - ``depth`` along the central ray, from the source towards the detector,
@@ -45,9 +45,17 @@ from igrt.frame_of_reference import PatientPositionValues, iec_support_from_lps_
 from igrt.geometry import ProjectionGeometry
 from igrt.imageio import LoadedVolume
 from igrt.volume import Volume
+from registration.attenuation import (
+    BONE_CONTRAST_FACTOR,
+    KV_ATTENUATION,
+    MU_WATER_PER_MM,
+    AttenuationModel,
+    mu_per_mm_from_hu,
+)
 from registration.errors import foreign_errors_mapped
 
 __all__ = [
+    "BONE_CONTRAST_FACTOR",
     "MU_WATER_PER_MM",
     "SLICE_PADDING_MM",
     "BeamVolume",
@@ -61,36 +69,10 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-MU_WATER_PER_MM = 0.0206
-"""Linear attenuation of water at 60 keV (about a 100-120 kVp beam's effective energy), 1/mm."""
-
-BONE_CONTRAST_FACTOR = 1.3
-"""Extra slope of the positive side of the HU scale at 60 keV (cortical bone, NIST XCOM)."""
-
 SLICE_PADDING_MM = 60.0
 """Length by which the first and last CT slices are replicated beyond the scan, mm."""
 
 _WARP_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-
-
-def mu_per_mm_from_hu(hu: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """Linear attenuation (1/mm) at the kV imaging energy from Hounsfield units (bilinear).
-
-    Parameters
-    ----------
-    hu : numpy.ndarray
-        CT numbers, HU.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``MU_WATER * (1 + s * HU / 1000)`` clipped at 0, with ``s = 1.3`` above 0 HU, float32.
-    """
-    values = np.asarray(hu, dtype=np.float32)
-    slope = np.where(values > 0, np.float32(BONE_CONTRAST_FACTOR), np.float32(1.0))
-    mu = np.float32(MU_WATER_PER_MM) * (np.float32(1.0) + slope * values / np.float32(1000.0))
-    clipped: npt.NDArray[np.float32] = np.maximum(mu, np.float32(0.0)).astype(np.float32)
-    return clipped
 
 
 def beam_axes_iec_fixed(gantry_deg: float) -> FloatArray:
@@ -138,6 +120,8 @@ class BeamVolume:
         How the patient lies on the couch (couch angle 0).
     beam_from_lps : numpy.ndarray
         3x3 rotation taking LPS components to beam-grid components ``(long, depth, lat)``.
+    attenuation : AttenuationModel, optional
+        The beam whose attenuation the grid holds (kV by default).
     """
 
     planes_mu_per_mm: npt.NDArray[np.float32]
@@ -148,6 +132,7 @@ class BeamVolume:
     isocentre_lps_mm: FloatArray
     patient_position: PatientPositionValues
     beam_from_lps: FloatArray
+    attenuation: AttenuationModel = KV_ATTENUATION
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -197,6 +182,7 @@ def prepare_beam_volume(
     long_mm: float = 1.0,
     margin_mm: float = 30.0,
     threads: int = 2,
+    attenuation: AttenuationModel = KV_ATTENUATION,
 ) -> BeamVolume:
     """Resample the planning CT's attenuation onto a beam grid for ``geometry``'s angle.
 
@@ -216,6 +202,10 @@ def prepare_beam_volume(
         Extra extent kept around the panel's cone, room for displacements, mm.
     threads : int, optional
         Threads for the SimpleITK resampling.
+    attenuation : AttenuationModel, optional
+        HU to attenuation at the imaging beam's energy
+        (:data:`~registration.attenuation.KV_ATTENUATION` by default,
+        :data:`~registration.attenuation.MV_ATTENUATION` for a portal image).
 
     Returns
     -------
@@ -239,6 +229,11 @@ def prepare_beam_volume(
             raise InvalidInputError(f"{name} must be finite and positive", field=name)
     if not math.isfinite(margin_mm) or margin_mm < 0:
         raise InvalidInputError("margin_mm must be finite and >= 0", field="margin_mm")
+    if not isinstance(attenuation, AttenuationModel):
+        raise InvalidInputError(
+            "attenuation must be a registration.attenuation.AttenuationModel",
+            field="attenuation",
+        )
     iec_from_lps = iec_support_from_lps_matrix(position)
     beam_from_lps: FloatArray = beam_axes_iec_fixed(geometry.gantry_deg) @ iec_from_lps
 
@@ -277,7 +272,7 @@ def prepare_beam_volume(
 
     # ITK axes (i, j, k) = (lat, depth, long); their LPS unit vectors are rows of beam_from_lps.
     direction_lps = beam_from_lps.T[:, [2, 1, 0]]
-    mu = mu_per_mm_from_hu(np.asarray(ct.array))
+    mu = mu_per_mm_from_hu(np.asarray(ct.array), attenuation)
     padded = np.pad(mu, ((pad, pad), (0, 0), (0, 0)), mode="edge")
     with foreign_errors_mapped("resampling the planning CT onto the beam grid"):
         image = sitk.GetImageFromArray(padded)
@@ -306,6 +301,7 @@ def prepare_beam_volume(
         isocentre_lps_mm=iso,
         patient_position=position,
         beam_from_lps=beam_from_lps,
+        attenuation=attenuation,
     )
 
 
@@ -437,6 +433,7 @@ def generate_drr(
     transverse_mm: float = 1.25,
     long_mm: float = 1.0,
     threads: int = 2,
+    attenuation: AttenuationModel = KV_ATTENUATION,
 ) -> npt.NDArray[np.float32]:
     """One DRR of the planning CT: :func:`prepare_beam_volume` then :func:`render_drr`.
 
@@ -456,6 +453,8 @@ def generate_drr(
         Beam-grid spacing, mm.
     threads : int, optional
         Resampling threads.
+    attenuation : AttenuationModel, optional
+        HU to attenuation at the imaging beam's energy (kV by default).
 
     Returns
     -------
@@ -479,5 +478,6 @@ def generate_drr(
         transverse_mm=transverse_mm,
         long_mm=long_mm,
         threads=threads,
+        attenuation=attenuation,
     )
     return render_drr(beam, geometry, anatomy_displacement_lps_mm=anatomy_displacement_lps_mm)

@@ -1,9 +1,22 @@
-"""2D/2D registration of an orthogonal kV (or MV) image pair to DRRs of the planning CT.
+"""2D/2D registration of an orthogonal kV, MV or mixed MV-kV image pair to DRRs of the plan.
+
+Views and beams
+---------------
+A view is an image with its :class:`~igrt.geometry.ProjectionGeometry` and the beam that made
+it (:class:`~registration.attenuation.ImagingModalityValues`): ``KV`` for the on-board kV
+imager, ``MV`` for a portal image of the treatment beam (EPID). Any two views at gantry angles
+at least 15 degrees apart make a pair, e.g. MV at gantry 0 with kV at gantry 90. Each view's
+DRR uses its own beam's HU-to-attenuation map (:mod:`registration.attenuation`), so an MV
+view is matched to a DRR with MV's low bone contrast. The geometry may come from a DICOM RT
+Image (:meth:`KvView.from_rt_image`, :func:`igrt.imageio.read_rt_image`), including a virtual
+image plane at the isocentre (``SDD == SAD``) such as a TPS's DRR. The result reports each
+view's modality (:attr:`ViewMatch.modality`).
 
 Method
 ------
-1. **Planning side, once per plan and angle** (:func:`prepare_pair_reference`): the planning
-   CT is resampled onto one beam grid per view (:func:`registration.drr.prepare_beam_volume`).
+1. **Planning side, once per plan, angle and beam** (:func:`prepare_pair_reference`): the
+   planning CT is resampled onto one beam grid per view
+   (:func:`registration.drr.prepare_beam_volume`).
 2. **Per view**, the image and its DRR are turned into gradient images (Gaussian, sigma 1 px,
    then Sobel ``d/du`` and ``d/dv`` as two channels): gradients ignore the offset and gain
    between a measured image and a DRR, and the pair of signed components keeps the edges'
@@ -58,9 +71,10 @@ from igrt.frame_of_reference import (
     iec_support_from_lps_matrix,
 )
 from igrt.geometry import ProjectionGeometry
-from igrt.imageio import LoadedVolume
+from igrt.imageio import LoadedRtImage, LoadedVolume
 from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.volume import Volume
+from registration.attenuation import ImagingModalityValues
 from registration.drr import BeamVolume, prepare_beam_volume, render_drr
 from registration.errors import NotConvergedError, foreign_errors_mapped
 from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL, RegistrationProtocol
@@ -96,22 +110,28 @@ _PYRAMID = (4, 2, 1)
 
 @dataclass(frozen=True, eq=False)
 class KvView:
-    """One projection image and the geometry it was acquired with.
+    """One projection image (kV or MV), the geometry and the beam it was acquired with.
+
+    The name is historical: an MV portal image is a view too (``modality=MV``).
 
     Parameters
     ----------
     image : numpy.ndarray
         ``(rows, columns)`` pixel values; rows run along the detector ``v`` axis.
     geometry : ProjectionGeometry
-        Imager at the acquisition's gantry angle; its detector shape must match the image.
+        Imager at the acquisition's gantry angle (the source's); its detector shape must match
+        the image.
     intensity : IntensityValues, optional
         ``RAW`` panel signal (bright where little attenuates; converted with ``-ln``) or
         ``LINE_INTEGRAL`` (bright where much attenuates, like a DRR).
+    modality : ImagingModalityValues or str, optional
+        The beam that made the image: ``KV`` (default) or ``MV`` (portal image); its DRR is
+        computed with that beam's attenuation.
 
     Raises
     ------
     InvalidInputError
-        If the image is not 2D and finite.
+        If the image is not 2D and finite, or the intensity or modality is unknown.
     GeometryError
         If its shape differs from the geometry's detector shape.
     """
@@ -119,8 +139,17 @@ class KvView:
     image: Float32Array
     geometry: ProjectionGeometry
     intensity: IntensityValues = IntensityValues.LINE_INTEGRAL
+    modality: ImagingModalityValues = ImagingModalityValues.KV
 
     def __post_init__(self) -> None:
+        if not isinstance(self.geometry, ProjectionGeometry):
+            raise InvalidInputError("a view needs a ProjectionGeometry", field="geometry")
+        if not isinstance(self.intensity, IntensityValues):
+            raise InvalidInputError(
+                f"intensity must be an IntensityValues member, got {self.intensity!r}",
+                field="intensity",
+            )
+        object.__setattr__(self, "modality", ImagingModalityValues.parse(self.modality))
         image = np.asarray(self.image, dtype=np.float32)
         if image.ndim != 2 or not np.all(np.isfinite(image)):
             raise InvalidInputError("a view needs a finite 2D image", field="image")
@@ -146,6 +175,42 @@ class KvView:
             sequence.intensity,
         )
 
+    @classmethod
+    def from_rt_image(
+        cls,
+        rt_image: LoadedRtImage,
+        *,
+        intensity: IntensityValues,
+        modality: ImagingModalityValues | str,
+    ) -> KvView:
+        """A view whose image and geometry come from a DICOM RT Image.
+
+        Parameters
+        ----------
+        rt_image : igrt.imageio.LoadedRtImage
+            What :func:`igrt.imageio.read_rt_image` returned; its geometry (SID, SAD, pixel
+            spacing, RT Image Position, source angle) is the view's.
+        intensity : IntensityValues
+            What the stored pixel values mean (RT Images do not say): ``RAW`` panel signal or
+            ``LINE_INTEGRAL``-like (bright where much attenuates, e.g. a DRR), whatever the
+            Photometric Interpretation.
+        modality : ImagingModalityValues or str
+            The beam that made the image (``MV`` for a portal image). Not guessed from the
+            file: an RT Image's Image Type does not say it reliably.
+
+        Raises
+        ------
+        InvalidInputError
+            If ``rt_image`` is not a LoadedRtImage, or the intensity or modality is unknown.
+        """
+        if not isinstance(rt_image, LoadedRtImage):
+            raise InvalidInputError(
+                "rt_image must be what igrt.imageio.read_rt_image returns", field="rt_image"
+            )
+        return cls(
+            rt_image.image, rt_image.geometry, intensity, ImagingModalityValues.parse(modality)
+        )
+
     def line_integral(self) -> Float32Array:
         """The image as attenuation line integrals up to an additive constant."""
         if self.intensity is IntensityValues.RAW:
@@ -156,12 +221,12 @@ class KvView:
 
 @dataclass(frozen=True, eq=False)
 class PairReference:
-    """The planning CT prepared for DRRs at the views' angles (one beam grid per angle).
+    """The planning CT prepared for DRRs at the views' angles (one grid per angle and beam).
 
     Parameters
     ----------
     beam_volumes : tuple of BeamVolume
-        One per prepared gantry angle.
+        One per prepared gantry angle and beam (kV or MV attenuation).
     isocentre_lps_mm : numpy.ndarray
         Treatment isocentre, LPS mm.
     patient_position : PatientPositionValues
@@ -175,20 +240,28 @@ class PairReference:
     patient_position: PatientPositionValues
     preparation_s: float
 
-    def beam_volume_for(self, geometry: ProjectionGeometry) -> BeamVolume:
-        """The beam grid prepared at ``geometry``'s gantry angle.
+    def beam_volume_for(
+        self,
+        geometry: ProjectionGeometry,
+        modality: ImagingModalityValues | str = ImagingModalityValues.KV,
+    ) -> BeamVolume:
+        """The beam grid prepared at ``geometry``'s gantry angle for ``modality``'s beam.
 
         Raises
         ------
         GeometryError
-            If no grid was prepared at that angle.
+            If no grid was prepared at that angle for that beam.
+        InvalidInputError
+            If the modality is unknown.
         """
+        beam_type = ImagingModalityValues.parse(modality)
         for beam in self.beam_volumes:
-            if beam.matches(geometry):
+            if beam.matches(geometry) and beam.attenuation == beam_type.attenuation:
                 return beam
+        prepared = [f"{b.gantry_deg:g} deg {b.attenuation.name}" for b in self.beam_volumes]
         raise GeometryError(
-            f"no DRR grid prepared at gantry {geometry.gantry_deg} deg (prepared: "
-            f"{[b.gantry_deg for b in self.beam_volumes]})",
+            f"no DRR grid prepared at gantry {geometry.gantry_deg:g} deg for a "
+            f"{beam_type.value} view (prepared: {prepared})",
             field="gantry_deg",
         )
 
@@ -201,8 +274,9 @@ def prepare_pair_reference(
     patient_position: PatientPositionValues | str,
     capture_range_mm: float = DEFAULT_REGISTRATION_PROTOCOL.capture_range_mm,
     threads: int = 2,
+    modalities: Sequence[ImagingModalityValues | str] | None = None,
 ) -> PairReference:
-    """Resample the planning CT once per view angle for fast DRRs.
+    """Resample the planning CT once per view angle and beam for fast DRRs.
 
     Parameters
     ----------
@@ -218,17 +292,37 @@ def prepare_pair_reference(
         Largest displacement the DRRs must cover, mm (grid margin).
     threads : int, optional
         Resampling threads.
+    modalities : sequence of ImagingModalityValues or str, optional
+        The beam of each geometry (same order and length); all ``KV`` by default.
 
     Returns
     -------
     PairReference
         The prepared beam grids.
+
+    Raises
+    ------
+    InvalidInputError
+        No geometry, an unknown modality, or ``modalities`` not matching ``geometries``.
     """
     started = time.perf_counter()
     position = PatientPositionValues.parse(patient_position)
+    geometry_list = list(geometries)
+    if modalities is None:
+        beam_types = [ImagingModalityValues.KV] * len(geometry_list)
+    else:
+        beam_types = [ImagingModalityValues.parse(m) for m in modalities]
+        if len(beam_types) != len(geometry_list):
+            raise InvalidInputError(
+                f"{len(beam_types)} modalities for {len(geometry_list)} geometries: give one "
+                "per geometry",
+                field="modalities",
+            )
     beams: list[BeamVolume] = []
-    for geometry in geometries:
-        if any(beam.matches(geometry) for beam in beams):
+    for geometry, beam_type in zip(geometry_list, beam_types, strict=True):
+        if any(
+            beam.matches(geometry) and beam.attenuation == beam_type.attenuation for beam in beams
+        ):
             continue
         beams.append(
             prepare_beam_volume(
@@ -238,6 +332,7 @@ def prepare_pair_reference(
                 position,
                 margin_mm=capture_range_mm + 5.0,
                 threads=threads,
+                attenuation=beam_type.attenuation,
             )
         )
     if not beams:
@@ -257,7 +352,9 @@ class ViewMatch:
     Parameters
     ----------
     gantry_deg : float
-        kV source angle, degrees.
+        Source angle of the view (kV source or treatment beam), degrees.
+    modality : ImagingModalityValues
+        The beam that made the view's image (kV or MV).
     isocentre_shift_uv_mm : tuple of float
         The anatomy's displacement seen by this view along its detector ``(u, v)`` axes, scaled
         to the isocentre plane, mm (the final 3D estimate projected plus this view's residual).
@@ -273,6 +370,7 @@ class ViewMatch:
     """
 
     gantry_deg: float
+    modality: ImagingModalityValues
     isocentre_shift_uv_mm: tuple[float, float]
     residual_panel_mm: tuple[float, float]
     uncertainty_uv_mm: tuple[float, float]
@@ -284,6 +382,7 @@ class ViewMatch:
         """JSON-able summary."""
         return {
             "gantry_deg": float(self.gantry_deg),
+            "modality": self.modality.value,
             "isocentre_shift_uv_mm": [float(v) for v in self.isocentre_shift_uv_mm],
             "residual_panel_mm": [float(v) for v in self.residual_panel_mm],
             "uncertainty_uv_mm": [float(v) for v in self.uncertainty_uv_mm],
@@ -605,8 +704,9 @@ def register_pair_to_drrs(
     planning : igrt.volume.Volume, igrt.imageio.LoadedVolume or PairReference
         The planning CT in HU, or its prepared beam grids (:func:`prepare_pair_reference`).
     views : sequence of KvView or FluoroSequence
-        Two (or more) images at different gantry angles, e.g. 0 and 90 degrees; a
-        :class:`~igrt.sequence.FluoroSequence` contributes its first frame.
+        Two (or more) images at different gantry angles, e.g. 0 and 90 degrees, kV or MV
+        (:attr:`KvView.modality`) in any mix; a :class:`~igrt.sequence.FluoroSequence`
+        contributes its first frame as a kV view.
     isocentre_lps_mm : array_like of float, optional
         Treatment isocentre in the CT, LPS mm (needed unless ``planning`` is prepared).
     patient_position : PatientPositionValues or str, optional
@@ -630,7 +730,8 @@ def register_pair_to_drrs(
     InvalidInputError
         Unusable views or arguments.
     GeometryError
-        Parallel views, or a view at an angle the reference was not prepared for.
+        Parallel views, or a view at an angle (or of a beam) the reference was not prepared
+        for.
     """
     protocol = DEFAULT_REGISTRATION_PROTOCOL if protocol is None else protocol
     if not math.isfinite(shared_axis_tolerance_mm) or shared_axis_tolerance_mm <= 0:
@@ -654,6 +755,7 @@ def register_pair_to_drrs(
             patient_position=patient_position,
             capture_range_mm=protocol.capture_range_mm,
             threads=threads,
+            modalities=[view.modality for view in view_list],
         )
     started = time.perf_counter()
     with foreign_errors_mapped("the 2D/2D registration"):
@@ -672,7 +774,7 @@ def _register(
 ) -> Pair2DResult:
     position = reference.patient_position
     iec_from_lps = iec_support_from_lps_matrix(position)
-    beams = [reference.beam_volume_for(view.geometry) for view in views]
+    beams = [reference.beam_volume_for(view.geometry, view.modality) for view in views]
     images = [view.line_integral() for view in views]
     # Rows: the (u, v) axes of every view in IEC fixed coordinates (couch at 0).
     design = np.concatenate([np.stack([v.geometry.u_axis, v.geometry.v_axis]) for v in views])
@@ -744,25 +846,21 @@ def _register(
     matches: list[ViewMatch] = []
     for k, (view, outcome) in enumerate(zip(views, outcomes, strict=True)):
         gantry = view.geometry.gantry_deg
+        name = f"{view.modality.value} view at gantry {gantry:g} deg"
         if outcome.at_edge:
             failures.append(
-                f"view at gantry {gantry:g} deg: the best match lies at the edge of the "
+                f"{name}: the best match lies at the edge of the "
                 f"+/-{protocol.capture_range_mm:g} mm capture range"
             )
         if outcome.ncc < protocol.min_ncc:
-            failures.append(
-                f"view at gantry {gantry:g} deg: gradient NCC {outcome.ncc:.2f} below "
-                f"{protocol.min_ncc:g}"
-            )
+            failures.append(f"{name}: gradient NCC {outcome.ncc:.2f} below {protocol.min_ncc:g}")
         elif outcome.ncc < protocol.good_ncc:
-            warnings.append(
-                f"view at gantry {gantry:g} deg: gradient NCC {outcome.ncc:.2f} below "
-                f"{protocol.good_ncc:g}"
-            )
+            warnings.append(f"{name}: gradient NCC {outcome.ncc:.2f} below {protocol.good_ncc:g}")
         pitch_u, pitch_v = view.geometry.pixel_pitch_mm
         matches.append(
             ViewMatch(
                 gantry_deg=float(gantry),
+                modality=view.modality,
                 isocentre_shift_uv_mm=(float(measured[2 * k]), float(measured[2 * k + 1])),
                 residual_panel_mm=(outcome.shift_px[0] * pitch_u, outcome.shift_px[1] * pitch_v),
                 uncertainty_uv_mm=(float(sd_rows[2 * k]), float(sd_rows[2 * k + 1])),

@@ -5,6 +5,10 @@ field                              default    justification
 =================================  =========  ==================================================
 ``repositioning_threshold_mm``     3.0 mm     CLINICAL.md §4: the patient is repositioned when
                                               the liver offset exceeds 3 mm (per IEC axis).
+                                              Not defined here: the default is
+                                              ``igrt.protocol.DEFAULT_PROTOCOL``'s, the one
+                                              source of truth; ``from_motion_protocol``
+                                              follows another motion protocol.
 ``dome_check_tolerance_mm``        2.0 mm     AAPM MPPG 9.a SBRT positioning tolerance (2 mm):
                                               an independent dome estimate further than that
                                               from the registration's SI offset at the dome
@@ -41,6 +45,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from igrt.errors import InvalidInputError
+from igrt.protocol import DEFAULT_PROTOCOL, MotionProtocol
 
 __all__ = ["DEFAULT_REGISTRATION_PROTOCOL", "RegistrationProtocol"]
 
@@ -52,7 +57,8 @@ class RegistrationProtocol:
     Parameters
     ----------
     repositioning_threshold_mm : float
-        Repositioning is flagged when any IEC axis of the displacement exceeds this, mm.
+        Repositioning is flagged when any IEC axis of the displacement exceeds this, mm; by
+        default the motion protocol's (``igrt.protocol.DEFAULT_PROTOCOL``).
     dome_check_tolerance_mm : float
         Largest accepted difference between the dome's SI offset and the registration's, mm.
     capture_range_mm : float
@@ -75,7 +81,7 @@ class RegistrationProtocol:
         If a value is not finite, negative, or out of order (``min_* > good_*``).
     """
 
-    repositioning_threshold_mm: float = 3.0
+    repositioning_threshold_mm: float = DEFAULT_PROTOCOL.repositioning_threshold_mm
     dome_check_tolerance_mm: float = 2.0
     capture_range_mm: float = 25.0
     max_uncertainty_mm: float = 1.0
@@ -109,6 +115,40 @@ class RegistrationProtocol:
                 "need min_overlap_fraction <= good_overlap_fraction <= 1",
                 field="min_overlap_fraction",
             )
+
+    @classmethod
+    def from_motion_protocol(
+        cls, motion_protocol: MotionProtocol, **thresholds: float
+    ) -> RegistrationProtocol:
+        """The registration thresholds that apply under ``motion_protocol``.
+
+        Parameters
+        ----------
+        motion_protocol : igrt.protocol.MotionProtocol
+            The session's clinical protocol; its ``repositioning_threshold_mm`` is used.
+        **thresholds : float
+            Any other field of this class (``repositioning_threshold_mm`` cannot be given:
+            it would contradict the clinical protocol).
+
+        Raises
+        ------
+        InvalidInputError
+            If ``motion_protocol`` is not a MotionProtocol, ``repositioning_threshold_mm`` or an
+            unknown field is given, or a value is invalid.
+        """
+        if not isinstance(motion_protocol, MotionProtocol):
+            raise InvalidInputError(
+                "motion_protocol must be an igrt.protocol.MotionProtocol", field="motion_protocol"
+            )
+        known = {name for name in cls.__dataclass_fields__ if name != "repositioning_threshold_mm"}
+        for name in thresholds:
+            if name not in known:
+                raise InvalidInputError(
+                    f"{name!r} is not a registration threshold that may be set here", field=name
+                )
+        return cls(
+            repositioning_threshold_mm=motion_protocol.repositioning_threshold_mm, **thresholds
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able thresholds."""

@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
+from igrt.errors import GeometryError, InvalidInputError
+from igrt.geometry import ProjectionGeometry
 from igrt.volume import Volume
 
-__all__ = ["LoadedVolume", "WrittenDicom"]
+__all__ = ["LoadedRtImage", "LoadedVolume", "WrittenDicom"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,3 +70,69 @@ class WrittenDicom:
     series_instance_uid: str
     sop_instance_uids: tuple[str, ...]
     frame_of_reference_uid: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedRtImage:
+    """A DICOM RT Image (portal image, DRR, simulator image) and its projection geometry.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        ``(rows, columns)`` float32 pixel values after the Modality LUT (Rescale Slope and
+        Intercept), rows along the detector ``v`` axis. Not inverted for MONOCHROME1.
+    geometry : ProjectionGeometry
+        SAD, SDD (the RT Image SID), pixel pitch in the image plane, panel offsets from the
+        beam axis and the imaging source's gantry angle, IEC 61217 (see
+        :mod:`igrt.imageio.rtimage`).
+    path : pathlib.Path
+        The file read.
+    treatment_gantry_deg : float or None
+        The file's Gantry Angle (300A,011E), i.e. the treatment beam's, degrees; ``None`` when
+        absent. ``geometry.gantry_deg`` differs from it only when the caller said where the
+        imaging source was.
+    image_kind : str or None
+        Third value of Image Type (0008,0008): ``DRR``, ``PORTAL``, ``SIMULATOR``,
+        ``RADIOGRAPH``, ``BLANK`` or ``FLUENCE``; ``None`` when absent.
+    label : str or None
+        RT Image Label (3002,0002).
+    photometric_interpretation : str
+        ``MONOCHROME2`` (bright = high value) or ``MONOCHROME1`` (displayed inverted).
+    frame_of_reference_uid : str or None
+        Frame of Reference UID (0020,0052), when stated.
+    notes : tuple of str
+        Anything the reader assumed; empty when nothing was.
+
+    Raises
+    ------
+    InvalidInputError
+        If the image is not a finite 2D float32 array.
+    GeometryError
+        If its shape is not the geometry's detector shape.
+    """
+
+    image: npt.NDArray[np.float32]
+    geometry: ProjectionGeometry
+    path: Path
+    treatment_gantry_deg: float | None = None
+    image_kind: str | None = None
+    label: str | None = None
+    photometric_interpretation: str = "MONOCHROME2"
+    frame_of_reference_uid: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        image = self.image
+        if (
+            not isinstance(image, np.ndarray)
+            or image.dtype != np.float32
+            or image.ndim != 2
+            or not np.all(np.isfinite(image))
+        ):
+            raise InvalidInputError("an RT image must be a finite 2D float32 array", field="image")
+        if image.shape != self.geometry.detector_shape:
+            raise GeometryError(
+                f"image shape {image.shape} differs from the detector shape "
+                f"{self.geometry.detector_shape}",
+                field="detector_shape",
+            )

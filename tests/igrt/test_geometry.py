@@ -436,7 +436,7 @@ _VALID = {
         ({"sad_mm": -1000.0}, "sad_mm"),
         ({"sdd_mm": math.nan}, "sdd_mm"),
         ({"sdd_mm": -1536.0}, "sdd_mm"),
-        ({"sdd_mm": 1000.0}, "sdd_mm"),
+        ({"sdd_mm": 999.0}, "sdd_mm"),
         ({"sdd_mm": 900.0}, "sdd_mm"),
         ({"pixel_pitch_mm": (0.0, 0.4)}, "pixel_pitch_mm"),
         ({"pixel_pitch_mm": (0.4, -0.4)}, "pixel_pitch_mm"),
@@ -468,6 +468,19 @@ def test_invalid_geometry_raises_geometry_error(changes: dict, field: str | None
 def test_the_valid_baseline_is_accepted() -> None:
     # Guards the parametrised test above: only the changed argument makes it fail.
     assert ProjectionGeometry(**_VALID) == xvi_geometry(binning=1)
+
+
+def test_image_plane_at_the_isocentre_is_accepted() -> None:
+    # An RT Image (e.g. an Eclipse DRR) at RTImageSID == RadiationMachineSAD is a virtual image
+    # plane through the isocentre: magnification 1, panel mm are isocentre mm. Only a detector
+    # between the source and the isocentre (sdd < sad, refused above) is impossible.
+    g = ProjectionGeometry(**{**_VALID, "sdd_mm": 1000.0})
+    assert g.magnification == 1.0
+    assert g.pixel_at_isocentre_mm == g.pixel_pitch_mm
+    u, v = g.with_gantry(90.0).project_iec_fixed([[0.0, 10.0, 0.0], [100.0, 0.0, 20.0]])
+    assert float(v[0]) == pytest.approx(-10.0)
+    # A point 100 mm nearer the source is magnified by 1000 / 900 even on this plane.
+    assert float(u[1]) == pytest.approx(-20.0 * 1000.0 / 900.0)
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from igrt.errors import GeometryError
+from igrt.errors import GeometryError, InvalidInputError
 from igrt.frame_of_reference import iec_support_from_lps_point
-from igrt.geometry import xvi_geometry
+from igrt.geometry import ProjectionGeometry, xvi_geometry
 from igrt.volume import Volume
+from registration.attenuation import MV_ATTENUATION
 from registration.drr import generate_drr, prepare_beam_volume, render_drr
 from registration.transforms import rotation_from_euler_deg
 
@@ -98,3 +99,45 @@ def test_angle_mismatch_is_refused() -> None:
     beam = prepare_beam_volume(ct, xvi_geometry(binning=4), ISOCENTRE_LPS_MM, "HFS")
     with pytest.raises(GeometryError):
         render_drr(beam, xvi_geometry(binning=4, gantry_deg=90.0))
+
+
+@pytest.mark.parametrize("gantry_deg", [0.0, 90.0])
+def test_sphere_on_a_virtual_image_plane_at_the_isocentre(gantry_deg: float) -> None:
+    # An RT Image DRR geometry (Eclipse: SID == SAD = 1000 mm): magnification 1 at the isocentre.
+    ct = _sphere_ct_cached("identity")
+    geometry = ProjectionGeometry(
+        sad_mm=1000.0,
+        sdd_mm=1000.0,
+        pixel_pitch_mm=(0.9765625, 0.9765625),
+        detector_shape=(256, 256),
+        gantry_deg=gantry_deg,
+    )
+    drr = generate_drr(
+        ct,
+        geometry,
+        ISOCENTRE_LPS_MM,
+        "HFS",
+        transverse_mm=0.5,
+        long_mm=0.5,
+        attenuation=MV_ATTENUATION,
+    )
+    sphere_iec = iec_support_from_lps_point(SPHERE_CENTRE_LPS_MM, ISOCENTRE_LPS_MM, "HFS")
+    u, v = geometry.project_iec_fixed(sphere_iec)
+    expected_column, expected_row = geometry.pixel_from_detector_mm(u, v)
+    column, row = _centroid(drr)
+    assert abs(column - float(expected_column[0])) < 0.2
+    assert abs(row - float(expected_row[0])) < 0.2
+    # A 13 mm bone sphere at 6 MV: line integral through its centre about 13 * 0.0049 * 1.55.
+    assert float(drr.max()) == pytest.approx(13.0 * 0.0049 * 1.55, rel=0.1)
+
+
+def test_attenuation_must_be_a_model() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        prepare_beam_volume(
+            _sphere_ct_cached("identity"),
+            xvi_geometry(binning=4),
+            ISOCENTRE_LPS_MM,
+            "HFS",
+            attenuation="MV",  # type: ignore[arg-type]
+        )
+    assert info.value.field == "attenuation"

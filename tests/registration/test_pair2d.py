@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from fixtures.anatomy import load_chest_ct
-from fixtures.fluoro import default_isocentre_lps_mm, simulate_fluoro
+from fixtures.fluoro import simulate_fluoro
 from fixtures.motion import BreathingMotionModel
 from igrt.errors import GeometryError
 from igrt.frame_of_reference import iec_support_from_lps
@@ -43,13 +41,8 @@ Simulate = Callable[[tuple[float, float, float]], list[FluoroSequence]]
 
 
 @pytest.fixture(scope="module")
-def chest_model(shared_data: Path) -> BreathingMotionModel:
-    return BreathingMotionModel.from_anatomy(load_chest_ct(shared_data))
-
-
-@pytest.fixture(scope="module")
-def isocentre(chest_model: BreathingMotionModel) -> npt.NDArray[np.float64]:
-    return default_isocentre_lps_mm(chest_model)
+def isocentre(chest_isocentre: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return chest_isocentre
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 
 import pytest
 
+import registration.protocol
 from igrt.errors import InvalidInputError
+from igrt.protocol import DEFAULT_PROTOCOL
 from registration import DEFAULT_REGISTRATION_PROTOCOL, RegistrationProtocol
 
 
@@ -32,3 +36,43 @@ def test_defaults_match_the_clinical_figures() -> None:
 def test_invalid_protocols_are_refused(changes: dict[str, float]) -> None:
     with pytest.raises(InvalidInputError):
         RegistrationProtocol(**changes)
+
+
+def test_the_repositioning_threshold_has_one_source() -> None:
+    # CLINICAL.md §4 is defined once, in the versioned motion protocol; registration follows it.
+    assert (
+        DEFAULT_REGISTRATION_PROTOCOL.repositioning_threshold_mm
+        == DEFAULT_PROTOCOL.repositioning_threshold_mm
+    )
+    default_field = RegistrationProtocol.__dataclass_fields__["repositioning_threshold_mm"]
+    assert default_field.default == DEFAULT_PROTOCOL.repositioning_threshold_mm
+    source = inspect.getsource(registration.protocol)
+    assert "repositioning_threshold_mm: float = DEFAULT_PROTOCOL" in source
+
+
+def test_registration_thresholds_follow_a_site_motion_protocol() -> None:
+    site = dataclasses.replace(
+        DEFAULT_PROTOCOL, version="site-x-2026.1", repositioning_threshold_mm=2.0
+    )
+    protocol = RegistrationProtocol.from_motion_protocol(site, capture_range_mm=30.0)
+    assert protocol.repositioning_threshold_mm == 2.0
+    assert protocol.capture_range_mm == 30.0
+    assert RegistrationProtocol.from_motion_protocol(DEFAULT_PROTOCOL) == (
+        DEFAULT_REGISTRATION_PROTOCOL
+    )
+
+
+@pytest.mark.parametrize(
+    ("motion_protocol", "thresholds", "field"),
+    [
+        (DEFAULT_PROTOCOL, {"repositioning_threshold_mm": 5.0}, "repositioning_threshold_mm"),
+        (DEFAULT_PROTOCOL, {"not_a_threshold": 1.0}, "not_a_threshold"),
+        ({"repositioning_threshold_mm": 3.0}, {}, "motion_protocol"),
+    ],
+)
+def test_from_motion_protocol_refuses_contradictions(
+    motion_protocol: object, thresholds: dict[str, float], field: str
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        RegistrationProtocol.from_motion_protocol(motion_protocol, **thresholds)  # type: ignore[arg-type]
+    assert info.value.field == field
