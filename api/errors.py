@@ -6,6 +6,7 @@ what                                        status  ``code``
 ``igrt`` InvalidInputError (bad file, ...)  422     invalid_input
 ``igrt`` ProcessingError                    422     processing_failed
 request validation (form, body, query)      422     invalid_input
+a body that cannot be parsed (JSON, form)   422     invalid_input
 no or unknown bearer token                  401     unauthenticated
 a role that may not do this                 403     forbidden
 unknown id or route                         404     not_found
@@ -13,6 +14,8 @@ method not allowed                          405     method_not_allowed
 duplicate (e.g. patient external id)        409     conflict
 body over the upload limit                  413     payload_too_large
 wrong content type                          415     unsupported_media_type
+too many open real-time streams             429     too_many_streams
+SQLite busy (a concurrent write; retry)     503     unavailable
 anything else (a bug)                       500     internal_error
 ==========================================  ======  ========================
 
@@ -28,6 +31,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.core.logging import REQUEST_ID
@@ -48,6 +52,7 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
 }
@@ -132,7 +137,23 @@ async def _igrt_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 400:
+        # FastAPI and Starlette raise 400 only for a body they cannot parse (bytes that are not
+        # UTF-8 JSON, a broken multipart form): invalid input like any other, so 422 naming it.
+        problems = [FieldProblem(field="body", message=detail)]
+        return problem_response(422, f"body: {detail}", field="body", errors=problems)
     return problem_response(exc.status_code, detail, headers=exc.headers)
+
+
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    # SQLite refuses a write whose read snapshot another connection has committed past; nothing
+    # of this request was stored, so the client may simply send it again.
+    if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+        _LOG.warning("database busy", extra={"error": type(exc.orig).__name__})
+        response = problem_response(503, "the database is busy; nothing was stored, retry")
+        response.headers["Retry-After"] = "1"
+        return response
+    return await _unexpected_error(request, exc)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -146,6 +167,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IgrtError, _igrt_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_busy)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.core.config import Settings
 from api.db.engine import make_engine, make_session_factory
 from api.ingest import ImageLimits
+from api.live_monitor import LiveMonitorHub
 from api.metrics import Metrics
+from api.previews import FramePreviews
 from api.registration_jobs import RegistrationWorker
 from api.storage import FileStore
 from api.volumes import VolumeLimits
@@ -31,9 +33,13 @@ class Service:
     volume_limits: VolumeLimits
     pepper: bytes = field(default=b"", repr=False)
     registrations: RegistrationWorker = field(init=False, repr=False)
+    previews: FramePreviews = field(init=False, repr=False)
+    live: LiveMonitorHub = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.registrations = RegistrationWorker(self)
+        self.previews = FramePreviews(self.store)
+        self.live = LiveMonitorHub()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:

@@ -1,6 +1,8 @@
 """Real-time intrafraction monitoring of one fluoroscopy stream (no I/O).
 
-The WebSocket route (:mod:`api.routes.stream`) feeds it frames and sends what it returns.
+The WebSocket (:mod:`api.routes.stream`) and the plain-HTTP streams
+(:mod:`api.routes.stream_http`) feed it frames and send what it returns; the helpers below turn
+their start and frame messages into the geometry and monitor, so both transports track alike.
 
 One :class:`StreamMonitor` per connection runs one :class:`~igrt.tracking.DomeTracker` and
 applies the KIM-style action rule of the session's protocol: an alert is raised when the dome's
@@ -47,7 +49,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from igrt.geometry import ProjectionGeometry
+from api.schemas.stream import StreamGeometry, StreamOpen
+from igrt.frame_of_reference import PatientPositionValues
+from igrt.geometry import ProjectionGeometry, obi_geometry, xvi_geometry
 from igrt.protocol import MotionProtocol
 from igrt.sequence import IntensityValues
 from igrt.tracking import DomeObservation, DomeTracker, TrackerSettings, TrackingStatusValues
@@ -57,6 +61,11 @@ __all__ = [
     "AlertEvent",
     "KimAlert",
     "StreamMonitor",
+    "alert_audit_detail",
+    "frame_geometry",
+    "open_monitor",
+    "projection_geometry",
+    "started_document",
 ]
 
 EXHALE_PERCENTILE = 90.0
@@ -304,3 +313,108 @@ class StreamMonitor:
             "reference_si_mm": _rounded(self.reference_si_mm),
             "reference_mode": self.reference_mode,
         }
+
+
+# --- what both transports share ---------------------------------------------------------------
+
+
+def projection_geometry(spec: StreamGeometry) -> ProjectionGeometry:
+    """The imager of a start message: a preset (with binning) or the explicit geometry.
+
+    Raises
+    ------
+    GeometryError
+        From :class:`~igrt.geometry.ProjectionGeometry` (e.g. an impossible SAD/SDD pair).
+    """
+    if spec.preset is not None:
+        make = xvi_geometry if spec.preset == "xvi" else obi_geometry
+        base = make(binning=spec.binning, gantry_deg=spec.gantry_deg)
+        return ProjectionGeometry(
+            sad_mm=base.sad_mm,
+            sdd_mm=base.sdd_mm,
+            pixel_pitch_mm=base.pixel_pitch_mm,
+            detector_shape=base.detector_shape,
+            detector_offset_mm=spec.detector_offset_mm,
+            gantry_deg=spec.gantry_deg,
+        )
+    # StreamGeometry's validator guarantees the explicit fields when there is no preset.
+    assert spec.sad_mm is not None
+    assert spec.sdd_mm is not None
+    assert spec.pixel_pitch_mm is not None
+    assert spec.rows is not None
+    assert spec.columns is not None
+    return ProjectionGeometry(
+        sad_mm=spec.sad_mm,
+        sdd_mm=spec.sdd_mm,
+        pixel_pitch_mm=spec.pixel_pitch_mm,
+        detector_shape=(spec.rows, spec.columns),
+        detector_offset_mm=spec.detector_offset_mm,
+        gantry_deg=spec.gantry_deg,
+    )
+
+
+def frame_geometry(
+    base: ProjectionGeometry,
+    gantry_deg: float | None,
+    detector_offset_mm: tuple[float, float] | None,
+) -> ProjectionGeometry:
+    """The stream's geometry with one frame's own gantry angle and panel offset, if it has them.
+
+    Raises
+    ------
+    GeometryError
+        From :class:`~igrt.geometry.ProjectionGeometry`.
+    """
+    if gantry_deg is None and detector_offset_mm is None:
+        return base
+    return ProjectionGeometry(
+        sad_mm=base.sad_mm,
+        sdd_mm=base.sdd_mm,
+        pixel_pitch_mm=base.pixel_pitch_mm,
+        detector_shape=base.detector_shape,
+        detector_offset_mm=detector_offset_mm or base.detector_offset_mm,
+        gantry_deg=base.gantry_deg if gantry_deg is None else gantry_deg,
+    )
+
+
+def open_monitor(
+    start: StreamOpen, protocol: MotionProtocol, patient_position: PatientPositionValues
+) -> StreamMonitor:
+    """A monitor for a validated start message, on the session's protocol and position."""
+    return StreamMonitor(
+        protocol,
+        TrackerSettings(patient_position=patient_position),
+        start.intensity,
+        window_s=start.window_s,
+        reference_window_s=start.reference.window_s,
+        reference_si_mm=start.reference.si_isocentre_mm,
+    )
+
+
+def started_document(
+    stream_id: str, start: StreamOpen, geometry: ProjectionGeometry
+) -> dict[str, Any]:
+    """The ``started`` answer: the panel, its pixel size at the isocentre and the windows."""
+    rows, columns = geometry.detector_shape
+    return {
+        "type": "started",
+        "stream_id": stream_id,
+        "detector_shape": [rows, columns],
+        "pixel_at_isocentre_mm": list(geometry.pixel_at_isocentre_mm),
+        "reference_mode": start.reference.mode,
+        "reference_window_s": start.reference.window_s,
+        "window_s": start.window_s,
+    }
+
+
+def alert_audit_detail(event: AlertEvent, monitor: StreamMonitor) -> dict[str, Any]:
+    """The audit detail of an alert raised or cleared (the rule it was judged by included)."""
+    return {
+        "time_s": event.time_s,
+        "frame_index": event.frame_index,
+        "displacement_si_mm": _rounded(event.displacement_si_mm),
+        "over_threshold_s": _rounded(event.over_threshold_s),
+        "threshold_mm": monitor.alert.threshold_mm,
+        "persistence_s": monitor.alert.persistence_s,
+        "protocol_version": monitor.protocol.version,
+    }

@@ -57,6 +57,10 @@ def create_motion_assessment(
         raise ApiError(422, "the upload belongs to another session", field="upload_id")
     if upload.kind != UploadKindValues.FLUOROSCOPY.value:
         raise ApiError(422, "only fluoroscopy uploads can be assessed", field="upload_id")
+    # End the read transaction before the assessment (up to seconds): SQLite refuses the write
+    # of a transaction whose snapshot predates another connection's commit ("database is
+    # locked", a 500), and streams, jobs and other requests commit all the time.
+    db.commit()
     sequence = read_stored_sequence(service.store, upload.sequence_path)
     try:
         outcome = assess_sequence(

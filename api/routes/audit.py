@@ -12,6 +12,7 @@ from api.db.models import AuditEvent
 from api.deps import DbSession, Physicist
 from api.errors import PROBLEM_RESPONSES
 from api.schemas.audit import AuditEventPublic, AuditEventsPublic
+from api.schemas.common import MAX_OFFSET
 
 __all__ = ["router"]
 
@@ -24,7 +25,7 @@ def list_audit_events(
     db: DbSession,
     resource_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AuditEventsPublic:
     """Audit entries, optionally for one resource."""
     query = select(AuditEvent)

@@ -14,6 +14,7 @@ from api.crud import get_patient
 from api.db.models import Patient
 from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
+from api.schemas.common import MAX_OFFSET
 from api.schemas.patients import PatientCreate, PatientPublic, PatientsPublic
 
 __all__ = ["router"]
@@ -59,7 +60,7 @@ def list_patients(
         str | None, Query(max_length=64, description="Only the patient with this id.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> PatientsPublic:
     """Patients, oldest first."""
     query = select(Patient)

@@ -13,6 +13,7 @@ from api.crud import get_patient, get_session
 from api.db.models import TreatmentSession
 from api.deps import AnyRole, DbSession, JsonContent
 from api.errors import PROBLEM_RESPONSES, problem
+from api.schemas.common import MAX_OFFSET
 from api.schemas.sessions import SessionCreate, SessionPublic, SessionsPublic
 
 __all__ = ["router"]
@@ -69,7 +70,7 @@ def list_sessions(
     db: DbSession,
     patient_id: str,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SessionsPublic:
     """A patient's sessions, oldest first."""
     patient = get_patient(db, patient_id)

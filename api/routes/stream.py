@@ -19,6 +19,9 @@ Conversation
    level, reference, displacement, alert state, server processing time.
 4. **Stop**: ``{"type": "stop"}``; answer ``{"type": "summary", ...}`` and close 1000.
 
+The same tracking is served over plain HTTP, one request per frame
+(``POST /api/v1/sessions/{session_id}/streams`` and so on; see :mod:`api.routes.stream_http`).
+
 Clients should not negotiate ``permessage-deflate`` (e.g. ``compression=None`` in the
 ``websockets`` client): deflating noisy 16-bit pixels costs about 8 ms a frame and saves little.
 
@@ -53,26 +56,33 @@ from api.core.config import API_PREFIX
 from api.core.logging import REQUEST_ID, log_event
 from api.db.models import TreatmentSession
 from api.enums import RoleValues
+from api.routes import stream_http
 from api.schemas.stream import (
     CLIENT_MESSAGE,
     StreamAuth,
     StreamFrameHeader,
-    StreamGeometry,
     StreamStart,
     StreamStop,
 )
 from api.security import Principal, authenticate_token
 from api.service import Service
-from api.streaming import AlertEvent, StreamMonitor
+from api.streaming import (
+    AlertEvent,
+    StreamMonitor,
+    alert_audit_detail,
+    frame_geometry,
+    open_monitor,
+    projection_geometry,
+    started_document,
+)
 from igrt.errors import IgrtError
 from igrt.frame_of_reference import PatientPositionValues
-from igrt.geometry import ProjectionGeometry, obi_geometry, xvi_geometry
+from igrt.geometry import ProjectionGeometry
 from igrt.protocol import DEFAULT_PROTOCOL, MotionProtocol
-from igrt.tracking import TrackerSettings
 
 __all__ = ["AUTH_TIMEOUT_S", "router"]
 
-router = APIRouter(prefix=API_PREFIX)
+_websocket_router = APIRouter(prefix=API_PREFIX)
 
 AUTH_TIMEOUT_S = 10.0
 """How long the server waits for the ``auth`` message."""
@@ -80,6 +90,10 @@ AUTH_TIMEOUT_S = 10.0
 _POLICY_VIOLATION = 1008
 _UNSUPPORTED_DATA = 1003
 _ROLES = frozenset({RoleValues.CONSOLE, RoleValues.THERAPIST, RoleValues.PHYSICIST})
+
+
+# What the review page's live monitor sees of a stream (api.routes.monitor).
+_WATCHED = frozenset({"started", "result", "summary"})
 
 
 class _ClosedError(Exception):
@@ -99,6 +113,8 @@ class _Conversation:
     # --- sending -------------------------------------------------------------------------
 
     async def send(self, message: dict[str, Any]) -> None:
+        if message.get("type") in _WATCHED:
+            self.service.live.publish(self.session_id, message)
         try:
             await self.websocket.send_text(json.dumps(message, allow_nan=False))
         except (WebSocketDisconnect, RuntimeError) as exc:
@@ -245,35 +261,9 @@ class _Conversation:
             await self.error("invalid_message", f"{field}: {message}", field)
             return None
 
-    def geometry(self, spec: StreamGeometry) -> ProjectionGeometry:
-        if spec.preset is not None:
-            make = xvi_geometry if spec.preset == "xvi" else obi_geometry
-            base = make(binning=spec.binning, gantry_deg=spec.gantry_deg)
-            return ProjectionGeometry(
-                sad_mm=base.sad_mm,
-                sdd_mm=base.sdd_mm,
-                pixel_pitch_mm=base.pixel_pitch_mm,
-                detector_shape=base.detector_shape,
-                detector_offset_mm=spec.detector_offset_mm,
-                gantry_deg=spec.gantry_deg,
-            )
-        assert spec.sad_mm is not None
-        assert spec.sdd_mm is not None
-        assert spec.pixel_pitch_mm is not None
-        assert spec.rows is not None
-        assert spec.columns is not None
-        return ProjectionGeometry(
-            sad_mm=spec.sad_mm,
-            sdd_mm=spec.sdd_mm,
-            pixel_pitch_mm=spec.pixel_pitch_mm,
-            detector_shape=(spec.rows, spec.columns),
-            detector_offset_mm=spec.detector_offset_mm,
-            gantry_deg=spec.gantry_deg,
-        )
-
     async def start(self, start: StreamStart) -> tuple[StreamMonitor, ProjectionGeometry] | None:
         try:
-            geometry = self.geometry(start.geometry)
+            geometry = projection_geometry(start.geometry)
         except IgrtError as exc:
             await self.error("invalid_message", str(exc), "geometry")
             return None
@@ -282,44 +272,13 @@ class _Conversation:
         if rows > settings.max_image_rows or columns > settings.max_image_columns:
             await self.error("frame_too_large", "the panel exceeds the image limits", "geometry")
             return None
-        monitor = StreamMonitor(
-            self.protocol,
-            TrackerSettings(patient_position=self.session_position),
-            start.intensity,
-            window_s=start.window_s,
-            reference_window_s=start.reference.window_s,
-            reference_si_mm=start.reference.si_isocentre_mm,
-        )
+        monitor = open_monitor(start, self.protocol, self.session_position)
         await self.audit(
             "stream.open",
             {"reference_mode": start.reference.mode, "detector_shape": [rows, columns]},
         )
-        await self.send(
-            {
-                "type": "started",
-                "stream_id": self.stream_id,
-                "detector_shape": [rows, columns],
-                "pixel_at_isocentre_mm": list(geometry.pixel_at_isocentre_mm),
-                "reference_mode": start.reference.mode,
-                "reference_window_s": start.reference.window_s,
-                "window_s": start.window_s,
-            }
-        )
+        await self.send(started_document(self.stream_id, start, geometry))
         return monitor, geometry
-
-    def frame_geometry(
-        self, base: ProjectionGeometry, header: StreamFrameHeader
-    ) -> ProjectionGeometry:
-        if header.gantry_deg is None and header.detector_offset_mm is None:
-            return base
-        return ProjectionGeometry(
-            sad_mm=base.sad_mm,
-            sdd_mm=base.sdd_mm,
-            pixel_pitch_mm=base.pixel_pitch_mm,
-            detector_shape=base.detector_shape,
-            detector_offset_mm=header.detector_offset_mm or base.detector_offset_mm,
-            gantry_deg=base.gantry_deg if header.gantry_deg is None else header.gantry_deg,
-        )
 
     async def track(
         self,
@@ -350,7 +309,7 @@ class _Conversation:
             return
         frame = np.frombuffer(pixels, dtype="<u2").reshape(header.rows, header.columns)
         try:
-            geometry = self.frame_geometry(base, header)
+            geometry = frame_geometry(base, header.gantry_deg, header.detector_offset_mm)
             result, event = await run_in_threadpool(monitor.process, frame, header.time_s, geometry)
         except IgrtError as exc:
             field = getattr(exc, "field", None) or "frame"
@@ -362,22 +321,7 @@ class _Conversation:
         await self.send(result)
 
     async def audit_alert(self, event: AlertEvent, monitor: StreamMonitor) -> None:
-        await self.audit(
-            f"stream.alert_{event.kind}",
-            {
-                "time_s": event.time_s,
-                "frame_index": event.frame_index,
-                "displacement_si_mm": (
-                    None if event.displacement_si_mm is None else round(event.displacement_si_mm, 3)
-                ),
-                "over_threshold_s": (
-                    None if event.over_threshold_s is None else round(event.over_threshold_s, 3)
-                ),
-                "threshold_mm": monitor.alert.threshold_mm,
-                "persistence_s": monitor.alert.persistence_s,
-                "protocol_version": monitor.protocol.version,
-            },
-        )
+        await self.audit(f"stream.alert_{event.kind}", alert_audit_detail(event, monitor))
         log_event(
             f"stream alert {event.kind}",
             stream_id=self.stream_id,
@@ -453,8 +397,17 @@ class _Conversation:
                     await self.audit("stream.close", summary)
 
 
-@router.websocket("/sessions/{session_id}/stream", name="stream_session")
+@_websocket_router.websocket("/sessions/{session_id}/stream", name="stream_session")
 async def stream_session(websocket: WebSocket, session_id: str) -> None:
     """Track the dome on fluoroscopy frames in real time (see the module docstring)."""
     service: Service = websocket.app.state.service
     await _Conversation(websocket, service, session_id).run()
+
+
+router = APIRouter()
+"""Both transports: this WebSocket and the plain-HTTP streams (:mod:`api.routes.stream_http`).
+
+Each carries the /api/v1 prefix itself, so that a route's template is its full path.
+"""
+router.include_router(_websocket_router)
+router.include_router(stream_http.router)

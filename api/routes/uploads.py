@@ -34,6 +34,12 @@ ACCEPTED_CONTENT_TYPES: dict[UploadFormatValues, frozenset[str]] = {
 }
 """Content types the ``file`` part may declare, per format (none declared = octet-stream)."""
 
+# A download is served with the content type it was uploaded with: any of the accepted ones.
+_DOWNLOAD_CONTENT = {
+    content_type: {"schema": {"type": "string", "format": "binary"}}
+    for content_type in sorted(set().union(*ACCEPTED_CONTENT_TYPES.values()))
+}
+
 
 def _public(upload: Upload) -> UploadPublic:
     return UploadPublic.model_validate(upload, from_attributes=True)
@@ -77,6 +83,11 @@ def upload_fluoroscopy(
             f"not {content_type}",
             field="file",
         )
+    patient_external_id = session.patient.external_id
+    # End the read transaction before storing and decoding (up to seconds): SQLite refuses the
+    # write of a transaction whose snapshot predates another connection's commit ("database is
+    # locked", a 500), and streams, jobs and other requests commit all the time.
+    db.commit()
     settings = service.settings
     with service.store.staging(SUFFIXES[form.format]) as staged:
         try:
@@ -93,7 +104,7 @@ def upload_fluoroscopy(
             staged,
             form,
             patient_position=PatientPositionValues(session.patient_position),
-            patient_external_id=session.patient.external_id,
+            patient_external_id=patient_external_id,
         )
     upload = Upload(
         session_id=session.id,
@@ -161,7 +172,7 @@ def read_upload(principal: AnyRole, db: DbSession, upload_id: str) -> UploadPubl
     operation_id="download_upload",
     response_class=FileResponse,
     responses={
-        200: {"content": {_OCTET: {}}, "description": "The file exactly as uploaded."},
+        200: {"content": _DOWNLOAD_CONTENT, "description": "The file exactly as uploaded."},
         **problem(404, "No such upload."),
     },
 )

@@ -36,6 +36,12 @@ ACCEPTED_VOLUME_CONTENT_TYPES: dict[VolumeFormatValues, frozenset[str]] = {
 }
 """Content types the ``file`` part may declare, per format (none declared = octet-stream)."""
 
+# A download is served with the content type it was uploaded with: any of the accepted ones.
+_DOWNLOAD_CONTENT = {
+    content_type: {"schema": {"type": "string", "format": "binary"}}
+    for content_type in sorted(set().union(*ACCEPTED_VOLUME_CONTENT_TYPES.values()))
+}
+
 
 def _public(upload: VolumeUpload) -> VolumeUploadPublic:
     return VolumeUploadPublic.model_validate(upload, from_attributes=True)
@@ -85,6 +91,10 @@ def upload_volume(
             f"not {content_type}",
             field="file",
         )
+    # End the read transaction before storing and decoding (up to seconds): SQLite refuses the
+    # write of a transaction whose snapshot predates another connection's commit ("database is
+    # locked", a 500), and streams, jobs and other requests commit all the time.
+    db.commit()
     settings = service.settings
     with service.store.staging(VOLUME_SUFFIXES[form.format]) as staged:
         try:
@@ -167,7 +177,7 @@ def read_volume_upload(principal: AnyRole, db: DbSession, volume_id: str) -> Vol
     operation_id="download_volume_upload",
     response_class=FileResponse,
     responses={
-        200: {"content": {_OCTET: {}}, "description": "The file exactly as uploaded."},
+        200: {"content": _DOWNLOAD_CONTENT, "description": "The file exactly as uploaded."},
         **problem(404, "No such volume upload."),
     },
 )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FieldProblem", "Problem"]
+__all__ = ["MAX_OFFSET", "FieldProblem", "Problem"]
+
+MAX_OFFSET = 1_000_000_000
+"""Largest ``offset`` a list accepts: databases take 64-bit offsets, and a larger number
+must be a 422 naming it, not the driver's overflow (a 500)."""
 
 
 class FieldProblem(BaseModel):
@@ -43,7 +47,8 @@ class Problem(BaseModel):
         description=(
             "Stable machine-readable code: invalid_input, processing_failed, not_found, "
             "conflict, unauthenticated, forbidden, payload_too_large, unsupported_media_type, "
-            "method_not_allowed, internal_error."
+            "method_not_allowed, internal_error; on the real-time streams also invalid_frame "
+            "and too_many_streams."
         )
     )
     detail: str = Field(description="What went wrong, for a person.")

@@ -1,25 +1,36 @@
-"""Messages a client sends on the real-time stream (``/api/v1/sessions/{id}/stream``).
+"""Messages of the real-time streams: the WebSocket's and the plain-HTTP ones.
 
-Text messages are JSON objects with a ``type``; frame pixels travel in binary messages. See
-:mod:`api.routes.stream` for the conversation.
+WebSocket (``/api/v1/sessions/{id}/stream``) text messages are JSON objects with a ``type``;
+frame pixels travel in binary messages. Over HTTP (``/api/v1/sessions/{id}/streams``) the start
+message is a JSON body and each frame a raw body. See :mod:`api.routes.stream` and
+:mod:`api.routes.stream_http` for the conversations. A frame's answer
+(:class:`StreamFrameResult`) and the summary (:class:`StreamSummary`) are the same documents on
+both transports; :class:`StreamOpened` is the WebSocket's ``started`` with the limits added.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, TypeAdapter, model_validator
 
 from igrt.sequence import IntensityValues
+from igrt.tracking import TrackingStatusValues
 
 __all__ = [
     "CLIENT_MESSAGE",
+    "StreamAlertState",
     "StreamAuth",
+    "StreamDome",
     "StreamFrameHeader",
+    "StreamFrameResult",
     "StreamGeometry",
+    "StreamOpen",
+    "StreamOpened",
     "StreamReference",
     "StreamStart",
     "StreamStop",
+    "StreamSummary",
 ]
 
 _Offset = tuple[FiniteFloat, FiniteFloat]
@@ -77,7 +88,15 @@ class StreamGeometry(BaseModel):
 class StreamReference(BaseModel):
     """Where the reference end-exhale level comes from."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"mode": "initial", "window_s": 10.0},
+                {"mode": "fixed", "si_isocentre_mm": 4.87},
+            ]
+        },
+    )
 
     mode: Literal["initial", "fixed"] = "initial"
     window_s: float = Field(default=10.0, ge=2.0, le=120.0, allow_inf_nan=False)
@@ -90,16 +109,44 @@ class StreamReference(BaseModel):
         return self
 
 
-class StreamStart(BaseModel):
-    """Start tracking: the imager, the pixel meaning, the reference and the trailing window."""
+class StreamOpen(BaseModel):
+    """Start tracking: the imager, the pixel meaning, the reference and the trailing window.
 
-    model_config = ConfigDict(extra="forbid")
+    The body of ``POST /sessions/{id}/streams``; the WebSocket's ``start`` message is the same
+    object with ``"type": "start"`` (accepted here too, so one document serves both).
+    """
 
-    type: Literal["start"]
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "geometry": {"preset": "xvi", "binning": 4},
+                    "intensity": "raw",
+                    "reference": {"mode": "initial", "window_s": 10.0},
+                    "window_s": 8.0,
+                }
+            ]
+        },
+    )
+
+    type: Literal["start"] = "start"
     geometry: StreamGeometry
     intensity: IntensityValues = IntensityValues.RAW
     reference: StreamReference = Field(default_factory=StreamReference)
-    window_s: float = Field(default=8.0, ge=2.0, le=60.0, allow_inf_nan=False)
+    window_s: float = Field(
+        default=8.0,
+        ge=2.0,
+        le=60.0,
+        allow_inf_nan=False,
+        description="Trailing window of the end-exhale level and the running excursion, s.",
+    )
+
+
+class StreamStart(StreamOpen):
+    """The WebSocket's ``start`` message (``type`` required: it selects the message kind)."""
+
+    type: Literal["start"]
 
 
 class StreamFrameHeader(BaseModel):
@@ -133,3 +180,160 @@ CLIENT_MESSAGE: TypeAdapter[StreamAuth | StreamStart | StreamFrameHeader | Strea
     )
 )
 """Parses any text message of the client."""
+
+
+# --- answers (the same documents on the WebSocket and over HTTP) -----------------------------
+
+_STREAM_ID = "9f0c2b7e4d1a4c3e8b6a5d4c3b2a1f0e"
+_STREAMS_URL = "/api/v1/sessions/3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9/streams"
+_OPENED_EXAMPLE: dict[str, Any] = {
+    "type": "started",
+    "stream_id": _STREAM_ID,
+    "session_id": "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9",
+    "detector_shape": [256, 256],
+    "pixel_at_isocentre_mm": [1.0417, 1.0417],
+    "reference_mode": "initial",
+    "reference_window_s": 10.0,
+    "window_s": 8.0,
+    "protocol_version": "pmh-liver-sbrt-2026.1",
+    "alert_threshold_mm": 3.0,
+    "alert_persistence_s": 5.0,
+    "max_frame_bytes": 8388608,
+    "idle_timeout_s": 60.0,
+    "frames_url": f"{_STREAMS_URL}/{_STREAM_ID}/frames",
+    "stop_url": f"{_STREAMS_URL}/{_STREAM_ID}/stop",
+}
+_RESULT_EXAMPLE: dict[str, Any] = {
+    "type": "result",
+    "frame_index": 52,
+    "time_s": 10.4,
+    "dome": {
+        "status": "tracked",
+        "confidence": 0.91,
+        "trusted": True,
+        "si_isocentre_mm": 4.213,
+        "apex_column": 131.5,
+        "apex_row": 97.25,
+    },
+    "window_s": 8.0,
+    "excursion_mm": 11.8,
+    "exhale_si_mm": 5.02,
+    "reference_si_mm": 4.87,
+    "reference_mode": "initial",
+    "displacement_si_mm": 0.15,
+    "instantaneous_displacement_si_mm": -0.657,
+    "monitoring": "monitoring",
+    "alert": {
+        "active": False,
+        "event": None,
+        "over_threshold_s": None,
+        "threshold_mm": 3.0,
+        "persistence_s": 5.0,
+    },
+    "processing_ms": 0.8,
+    "latency_ms": 1.1,
+}
+_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "type": "summary",
+    "frames": 150,
+    "trusted_frames": 148,
+    "alerts_raised": 0,
+    "alert_active": False,
+    "reference_si_mm": 4.87,
+    "reference_mode": "initial",
+}
+
+
+class StreamOpened(BaseModel):
+    """A stream was started: its id, the panel, the windows, the alert rule and the limits."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_OPENED_EXAMPLE]})
+
+    type: Literal["started"] = "started"
+    stream_id: str
+    session_id: str
+    detector_shape: tuple[int, int] = Field(description="Panel rows and columns, pixels.")
+    pixel_at_isocentre_mm: tuple[float, float] = Field(
+        description="Pixel size projected to the isocentre (u, v), mm."
+    )
+    reference_mode: Literal["initial", "fixed"]
+    reference_window_s: float
+    window_s: float
+    protocol_version: str
+    alert_threshold_mm: float
+    alert_persistence_s: float
+    max_frame_bytes: int = Field(description="Largest frame body accepted, bytes.")
+    idle_timeout_s: float = Field(
+        description="The stream is closed after this long without a frame, s."
+    )
+    frames_url: str = Field(description="Where to POST the frames.")
+    stop_url: str = Field(description="Where to POST to stop the stream.")
+
+
+class StreamDome(BaseModel):
+    """The dome on one frame (positions are None when the tracker lost it)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_RESULT_EXAMPLE["dome"]]})
+
+    status: TrackingStatusValues
+    confidence: float | None
+    trusted: bool = Field(description="Whether the frame entered the windows.")
+    si_isocentre_mm: float | None = Field(
+        description="Dome apex superior-inferior at the isocentre (superior +), mm."
+    )
+    apex_column: float | None = Field(description="Apex column on the panel, pixels.")
+    apex_row: float | None = Field(description="Apex row on the panel, pixels.")
+
+
+class StreamAlertState(BaseModel):
+    """The KIM-style alert after this frame."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_RESULT_EXAMPLE["alert"]]})
+
+    active: bool
+    event: Literal["raised", "cleared"] | None = Field(
+        description="What this frame changed, if anything."
+    )
+    over_threshold_s: float | None = Field(
+        description="How long the displacement has been over the threshold, s."
+    )
+    threshold_mm: float
+    persistence_s: float
+
+
+class StreamFrameResult(BaseModel):
+    """The answer to one frame (see :meth:`api.streaming.StreamMonitor.process`)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_RESULT_EXAMPLE]})
+
+    type: Literal["result"] = "result"
+    frame_index: int
+    time_s: float
+    dome: StreamDome
+    window_s: float
+    excursion_mm: float | None = Field(description="Running peak-to-peak SI excursion, mm.")
+    exhale_si_mm: float | None = Field(description="End-exhale level of the window, mm.")
+    reference_si_mm: float | None
+    reference_mode: Literal["initial", "fixed"]
+    displacement_si_mm: float | None = Field(
+        description="End-exhale level minus the reference (superior +), mm."
+    )
+    instantaneous_displacement_si_mm: float | None
+    monitoring: Literal["building_reference", "untrusted", "monitoring"]
+    alert: StreamAlertState
+    processing_ms: float = Field(description="Tracking and alert rule, server time, ms.")
+    latency_ms: float = Field(description="From the pixels received to the answer sent, ms.")
+
+
+class StreamSummary(BaseModel):
+    """Counts at the end of a stream."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE]})
+
+    type: Literal["summary"] = "summary"
+    frames: int
+    trusted_frames: int
+    alerts_raised: int
+    alert_active: bool
+    reference_si_mm: float | None
+    reference_mode: Literal["initial", "fixed"]

@@ -365,6 +365,16 @@ def test_malformed_json(stack: Stack) -> None:
     assert_problem(response, 422)
 
 
+def test_json_that_is_not_utf8(stack: Stack) -> None:
+    with stack.client(RoleValues.THERAPIST) as client:
+        response = client.post(
+            "/api/v1/patients",
+            content=b'{"external_id": "\xff\xfe"}',
+            headers={"content-type": "application/json"},
+        )
+    assert_problem(response, 422, "body")
+
+
 def test_upload_over_the_limit_by_content_length(stack: Stack) -> None:
     body = assert_problem(stack.upload(bytes(MAX_UPLOAD_BYTES + 400_000)), 413)
     assert body["code"] == "payload_too_large"
@@ -534,7 +544,9 @@ def test_invalid_or_duplicate_patients(stack: Stack, body: dict[str, Any], field
     assert_problem(response, status, field)
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=100000", "offset=-1", "limit=ten"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=100000", "offset=-1", "limit=ten", f"offset={10**27}"]
+)
 def test_invalid_paging(stack: Stack, query: str) -> None:
     with stack.client() as client:
         assert_problem(client.get(f"/api/v1/patients?{query}"), 422)

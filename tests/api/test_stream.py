@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -35,29 +34,15 @@ START = {
 }
 
 
-@dataclass(frozen=True)
-class ShiftedSignal:
-    """Regular breathing whose baseline moves by ``shift_mm`` (superior +) at ``at_s``."""
-
-    base: Any
-    shift_mm: float
-    at_s: float
-
-    def sample(self, times_s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        times = np.asarray(times_s, dtype=np.float64)
-        shifted: npt.NDArray[np.float64] = self.base.sample(times) + np.where(
-            times >= self.at_s, self.shift_mm, 0.0
-        )
-        return shifted
-
-
 def _simulate(shift_mm: float) -> FluoroSequence:
     from fixtures import breathing
     from fixtures.fluoro import simulate_fluoro
     from fixtures.phantom import make_phantom
     from igrt.geometry import xvi_geometry
 
-    signal = ShiftedSignal(breathing.regular(12.0, 4.0, DURATION_S, 50.0), shift_mm, SHIFT_AT_S)
+    signal = breathing.BaselineShift(
+        breathing.regular(12.0, 4.0, DURATION_S, 50.0), shift_mm, SHIFT_AT_S
+    )
     return simulate_fluoro(
         make_phantom(),
         signal,
