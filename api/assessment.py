@@ -59,6 +59,11 @@ def _analyse(
     try:
         from igrt.breathing_analysis import analyse_breathing
         from igrt.decision import AssessmentContextValues, recommend_motion_management
+        from igrt.margins import (
+            DEFAULT_RANDOM_SETUP_SD_MM,
+            DEFAULT_SYSTEMATIC_SETUP_SD_MM,
+            suggest_margins,
+        )
         from igrt.motion_assessment import trace_from_track
         from igrt.protocol import DEFAULT_PROTOCOL
     except Exception as exc:  # a module in development that does not import: track only
@@ -81,7 +86,20 @@ def _analyse(
     decision = recommend_motion_management(
         analysis, protocol=DEFAULT_PROTOCOL, context=AssessmentContextValues(context)
     )
-    result = json_safe({"analysis": analysis.to_dict(), "decision": decision.to_dict()})
+    document: dict[str, Any] = {"analysis": analysis.to_dict(), "decision": decision.to_dict()}
+    try:
+        # The department's setup-error model is not known to the service yet: the defaults
+        # (also the CLI's) are used, and the result names them.
+        document["margins"] = suggest_margins(
+            analysis,
+            systematic_setup_sd_mm=DEFAULT_SYSTEMATIC_SETUP_SD_MM,
+            random_setup_sd_mm=DEFAULT_RANDOM_SETUP_SD_MM,
+            protocol=DEFAULT_PROTOCOL,
+        ).to_dict()
+    except ProcessingError as error:
+        document["margins"] = None
+        document["margins_reason"] = str(error)
+    result = json_safe(document)
     return AssessmentStatusValues.COMPLETED, None, decision.recommendation.value, result
 
 

@@ -1,7 +1,10 @@
 """First start: a therapist token a newcomer can use, and a demo patient with real results.
 
 The demo is a simulation day of the phantom: a 30 s simulated fluoroscopy upload (12 mm
-breathing, 4 s period) and its motion assessment, so the motion decision is there at once.
+breathing, 4 s period) and its motion assessment, so the motion decision is there at once;
+and (``IGRT_DEMO_REGISTRATION``) a first treatment fraction whose simulated CBCT is displaced
+from the planning CT by a known shift beyond the 3 mm threshold, with its registration job
+queued, so the review page has a registration to show within seconds of start-up.
 
 Both happen only on an empty database and each can be switched off (``IGRT_FIRST_RUN_TOKEN``,
 ``IGRT_DEMO_DATA``). The demo fluoroscopy is made by the simulator (:mod:`fixtures`) from the
@@ -17,16 +20,34 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import igrt
 from api.assessment import assess_sequence
 from api.audit import record_audit
 from api.core.logging import log_event
-from api.db.models import ApiToken, MotionAssessment, Patient, TreatmentSession, Upload
-from api.enums import RoleValues, SessionKindValues, UploadFormatValues, UploadKindValues
+from api.db.models import (
+    ApiToken,
+    MotionAssessment,
+    Patient,
+    RegistrationJob,
+    TreatmentSession,
+    Upload,
+    VolumeUpload,
+)
+from api.enums import (
+    RegistrationStatusValues,
+    RoleValues,
+    SessionKindValues,
+    UploadFormatValues,
+    UploadKindValues,
+    VolumeFormatValues,
+    VolumeKindValues,
+)
 from api.ingest import SUFFIXES, ingest_fluoroscopy
 from api.schemas.sessions import DEFAULT_PROTOCOL_VERSION
 from api.schemas.uploads import FluoroscopyUploadForm
 from api.security import create_api_token
 from api.service import Service
+from api.volumes import ingest_volume
 from igrt.frame_of_reference import PatientPositionValues
 
 __all__ = ["DEMO_EXTERNAL_ID", "seed_first_run", "write_secret_file"]
@@ -37,6 +58,9 @@ DEMO_EXTERNAL_ID = "DEMO-0001"
 DEMO_NAME = "Demo^Phantom"
 _DEMO_AMPLITUDE_MM = 12.0
 _DEMO_PERIOD_S = 4.0
+# Anatomy displaced 4 mm inferior (and a little lateral) on the fraction's CBCT: the
+# registration must find it and raise the 3 mm repositioning flag.
+_DEMO_DISPLACEMENT_LPS_MM = (1.5, -1.0, -4.0)
 
 
 def write_secret_file(path: Path, text: str) -> None:
@@ -177,6 +201,8 @@ def _create_demo(service: Service, db: Session) -> None:
         assessment.id,
         {"status": assessment.status, "recommendation": assessment.recommendation},
     )
+    if settings.demo_registration:
+        _create_demo_registration(service, db, patient)
     db.commit()
     log_event(
         "demo patient created",
@@ -187,6 +213,85 @@ def _create_demo(service: Service, db: Session) -> None:
         n_frames=upload.n_frames,
         recommendation=assessment.recommendation,
     )
+
+
+def _create_demo_registration(service: Service, db: Session, patient: Patient) -> None:
+    """Fraction 1 with a planning CT and a displaced CBCT of the phantom, and a queued job.
+
+    The job is only queued here; the worker picks it up when start-up recovers queued jobs.
+    """
+    import numpy as np
+
+    from fixtures.cbct import simulate_cbct
+    from fixtures.phantom import PhantomParameters, make_phantom, phantom_right_dome_apex_lps_mm
+    from igrt.imageio import write_volume_mha
+
+    ct = make_phantom(PhantomParameters(voxel_spacing_mm=(3.0, 3.0, 3.0))).ct_hu
+    isocentre = phantom_right_dome_apex_lps_mm() - np.array([0.0, 0.0, 20.0])
+    cbct = simulate_cbct(
+        ct,
+        isocentre_lps_mm=isocentre,
+        anatomy_displacement_lps_mm=_DEMO_DISPLACEMENT_LPS_MM,
+        method="fast",
+        voxel_mm=3.0,
+        fov_diameter_mm=200.0,
+        length_mm=160.0,
+        max_extrapolation_mm=40.0,
+        seed=0,
+    ).cbct_hu
+    fraction = TreatmentSession(
+        patient=patient,
+        kind=SessionKindValues.FRACTION.value,
+        fraction_number=1,
+        patient_position=PatientPositionValues.HFS.value,
+        protocol_version=DEFAULT_PROTOCOL_VERSION,
+    )
+    db.add(fraction)
+    db.flush()
+    volumes: dict[VolumeKindValues, VolumeUpload] = {}
+    for kind, volume in ((VolumeKindValues.PLANNING_CT, ct), (VolumeKindValues.CBCT, cbct)):
+        with service.store.staging(".mha") as staged:
+            write_volume_mha(volume, staged, patient_position=PatientPositionValues.HFS.value)
+            ingested = ingest_volume(
+                service.store,
+                service.volume_limits,
+                staged,
+                VolumeFormatValues.MHA,
+                session_position=PatientPositionValues.HFS,
+            )
+        upload = VolumeUpload(
+            session_id=fraction.id,
+            kind=kind.value,
+            format=VolumeFormatValues.MHA.value,
+            content_type="application/octet-stream",
+            filename=f"demo-{kind.value}.mha",
+            size_bytes=ingested.original.size_bytes,
+            sha256=ingested.original.sha256,
+            stored_path=ingested.original.relative_path,
+            volume_sha256=ingested.volume_file.sha256,
+            volume_path=ingested.volume_file.relative_path,
+            geometry=ingested.geometry,
+        )
+        db.add(upload)
+        volumes[kind] = upload
+    db.flush()
+    job = RegistrationJob(
+        session_id=fraction.id,
+        planning_ct_upload_id=volumes[VolumeKindValues.PLANNING_CT].id,
+        cbct_upload_id=volumes[VolumeKindValues.CBCT].id,
+        degrees_of_freedom=3,
+        isocentre_lps_mm=[float(v) for v in isocentre],
+        status=RegistrationStatusValues.QUEUED.value,
+        software_version=igrt.__version__,
+    )
+    db.add(job)
+    db.flush()
+    record_audit(db, None, "session.create", "session", fraction.id, {"patient_id": patient.id})
+    for upload in volumes.values():
+        record_audit(
+            db, None, "volume.create", "volume_upload", upload.id, {"session_id": fraction.id}
+        )
+    record_audit(db, None, "registration.create", "registration", job.id, {"demo": True})
 
 
 def seed_first_run(service: Service) -> None:

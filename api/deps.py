@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.core.config import Settings
@@ -14,9 +14,17 @@ from api.enums import RoleValues
 from api.errors import ApiError
 from api.security import Principal, authenticate_token
 from api.service import Service
+from api.web_sessions import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    authenticate_web_session,
+    csrf_token_matches,
+)
 
 __all__ = [
     "BEARER",
+    "SESSION_COOKIE_SCHEME",
     "AnyRole",
     "ClinicalStaff",
     "CurrentPrincipal",
@@ -33,6 +41,13 @@ BEARER = HTTPBearer(
     auto_error=False,
     scheme_name="ApiToken",
     description="An API token made with `igrt token create` (header `Authorization: Bearer ...`).",
+)
+SESSION_COOKIE_SCHEME = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="SessionCookie",
+    description="The review page's sign-in (`POST /api/v1/web-session`); browsers only. "
+    "Requests that change something must also send the `X-CSRF-Token` header.",
 )
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -68,13 +83,33 @@ def get_principal(
     service: ServiceDep,
     db: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    secret: Annotated[str | None, Depends(SESSION_COOKIE_SCHEME)],
 ) -> Principal:
-    """The caller, from a valid bearer token; 401 otherwise."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
-    principal = authenticate_token(db, service.pepper, credentials.credentials)
-    if principal is None:
-        raise ApiError(401, "unknown or revoked token", headers=_CHALLENGE)
+    """The caller, from a valid bearer token or the review page's sign-in cookie; 401 otherwise.
+
+    A bearer token wins over a cookie. A cookie-authenticated request that changes state must
+    carry the session's CSRF token (403 otherwise): see :mod:`api.web_sessions`.
+    """
+    if credentials is not None:
+        if credentials.scheme.lower() != "bearer":
+            raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
+        principal = authenticate_token(db, service.pepper, credentials.credentials)
+        if principal is None:
+            raise ApiError(401, "unknown or revoked token", headers=_CHALLENGE)
+    else:
+        if secret is None:
+            raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
+        signed_in = authenticate_web_session(db, service.pepper, secret)
+        if signed_in is None:
+            raise ApiError(401, "the sign-in has ended; sign in again", headers=_CHALLENGE)
+        if request.method not in SAFE_METHODS and not csrf_token_matches(
+            secret, service.pepper, request.headers.get(CSRF_HEADER)
+        ):
+            raise ApiError(403, "missing or wrong CSRF token", field=CSRF_HEADER.lower())
+        principal = signed_in.principal
+    # End the authentication's read transaction: on SQLite, a later write from a snapshot
+    # older than another request's commit would be refused ("database is locked").
+    db.commit()
     request.state.principal = principal
     return principal
 

@@ -16,6 +16,7 @@ __all__ = [
     "UploadKindValues",
     "VolumeFormatValues",
     "VolumeKindValues",
+    "WorklistStatusValues",
 ]
 
 
@@ -148,3 +149,22 @@ class RegistrationStatusValues(enum.StrEnum):
 
     FAILED = "failed"
     """No result; ``reason`` says why (bad inputs, or interrupted by a restart)."""
+
+
+class WorklistStatusValues(enum.StrEnum):
+    """Where a session stands on the review worklist (most urgent first)."""
+
+    ALERT_DURING_MONITORING = "alert_during_monitoring"
+    """The intrafraction alert fired on a stream of this session."""
+
+    FLAGGED_FOR_REPOSITIONING = "flagged_for_repositioning"
+    """A registration asks for a couch move beyond the threshold and is not reviewed yet."""
+
+    AWAITING_REVIEW = "awaiting_review"
+    """A motion assessment or registration has no review yet."""
+
+    REVIEWED = "reviewed"
+    """Every result has a standing review."""
+
+    NO_RESULTS = "no_results"
+    """Nothing to review yet (no assessment or finished registration)."""

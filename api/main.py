@@ -2,7 +2,8 @@
 
 Start-up (the lifespan) prepares the data directory, runs ``alembic upgrade head``, loads the
 token pepper and, on an empty database, writes a first-run therapist token and the demo
-patient. Resources live under ``/api/v1``; ``/healthz`` and ``/readyz`` need no token.
+patient. Resources live under ``/api/v1``; ``/healthz`` and ``/readyz`` need no token; the
+therapist review page is served at ``/`` (:mod:`api.web`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from api.routes import (
     audit,
     health,
     metrics,
+    monitor,
     patients,
+    previews,
     registrations,
     reviews,
     sessions,
@@ -34,10 +37,13 @@ from api.routes import (
     tokens,
     uploads,
     volumes,
+    web_session,
+    worklist,
 )
 from api.schemas.health import Health
 from api.security import load_pepper
 from api.service import Service
+from api.web import install_web_ui
 
 __all__ = ["Health", "create_app"]
 
@@ -53,6 +59,13 @@ Real time: the WebSocket `/api/v1/sessions/{session_id}/stream` takes fluoroscop
 a time (a JSON header, then the pixels as little-endian uint16) and answers each with the dome
 position, the running excursion, the displacement from the session's reference and the
 intrafraction alert of the session's protocol (see `api/routes/stream.py` for the messages).
+Clients that cannot hold a WebSocket open a stream with `POST /api/v1/sessions/{session_id}/streams`
+and send each frame as `application/octet-stream`; the answers are the same documents. The review
+page's live monitor watches a session's streams on the WebSocket
+`/api/v1/sessions/{session_id}/monitor`.
+
+The therapist review page is served at `/` (sign-in: `POST /api/v1/web-session`, which sets an
+HttpOnly cookie; changes made with the cookie need the `X-CSRF-Token` header).
 """
 
 _TAGS = [
@@ -73,7 +86,17 @@ _TAGS = [
         "name": "reviews",
         "description": "Therapist review: approve, or override with a reason (immutable).",
     },
+    {
+        "name": "stream",
+        "description": "Real-time dome tracking over plain HTTP, one frame per request (the "
+        "WebSocket `/api/v1/sessions/{session_id}/stream` does the same with less overhead).",
+    },
+    {"name": "worklist", "description": "Sessions to review, and a session's history."},
     {"name": "tokens", "description": "The calling token."},
+    {
+        "name": "web-session",
+        "description": "Sign-in of the review page (cookie and CSRF token; browsers only).",
+    },
     {"name": "audit", "description": "The append-only audit trail (physicists)."},
 ]
 
@@ -160,8 +183,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assessments.router,
         reviews.router,
         stream.router,
+        monitor.router,
+        previews.router,
+        worklist.router,
         tokens.router,
+        web_session.router,
         audit.router,
     ):
         app.include_router(router)
+    install_web_ui(app)
     return app

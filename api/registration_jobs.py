@@ -49,7 +49,7 @@ _LOG = logging.getLogger("api.registration_jobs")
 
 INTERRUPTED_REASON = "interrupted: the service stopped while this registration ran; submit it again"
 OVERLAY_PLANES = ("axial", "coronal", "sagittal")
-OVERLAY_KINDS = ("checkerboard", "blend")
+OVERLAY_KINDS = ("checkerboard", "blend", "ct", "cbct")
 OVERLAY_STAGES = ("before", "after")
 
 

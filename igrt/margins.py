@@ -41,7 +41,19 @@ from igrt.breathing_analysis import BreathingAnalysis
 from igrt.errors import InvalidInputError, ProcessingError
 from igrt.protocol import DEFAULT_PROTOCOL, MotionProtocol
 
-__all__ = ["MarginSuggestion", "motion_sd_from_excursion_mm", "suggest_margins"]
+__all__ = [
+    "DEFAULT_RANDOM_SETUP_SD_MM",
+    "DEFAULT_SYSTEMATIC_SETUP_SD_MM",
+    "MarginSuggestion",
+    "motion_sd_from_excursion_mm",
+    "suggest_margins",
+]
+
+DEFAULT_SYSTEMATIC_SETUP_SD_MM = 1.0
+"""Σ of the setup-error model when a department has not measured its own, mm."""
+
+DEFAULT_RANDOM_SETUP_SD_MM = 1.5
+"""σ of the setup-error model when a department has not measured its own, mm."""
 
 _SINUSOID_SD_PER_PEAK_TO_PEAK = 1.0 / (2.0 * math.sqrt(2.0))
 

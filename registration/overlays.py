@@ -16,7 +16,9 @@ Display conventions (radiological):
 The checkerboard alternates 20 mm squares of CT and CBCT (grey, window -1000 to 400 HU on the CT
 scale; the CBCT is first mapped to the CT scale with the registration's intensity fit). The
 blend shows the CT in magenta and the CBCT in green: aligned anatomy is grey, misalignment shows
-coloured fringes. Pixels outside the CBCT's field of view are black in the CBCT's share.
+coloured fringes. Pixels outside the CBCT's field of view are black in the CBCT's share. Each
+image also keeps its two grey layers (``ct`` and ``cbct``, same grid and window) so that a viewer
+can compose its own checkerboard, blend or difference.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from igrt.volume import Volume
 from registration._grid import CT_PADDING_BELOW_HU, map_points, trilinear
 from registration.errors import foreign_errors_mapped
 
-__all__ = ["OverlayImages", "PlaneValues", "RegistrationOverlays", "make_overlays"]
+__all__ = ["OVERLAY_KINDS", "OverlayImages", "PlaneValues", "RegistrationOverlays", "make_overlays"]
 
 FloatArray = npt.NDArray[np.float64]
 DISPLAY_WINDOW_HU = (-1000.0, 400.0)
+OVERLAY_KINDS = ("checkerboard", "blend", "ct", "cbct")
 CHECKER_MM = 20.0
 
 
@@ -73,6 +76,9 @@ class OverlayImages:
         ``(rows, columns)`` uint8 grey image.
     blend : numpy.ndarray
         ``(rows, columns, 3)`` uint8 RGB image (CT magenta, CBCT green).
+    ct, cbct : numpy.ndarray
+        ``(rows, columns)`` uint8 grey layers: the planning CT, and the CBCT mapped onto it on
+        the CT's scale (black outside the CBCT's field of view).
     top_left_lps_mm : numpy.ndarray
         LPS position of pixel ``(0, 0)``'s centre, mm.
     column_direction_lps, row_direction_lps : tuple of float
@@ -84,19 +90,21 @@ class OverlayImages:
     plane: PlaneValues
     checkerboard: npt.NDArray[np.uint8]
     blend: npt.NDArray[np.uint8]
+    ct: npt.NDArray[np.uint8]
+    cbct: npt.NDArray[np.uint8]
     top_left_lps_mm: FloatArray
     column_direction_lps: tuple[float, float, float]
     row_direction_lps: tuple[float, float, float]
     pixel_mm: float
 
     def png(self, kind: str = "checkerboard") -> bytes:
-        """PNG bytes of ``"checkerboard"`` or ``"blend"``."""
-        if kind == "checkerboard":
-            image: npt.NDArray[np.uint8] = self.checkerboard
-        elif kind == "blend":
-            image = np.ascontiguousarray(self.blend[:, :, ::-1])  # OpenCV writes BGR
+        """PNG bytes of ``"checkerboard"``, ``"blend"``, ``"ct"`` or ``"cbct"``."""
+        if kind == "blend":
+            image: npt.NDArray[np.uint8] = np.ascontiguousarray(self.blend[:, :, ::-1])  # BGR
+        elif kind in ("checkerboard", "ct", "cbct"):
+            image = getattr(self, kind)
         else:
-            raise ValueError(f"kind must be 'checkerboard' or 'blend', got {kind!r}")
+            raise ValueError(f"kind must be one of {OVERLAY_KINDS}, got {kind!r}")
         with foreign_errors_mapped("encoding an overlay PNG"):
             ok, encoded = cv2.imencode(".png", image)
         if not ok:  # pragma: no cover - OpenCV always encodes uint8 images
@@ -263,6 +271,8 @@ def make_overlays(
                     plane=plane,
                     checkerboard=checkerboard,
                     blend=blend,
+                    ct=ct_grey,
+                    cbct=cbct_grey,
                     top_left_lps_mm=top_left,
                     column_direction_lps=column_dir,
                     row_direction_lps=row_dir,

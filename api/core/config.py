@@ -25,6 +25,10 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_FIRST_RUN_TOKEN``        write a therapist token to ``<data_dir>/first-run-token.txt``
                                 when no token exists (``true``)
 ``IGRT_METRICS_PUBLIC``         serve ``/metrics`` without a token (``false``)
+``IGRT_WEB_SESSION_HOURS``      how long a review-page sign-in lasts (12 h: one shift)
+``IGRT_COOKIE_SECURE``          mark the sign-in cookie ``Secure`` (``false``; set ``true``
+                                behind HTTPS, which every clinical deployment should be)
+``IGRT_DEMO_REGISTRATION``      add a CBCT-to-CT registration to the demo patient (``true``)
 ``IGRT_LOG_LEVEL``              ``INFO`` by default
 ``IGRT_LOG_FORMAT``             ``json`` (one object per line) or ``text``
 ==============================  ==========================================================
@@ -71,6 +75,9 @@ class Settings(BaseSettings):
     demo_fps: float = Field(default=2.0, gt=0, le=30)
     demo_binning: int = Field(default=2, ge=1, le=4)
     metrics_public: bool = False
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+    cookie_secure: bool = False
+    demo_registration: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

@@ -49,6 +49,7 @@ __all__ = [
     "TreatmentSession",
     "Upload",
     "VolumeUpload",
+    "WebSession",
 ]
 
 
@@ -231,6 +232,9 @@ class Review(Base):
     supersedes_id: Mapped[str | None] = mapped_column(
         ForeignKey("reviews.id"), unique=True, default=None
     )
+    couch_correction_iec_support_mm: Mapped[list[float] | None] = mapped_column(
+        JSON(), default=None
+    )
     reviewer_role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     created_by: Mapped[str] = mapped_column(ForeignKey("api_tokens.id"))
@@ -313,3 +317,20 @@ def _refuse_changes_to_immutable_rows(session: Session, context: Any, instances:
             instance in session.deleted or session.is_modified(instance)
         ):
             raise ImmutableRowError(f"{type(instance).__name__} rows are immutable")
+
+
+class WebSession(Base):
+    """A browser sign-in to the review page, bound to the API token it was made with.
+
+    ``id`` is the keyed hash (:func:`api.security.hash_token`) of the cookie's secret, which is
+    not stored. Signing out sets ``ended_at``; a revoked token ends its sessions too, because
+    every request checks the token again.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -23,7 +23,7 @@ def _metrics_access(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> None:
     if not service.settings.metrics_public:
-        get_principal(request, service, db, credentials)
+        get_principal(request, service, db, credentials, None)  # scrapers use tokens
 
 
 @router.get(

@@ -44,7 +44,9 @@ def _links(job: RegistrationJob) -> dict[str, str]:
     if job.status == RegistrationStatusValues.COMPLETED.value:
         links["result"] = f"{base}/result"
         if job.overlay_paths:
-            links["overlays"] = f"{base}/overlays/{{plane}}?kind=checkerboard|blend&stage=after"
+            links["overlays"] = (
+                f"{base}/overlays/{{plane}}?kind=checkerboard|blend|ct|cbct&stage=after"
+            )
         if job.dicom_reg_path:
             links["dicom_reg"] = f"{base}/dicom-reg"
     return links
@@ -233,8 +235,10 @@ def read_registration_overlay(
     db: DbSession,
     registration_id: str,
     plane: Literal["axial", "coronal", "sagittal"],
-    kind: Literal["checkerboard", "blend"] = Query(
-        default="checkerboard", description="Checkerboard (grey) or blend (CT magenta, CBCT green)."
+    kind: Literal["checkerboard", "blend", "ct", "cbct"] = Query(
+        default="checkerboard",
+        description="Checkerboard (grey), blend (CT magenta, CBCT green), or one grey layer "
+        "(`ct`, or `cbct` mapped onto the CT) for a viewer's own composition.",
     ),
     stage: Literal["before", "after"] = Query(
         default="after", description="At the identity (before) or at the result (after)."

@@ -54,6 +54,12 @@ def _reviews_of(
 
 
 def _check_decision(body: ReviewCreate, assessment: MotionAssessment) -> str | None:
+    if body.couch_correction_iec_support_mm is not None:
+        raise ApiError(
+            422,
+            "a couch correction belongs to a registration review, not a motion assessment's",
+            field="couch_correction_iec_support_mm",
+        )
     return _decide(
         body,
         computed=assessment.recommendation,
@@ -66,7 +72,14 @@ def _check_decision(body: ReviewCreate, assessment: MotionAssessment) -> str | N
 def _decide(
     body: ReviewCreate, *, computed: str | None, allowed: frozenset[str], nothing_to_approve: str
 ) -> str | None:
+    edited = body.couch_correction_iec_support_mm is not None
     if body.outcome is ReviewOutcomeValues.APPROVED:
+        if edited:
+            raise ApiError(
+                422,
+                "an approval takes the computed correction; an edited one is an override",
+                field="couch_correction_iec_support_mm",
+            )
         if body.decision is not None:
             raise ApiError(
                 422,
@@ -84,7 +97,13 @@ def _decide(
             "an override needs the decision taken instead, one of: " + ", ".join(sorted(allowed)),
             field="decision",
         )
-    if body.decision == computed:
+    if edited and body.decision != "reposition":
+        raise ApiError(
+            422,
+            "an edited couch correction needs the decision reposition",
+            field="couch_correction_iec_support_mm",
+        )
+    if body.decision == computed and not edited:
         raise ApiError(
             422,
             "the decision is the computed one: approve instead of overriding",
@@ -133,6 +152,11 @@ def _append_review(
         reason=body.reason.strip() if body.reason else None,
         decision=decision,
         supersedes_id=body.supersedes_id,
+        couch_correction_iec_support_mm=(
+            None
+            if body.couch_correction_iec_support_mm is None
+            else [float(v) for v in body.couch_correction_iec_support_mm]
+        ),
         reviewer_role=principal.role.value,
         created_by=principal.token_id,
     )
@@ -160,6 +184,7 @@ def _append_review(
             "decision": review.decision,
             "computed_decision": computed,
             "supersedes_id": review.supersedes_id,
+            "couch_correction_iec_support_mm": review.couch_correction_iec_support_mm,
         },
     )
     db.commit()
@@ -243,7 +268,8 @@ def create_registration_review(
 
     The computed decision is ``reposition`` when the repositioning flag is raised, else
     ``no_repositioning``; an override names another of ``reposition``, ``no_repositioning``,
-    ``repeat_cbct`` (therapists, physicists).
+    ``repeat_cbct`` (therapists, physicists), or ``reposition`` with an edited
+    ``couch_correction_iec_support_mm`` (the correction actually applied).
     """
     job = get_or_404(db, RegistrationJob, registration_id, "registration", "registration_id")
     if job.status not in (

@@ -32,6 +32,7 @@ _OBSERVATION: JsonDict = {
     "apex_v_mm": -15.7,
     "si_isocentre_mm": 10.2,
     "gantry_deg": 0.0,
+    "dome_curve_px": [[81.4, 124.9], [101.4, 118.2], [121.4, 124.9]],
 }
 _EXAMPLE: JsonDict = {
     "id": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
@@ -95,6 +96,11 @@ class DomeObservationPublic(BaseModel):
         description="Dome apex superior-inferior position at the isocentre plane, mm."
     )
     gantry_deg: float
+    dome_curve_px: list[tuple[float, float]] = Field(
+        default_factory=list,
+        description="Points `[column, row]` of the tracked dome edge on the panel, for display "
+        "(empty when lost; absent from assessments stored before it was kept).",
+    )
 
 
 class MotionAssessmentPublic(BaseModel):

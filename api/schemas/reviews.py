@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -10,6 +11,9 @@ from pydantic.config import JsonDict
 from api.enums import ReviewOutcomeValues, ReviewSubjectValues, RoleValues
 
 __all__ = ["ReviewCreate", "ReviewPublic", "ReviewsPublic"]
+
+# A couch correction beyond 10 cm is a typo or a wrong patient, not an IGRT shift.
+CorrectionMm = Annotated[float, Field(ge=-100.0, le=100.0, allow_inf_nan=False)]
 
 _EXAMPLE: JsonDict = {
     "id": "c4d5e6f7-a8b9-4c0d-8e1f-2a3b4c5d6e7f",
@@ -20,6 +24,7 @@ _EXAMPLE: JsonDict = {
     "reason": "Patient cannot tolerate compression (hiatus hernia); ABC trial instead.",
     "decision": "active_breathing_control",
     "supersedes_id": None,
+    "couch_correction_iec_support_mm": None,
     "standing": True,
     "reviewer_role": "therapist",
     "created_by": "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b",
@@ -69,6 +74,12 @@ class ReviewCreate(BaseModel):
         max_length=64,
         description="The standing review this one corrects.",
     )
+    couch_correction_iec_support_mm: tuple[CorrectionMm, CorrectionMm, CorrectionMm] | None = Field(
+        default=None,
+        description="Registration override with decision `reposition` only: the couch "
+        "correction applied instead of the computed one, IEC 61217 patient-support axes "
+        "(x lateral, y longitudinal, z vertical), mm.",
+    )
 
 
 class ReviewPublic(BaseModel):
@@ -84,6 +95,9 @@ class ReviewPublic(BaseModel):
     reason: str | None
     decision: str | None = Field(description="The decision that stands after this review.")
     supersedes_id: str | None
+    couch_correction_iec_support_mm: list[float] | None = Field(
+        default=None, description="The reviewer's couch correction, if they edited it, mm."
+    )
     standing: bool = True
     reviewer_role: RoleValues
     created_by: str

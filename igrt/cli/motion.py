@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from igrt.errors import InvalidInputError, ProcessingError
+from igrt.margins import DEFAULT_RANDOM_SETUP_SD_MM, DEFAULT_SYSTEMATIC_SETUP_SD_MM
 
 _RECORDING_SUFFIXES = {".dcm", ".mha", ".mhd", ".nrrd", ".csv"}
 _SUMMARY_COLUMNS = (
@@ -83,8 +84,10 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     geometry.add_argument("--gantry-deg", type=float, default=0.0)
     geometry.add_argument("--fps", type=float, default=None)
     margins = parser.add_argument_group("setup-error model for the margin suggestion")
-    margins.add_argument("--systematic-setup-sd-mm", type=float, default=1.0)
-    margins.add_argument("--random-setup-sd-mm", type=float, default=1.5)
+    margins.add_argument(
+        "--systematic-setup-sd-mm", type=float, default=DEFAULT_SYSTEMATIC_SETUP_SD_MM
+    )
+    margins.add_argument("--random-setup-sd-mm", type=float, default=DEFAULT_RANDOM_SETUP_SD_MM)
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
 
 

@@ -89,7 +89,22 @@ class DomeObservation:
             "si_isocentre_mm": number(self.si_isocentre_mm),
             "gantry_deg": self.gantry_deg,
             "apex_at_edge_onset": self.apex_at_edge_onset,
+            "dome_curve_px": self.dome_curve_px(),
         }
+
+    def dome_curve_px(self, max_points: int = 17) -> list[list[float]]:
+        """At most ``max_points`` ``[column, row]`` points of the dome curve, 0.1 px, for display.
+
+        Empty when the frame is lost or no curve was fitted.
+        """
+        columns = np.asarray(self.dome_columns, dtype=np.float64)
+        rows = np.asarray(self.dome_rows, dtype=np.float64)
+        keep = np.isfinite(columns) & np.isfinite(rows)
+        columns, rows = columns[keep], rows[keep]
+        if columns.size == 0 or self.status is TrackingStatusValues.LOST:
+            return []
+        picks = np.unique(np.linspace(0, columns.size - 1, min(max_points, columns.size)).round())
+        return [[round(float(columns[i]), 1), round(float(rows[i]), 1)] for i in picks.astype(int)]
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,105 @@
+"""Watching a session's real-time stream: the review page's live monitor.
+
+``ws(s)://HOST/api/v1/sessions/{session_id}/monitor`` (any role). Authenticated by
+``Authorization: Bearer <token>`` or by the review page's sign-in cookie; with the cookie the
+``Origin`` must be this service's own (a page elsewhere cannot watch through a signed-in
+browser). The server answers ``{"type": "ready", ...}`` with the session's alert rule, then
+forwards what the session's streams produce, as the console sees it: ``started``, each frame's
+``result`` (dome position, displacement, alert state), and ``summary``. Messages from the
+watcher are ignored. Closed with 1008 for a missing or bad credential or an unknown session.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from api.core.config import API_PREFIX
+from api.db.models import TreatmentSession
+from api.security import Principal, authenticate_token
+from api.service import Service
+from api.web_sessions import SESSION_COOKIE, authenticate_web_session
+from igrt.protocol import DEFAULT_PROTOCOL
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX)
+
+_POLICY_VIOLATION = 1008
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    origin = websocket.headers.get("origin")
+    host = websocket.headers.get("host")
+    return origin is not None and host is not None and urlsplit(origin).netloc == host
+
+
+def _authenticate(
+    service: Service, websocket: WebSocket, session_id: str
+) -> tuple[Principal | None, bool, str]:
+    """The caller, whether the session exists, and why not when refused."""
+    with service.sessions() as db:
+        header = websocket.headers.get("authorization", "")
+        principal: Principal | None = None
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() == "bearer":
+                principal = authenticate_token(db, service.pepper, token.strip())
+        else:
+            secret = websocket.cookies.get(SESSION_COOKIE)
+            if secret is not None and _same_origin(websocket):
+                signed_in = authenticate_web_session(db, service.pepper, secret)
+                principal = None if signed_in is None else signed_in.principal
+        if principal is None:
+            return None, False, "sign in, or send a valid bearer token"
+        exists = (
+            db.get(TreatmentSession, session_id) is not None if len(session_id) <= 64 else False
+        )
+        return principal, exists, "" if exists else f"no session with id {session_id[:64]!r}"
+
+
+async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
+    await websocket.send_text(json.dumps(message, allow_nan=False))
+
+
+@router.websocket("/sessions/{session_id}/monitor", name="monitor_session")
+async def monitor_session(websocket: WebSocket, session_id: str) -> None:
+    """Forward a session's live stream results to a watcher (see the module docstring)."""
+    service: Service = websocket.app.state.service
+    await websocket.accept()
+    principal, exists, why = await run_in_threadpool(_authenticate, service, websocket, session_id)
+    if principal is None or not exists:
+        code = "unauthenticated" if principal is None else "not_found"
+        await _send(websocket, {"type": "error", "code": code, "detail": why, "field": None})
+        await websocket.close(code=_POLICY_VIOLATION, reason=why[:120])
+        return
+    protocol = DEFAULT_PROTOCOL
+    with service.live.watch(session_id) as queue:
+        await _send(
+            websocket,
+            {
+                "type": "ready",
+                "session_id": session_id,
+                "protocol_version": protocol.version,
+                "alert_threshold_mm": protocol.intrafraction_alert_mm,
+                "alert_persistence_s": protocol.intrafraction_alert_duration_s,
+            },
+        )
+        try:
+            async with anyio.create_task_group() as tasks:
+
+                async def until_disconnect() -> None:
+                    while (await websocket.receive())["type"] != "websocket.disconnect":
+                        pass
+                    tasks.cancel_scope.cancel()
+
+                tasks.start_soon(until_disconnect)
+                while True:
+                    await _send(websocket, await queue.get())
+        except (WebSocketDisconnect, RuntimeError):
+            pass

@@ -1,0 +1,230 @@
+"""The review worklist (sessions and what needs attention) and a session's history.
+
+A session's worklist status is the most urgent of: an intrafraction alert fired on one of its
+streams (from the audit trail), an unreviewed registration asking for repositioning, results
+without a review, every result reviewed, nothing to review. Reviews never disappear (a
+correction supersedes), so "reviewed" means every result has a standing review.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from api.core.config import API_PREFIX
+from api.crud import get_session
+from api.db.models import (
+    AuditEvent,
+    MotionAssessment,
+    Patient,
+    RegistrationJob,
+    Review,
+    TreatmentSession,
+)
+from api.deps import AnyRole, DbSession
+from api.enums import RegistrationStatusValues, SessionKindValues, WorklistStatusValues
+from api.errors import PROBLEM_RESPONSES, ApiError, problem
+from api.schemas.reviews import ReviewPublic
+from api.schemas.worklist import HistoryEntry, SessionHistory, Worklist, WorklistItem
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["worklist"], responses=PROBLEM_RESPONSES)
+
+_ALERT_ACTIONS = ("stream.alert_raised", "stream.alert_cleared")
+_FINISHED = (RegistrationStatusValues.COMPLETED.value, RegistrationStatusValues.FAILED.value)
+_BATCH = 500
+
+
+def _by_session(rows: Iterable[Any]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        grouped[row.session_id].append(row)
+    return grouped
+
+
+def _items(db: DbSession, sessions: list[tuple[TreatmentSession, Patient]]) -> list[WorklistItem]:
+    """Worklist items of sessions, in the given order."""
+    ids = [session.id for session, _ in sessions]
+    assessments = _by_session(
+        db.scalars(
+            select(MotionAssessment)
+            .where(MotionAssessment.session_id.in_(ids))
+            .order_by(MotionAssessment.created_at)
+        )
+    )
+    registrations = _by_session(
+        db.scalars(
+            select(RegistrationJob).where(
+                RegistrationJob.session_id.in_(ids), RegistrationJob.status.in_(_FINISHED)
+            )
+        )
+    )
+    reviewed = set(db.scalars(select(Review.subject_id).where(Review.session_id.in_(ids))))
+    alerted = set(
+        db.scalars(
+            select(AuditEvent.resource_id).where(
+                AuditEvent.action == "stream.alert_raised",
+                AuditEvent.resource_type == "session",
+                AuditEvent.resource_id.in_(ids),
+            )
+        )
+    )
+    items: list[WorklistItem] = []
+    for session, owner in sessions:
+        results = assessments[session.id] + registrations[session.id]
+        awaiting = sum(1 for row in results if row.id not in reviewed)
+        flagged = any(
+            row.repositioning_required and row.id not in reviewed
+            for row in registrations[session.id]
+        )
+        latest = assessments[session.id][-1].recommendation if assessments[session.id] else None
+        items.append(
+            WorklistItem(
+                session_id=session.id,
+                patient_id=owner.id,
+                patient_external_id=owner.external_id,
+                patient_name=owner.name,
+                kind=SessionKindValues(session.kind),
+                fraction_number=session.fraction_number,
+                patient_position=session.patient_position,
+                created_at=session.created_at,
+                status=_status(
+                    alert=session.id in alerted,
+                    flagged=flagged,
+                    awaiting=awaiting,
+                    results=len(results),
+                ),
+                alert_during_monitoring=session.id in alerted,
+                flagged_for_repositioning=flagged,
+                results=len(results),
+                awaiting_review=awaiting,
+                latest_recommendation=latest,
+            )
+        )
+    return items
+
+
+def _status(*, alert: bool, flagged: bool, awaiting: int, results: int) -> WorklistStatusValues:
+    if alert:
+        return WorklistStatusValues.ALERT_DURING_MONITORING
+    if flagged:
+        return WorklistStatusValues.FLAGGED_FOR_REPOSITIONING
+    if awaiting:
+        return WorklistStatusValues.AWAITING_REVIEW
+    if results:
+        return WorklistStatusValues.REVIEWED
+    return WorklistStatusValues.NO_RESULTS
+
+
+@router.get("/worklist", operation_id="get_worklist")
+def read_worklist(
+    principal: AnyRole,
+    db: DbSession,
+    since: Annotated[
+        datetime | None,
+        Query(description="Only sessions created at or after this time (e.g. local midnight)."),
+    ] = None,
+    status: Annotated[
+        WorklistStatusValues | None, Query(description="Only sessions with this status.")
+    ] = None,
+    patient: Annotated[
+        str | None,
+        Query(max_length=64, description="Only patients whose id or name contains this text."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+) -> Worklist:
+    """Sessions newest first, each with its review status."""
+    if since is not None and since.tzinfo is None:
+        raise ApiError(
+            422, "since needs a UTC offset, e.g. 2026-11-28T00:00:00+01:00 or ...Z", field="since"
+        )
+    query = select(TreatmentSession, Patient).join(Patient)
+    if since is not None:
+        query = query.where(TreatmentSession.created_at >= since)
+    if patient:
+        # "Contains this text": LIKE's own wildcards in the text match only themselves.
+        text = patient.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{text}%"
+        query = query.where(
+            Patient.external_id.ilike(pattern, escape="\\")
+            | Patient.name.ilike(pattern, escape="\\")
+        )
+    query = query.order_by(TreatmentSession.created_at.desc(), TreatmentSession.id)
+    items: list[WorklistItem] = []
+    offset = 0
+    # The status is computed, not stored: filter batch by batch until ``limit`` items match.
+    while len(items) < limit:
+        rows = [(row[0], row[1]) for row in db.execute(query.limit(_BATCH).offset(offset))]
+        matching = [item for item in _items(db, rows) if status is None or item.status is status]
+        items += matching[: limit - len(items)]
+        if len(rows) < _BATCH:
+            break
+        offset += _BATCH
+    return Worklist(data=items, count=len(items))
+
+
+def _alert_summary(event: AuditEvent) -> str:
+    detail = event.detail or {}
+    verb = "raised" if event.action.endswith("raised") else "cleared"
+    displacement = detail.get("displacement_si_mm")
+    text = f"intrafraction alert {verb}"
+    if isinstance(displacement, int | float):
+        text += f": {displacement:+.1f} mm superior-inferior from the reference"
+    return text
+
+
+def _review_summary(review: Review) -> str:
+    subject = review.subject_type.replace("_", " ")
+    text = f"{subject} {review.outcome} by a {review.reviewer_role}"
+    if review.decision:
+        text += f": {review.decision.replace('_', ' ')}"
+    if review.couch_correction_iec_support_mm is not None:
+        values = ", ".join(f"{v:+.1f}" for v in review.couch_correction_iec_support_mm)
+        text += f" (couch correction set to {values} mm)"
+    if review.reason:
+        text += f". Reason: {review.reason}"
+    return text
+
+
+@router.get(
+    "/sessions/{session_id}/history",
+    operation_id="get_session_history",
+    responses=problem(404, "No such session."),
+)
+def read_session_history(principal: AnyRole, db: DbSession, session_id: str) -> SessionHistory:
+    """The session's reviews (with the one standing per result) and stream alerts, oldest first."""
+    session = get_session(db, session_id)
+    reviews = list(db.scalars(select(Review).where(Review.session_id == session.id)))
+    superseded = {r.supersedes_id for r in reviews if r.supersedes_id is not None}
+    entries = [
+        HistoryEntry(
+            occurred_at=review.created_at,
+            kind="review",
+            summary=_review_summary(review),
+            review=ReviewPublic.model_validate(review).model_copy(
+                update={"standing": review.id not in superseded}
+            ),
+        )
+        for review in reviews
+    ]
+    alerts = db.scalars(
+        select(AuditEvent).where(
+            AuditEvent.resource_type == "session",
+            AuditEvent.resource_id == session.id,
+            AuditEvent.action.in_(_ALERT_ACTIONS),
+        )
+    )
+    entries += [
+        HistoryEntry(
+            occurred_at=event.occurred_at, kind=event.action, summary=_alert_summary(event)
+        )
+        for event in alerts
+    ]
+    entries.sort(key=lambda entry: entry.occurred_at)
+    return SessionHistory(data=entries, count=len(entries))

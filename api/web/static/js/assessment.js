@@ -1,0 +1,186 @@
+// Motion assessment: cine with the tracked dome, the breathing trace (click to jump), the
+// decision with its inputs, thresholds and rationale, the margin suggestion, and the review.
+
+import { api } from "./api.js";
+import { Cine } from "./cine.js";
+import { definitionList, h, mm, num, recommendationLabel, section, words } from "./dom.js";
+import { rerender, reviewPanel } from "./review.js";
+import { TraceChart } from "./trace_chart.js";
+
+const MOTION_DECISIONS = [
+  "no_device",
+  "active_breathing_control",
+  "abdominal_compression",
+  "gating_or_larger_margin",
+  "reassess",
+];
+
+function median(values) {
+  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (sorted.length === 0) return null;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function chartOverlays(analysis, decision) {
+  const overlays = { bands: [], lines: [], spans: [] };
+  if (!analysis) return overlays;
+  const cycles = (analysis.cycles || []).filter((cycle) => !cycle.is_outlier);
+  const exhale = median(cycles.map((cycle) => cycle.exhale_end_mm));
+  const inhale = median(cycles.map((cycle) => cycle.inhale_mm));
+  if (exhale !== null && inhale !== null) {
+    overlays.bands.push({
+      low: Math.min(exhale, inhale),
+      high: Math.max(exhale, inhale),
+      label: `median excursion ${mm(analysis.excursion_median_mm)}`,
+    });
+    const threshold = decision ? decision.thresholds.motion_threshold_mm : 5;
+    const direction = inhale < exhale ? -1 : 1;
+    overlays.lines.push({
+      y: exhale + direction * threshold,
+      label: `${threshold} mm from end-exhale: motion management above`,
+    });
+  }
+  overlays.spans = (analysis.holds || []).map((hold) => ({
+    start: hold.start_s,
+    end: hold.end_s,
+    label: `hold ${num(hold.duration_s, 0, "s")}`,
+  }));
+  return overlays;
+}
+
+function decisionCard(assessment) {
+  const result = assessment.result || {};
+  const decision = result.decision;
+  const analysis = result.analysis;
+  if (!decision) {
+    return section(
+      "Decision",
+      h("p", { class: "recommendation none", id: "recommendation" }, "No decision"),
+      h("p", {}, assessment.reason || "The assessment did not reach a decision."),
+    );
+  }
+  const inputs = decision.inputs || {};
+  const thresholds = decision.thresholds || {};
+  return section(
+    "Decision",
+    h("p", { class: `recommendation rec-${decision.recommendation}`, id: "recommendation" }, recommendationLabel(decision.recommendation)),
+    h("p", { class: "hint" }, `${words(decision.reason)} · ${words(decision.context)} · protocol ${decision.protocol_version}`),
+    h("h3", {}, "Inputs"),
+    definitionList([
+      [`Excursion (${inputs.excursion_statistic || "median"})`, `${mm(inputs.excursion_mm)} ± ${mm(inputs.excursion_uncertainty_mm)}`],
+      ["Excursion p95", mm(inputs.excursion_p95_mm)],
+      ["Cycles (outliers)", `${inputs.n_cycles ?? "—"} (${inputs.n_outlier_cycles ?? 0})`],
+      analysis && ["Period (median)", num(analysis.period_median_s, 1, "s")],
+      analysis && ["Irregularity (amplitude CV)", num(analysis.amplitude_cv, 2)],
+      analysis && ["Drift", num(analysis.drift_mm_per_min, 2, "mm/min")],
+      analysis && ["Lost frames", `${num(100 * analysis.lost_fraction, 1)} %`],
+      analysis && ["Breath holds", String((analysis.holds || []).length)],
+      (inputs.quality_flags || []).length > 0 && ["Quality flags", inputs.quality_flags.map(words).join(", ")],
+    ]),
+    h("h3", {}, "Thresholds"),
+    definitionList([
+      ["Motion threshold", mm(thresholds.motion_threshold_mm)],
+      ["No device up to (p95)", mm(thresholds.no_device_max_p95_excursion_mm)],
+      ["Minimum cycles", String(thresholds.min_cycles ?? "—")],
+      ["Most lost frames", `${num(100 * (thresholds.max_lost_fraction ?? NaN), 0)} %`],
+    ]),
+    h("h3", {}, "Rationale"),
+    h("ul", { class: "rationale" }, (decision.rationale || []).map((line) => h("li", {}, line))),
+  );
+}
+
+function marginCard(result) {
+  const margins = result && result.margins;
+  if (!margins) {
+    return section("Margin suggestion", h("p", { class: "hint" }, (result && result.margins_reason) || "No margin suggestion."));
+  }
+  return section(
+    "Margin suggestion",
+    definitionList([
+      ["Internal margin (SI)", mm(margins.internal_margin_mm)],
+      ["PTV margin (SI)", `${mm(margins.ptv_margin_mm)}${margins.minimum_applied ? " (protocol minimum)" : ""}`],
+      ["Setup model", `Σ ${mm(margins.systematic_setup_sd_mm)}, σ ${mm(margins.random_setup_sd_mm)} (service defaults)`],
+    ]),
+    h("ul", { class: "rationale" }, (margins.rationale || []).map((line) => h("li", {}, line))),
+  );
+}
+
+export async function showAssessment(view, assessmentId) {
+  const assessment = await api(`/motion-assessments/${assessmentId}`);
+  const upload = await api(`/uploads/${assessment.upload_id}`);
+  const track = assessment.track;
+  const result = assessment.result || {};
+  const chartCanvas = h("canvas", {
+    class: "trace",
+    id: "trace-chart",
+    role: "img",
+    "aria-label": "Breathing trace: click to show that frame",
+  });
+  let cine = null;
+  const chart = new TraceChart(chartCanvas, {
+    onPick: (time) => {
+      let best = 0;
+      track.forEach((o, i) => {
+        if (Math.abs(o.time_s - time) < Math.abs(track[best].time_s - time)) best = i;
+      });
+      cine.pause();
+      cine.seek(best);
+    },
+  });
+  cine = new Cine({
+    uploadId: assessment.upload_id,
+    track,
+    rows: upload.rows,
+    columns: upload.columns,
+    onFrame: (_, observation) => chart.setCursor(observation.time_s),
+  });
+
+  const review = await reviewPanel({
+    subjectPath: `/motion-assessments/${assessmentId}`,
+    decisions: MOTION_DECISIONS,
+    computed: assessment.recommendation,
+    onReviewed: rerender,
+  });
+
+  view.replaceChildren(
+    h(
+      "div",
+      { class: "page-head" },
+      h("h1", {}, "Motion assessment"),
+      h(
+        "p",
+        { class: "hint" },
+        h("a", { href: `#/sessions/${assessment.session_id}` }, "Back to the session"),
+        ` · ${upload.n_frames} frames · tracked ${num(100 * assessment.tracked_fraction, 1)} % · ${words(assessment.context)}`,
+      ),
+    ),
+    h(
+      "div",
+      { class: "grid assessment" },
+      section("Fluoroscopy", cine.element, h("p", { class: "hint legend" }, "Dome: green tracked · amber low confidence · red lost")),
+      h(
+        "div",
+        { class: "stack" },
+        section(
+          "Breathing trace",
+          chartCanvas,
+          h("p", { class: "hint legend" }, "Band: median excursion · dashed: motion threshold · shaded: breath holds · red ticks: lost frames · click to jump"),
+        ),
+        decisionCard(assessment),
+      ),
+    ),
+    h("div", { class: "grid two" }, marginCard(result), review),
+  );
+  chart.setData({
+    times: track.map((o) => o.time_s),
+    values: track.map((o) => o.si_isocentre_mm),
+    statuses: track.map((o) => o.status),
+    ...chartOverlays(result.analysis, result.decision),
+  });
+  cine.seek(0);
+  return () => {
+    cine.destroy();
+    chart.destroy();
+  };
+}

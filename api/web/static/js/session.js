@@ -1,0 +1,88 @@
+// One session: its results, the live monitor, and its history (reviews and alerts).
+
+import { api } from "./api.js";
+import { h, recommendationLabel, section, when, words } from "./dom.js";
+
+export function historyList(entries) {
+  if (entries.length === 0) return h("p", { class: "hint" }, "Nothing yet.");
+  return h(
+    "ol",
+    { class: "history", "aria-label": "Session history" },
+    entries.map((entry) =>
+      h(
+        "li",
+        { class: `history-${entry.kind.replace(".", "-")}` },
+        h("time", { datetime: entry.occurred_at }, when(entry.occurred_at)),
+        " ",
+        h("span", {}, entry.summary),
+        entry.review && !entry.review.standing ? h("span", { class: "hint" }, " (superseded)") : "",
+      ),
+    ),
+  );
+}
+
+export async function showSession(view, sessionId) {
+  const session = await api(`/sessions/${sessionId}`);
+  const [patient, assessments, registrations, history] = await Promise.all([
+    api(`/patients/${session.patient_id}`),
+    api(`/sessions/${sessionId}/motion-assessments`),
+    api(`/sessions/${sessionId}/registrations`),
+    api(`/sessions/${sessionId}/history`),
+  ]);
+  const title =
+    session.kind === "fraction" ? `Fraction ${session.fraction_number ?? "?"}` : words(session.kind);
+  view.replaceChildren(
+    h(
+      "div",
+      { class: "page-head" },
+      h("h1", {}, `${patient.name || patient.external_id} · ${title}`),
+      h("p", { class: "hint" }, `${patient.external_id} · ${session.patient_position} · protocol ${session.protocol_version}`),
+    ),
+    h(
+      "div",
+      { class: "grid two" },
+      section(
+        "Motion assessments",
+        assessments.data.length === 0
+          ? h("p", { class: "hint" }, "None.")
+          : h(
+              "ul",
+              { class: "links" },
+              assessments.data.map((a) =>
+                h(
+                  "li",
+                  {},
+                  h("a", { href: `#/assessments/${a.id}` }, a.recommendation ? recommendationLabel(a.recommendation) : words(a.status)),
+                  h("span", { class: "hint" }, ` ${when(a.created_at)} · ${words(a.context)}`),
+                ),
+              ),
+            ),
+      ),
+      section(
+        "Registrations",
+        registrations.data.length === 0
+          ? h("p", { class: "hint" }, "None.")
+          : h(
+              "ul",
+              { class: "links" },
+              registrations.data.map((r) =>
+                h(
+                  "li",
+                  {},
+                  h("a", { href: `#/registrations/${r.id}` }, `CBCT to planning CT · ${words(r.status)}`),
+                  r.repositioning_required ? h("span", { class: "badge flag" }, " reposition") : "",
+                  h("span", { class: "hint" }, ` ${when(r.created_at)}${r.quality ? ` · quality ${r.quality}` : ""}`),
+                ),
+              ),
+            ),
+      ),
+    ),
+    section(
+      "Live monitor",
+      h("p", {}, "Watch the dome while the console streams fluoroscopy for this session."),
+      h("a", { class: "button", href: `#/sessions/${sessionId}/monitor` }, "Open live monitor"),
+    ),
+    section("History", historyList(history.data)),
+  );
+}
+

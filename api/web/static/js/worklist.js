@@ -1,0 +1,133 @@
+// Worklist: sessions newest first, with what needs attention; filter by day, status, patient.
+
+import { api } from "./api.js";
+import { h, recommendationLabel, statusBadge, when, words } from "./dom.js";
+
+const STATUSES = [
+  "alert_during_monitoring",
+  "flagged_for_repositioning",
+  "awaiting_review",
+  "reviewed",
+  "no_results",
+];
+
+const filters = { day: "today", status: "", patient: "" };
+
+function localMidnightIso() {
+  const midnight = new Date();
+  midnight.setHours(0, 0, 0, 0);
+  return midnight.toISOString();
+}
+
+function query() {
+  const params = new URLSearchParams();
+  if (filters.day === "today") params.set("since", localMidnightIso());
+  if (filters.status) params.set("status", filters.status);
+  if (filters.patient) params.set("patient", filters.patient);
+  return params.toString();
+}
+
+function row(item) {
+  const link = h("a", { href: `#/sessions/${item.session_id}` }, item.patient_name || item.patient_external_id);
+  const session =
+    item.kind === "fraction" ? `Fraction ${item.fraction_number ?? "?"}` : words(item.kind);
+  return h(
+    "tr",
+    { class: `worklist-row status-${item.status}`, dataset: { sessionId: item.session_id } },
+    h("td", {}, link, h("div", { class: "hint" }, item.patient_external_id)),
+    h("td", {}, session, h("div", { class: "hint" }, item.patient_position)),
+    h("td", {}, when(item.created_at)),
+    h("td", {}, statusBadge(item.status)),
+    h("td", { class: "number" }, String(item.awaiting_review)),
+    h("td", {}, item.latest_recommendation ? recommendationLabel(item.latest_recommendation) : "—"),
+  );
+}
+
+export async function showWorklist(view) {
+  const table = h("tbody");
+  const summary = h("p", { class: "hint", role: "status", "aria-live": "polite" });
+  const daySelect = h(
+    "select",
+    { id: "filter-day" },
+    h("option", { value: "today" }, "Today"),
+    h("option", { value: "all" }, "All days"),
+  );
+  const statusSelect = h(
+    "select",
+    { id: "filter-status" },
+    h("option", { value: "" }, "Any status"),
+    STATUSES.map((status) => h("option", { value: status }, words(status))),
+  );
+  const patientInput = h("input", { id: "filter-patient", type: "search", placeholder: "id or name" });
+  daySelect.value = filters.day;
+  statusSelect.value = filters.status;
+  patientInput.value = filters.patient;
+
+  async function load() {
+    const worklist = await api(`/worklist?${query()}`);
+    table.replaceChildren(...worklist.data.map(row));
+    if (worklist.count === 0) {
+      const showAll = h("button", { type: "button", class: "quiet" }, "Show all days");
+      showAll.addEventListener("click", () => {
+        filters.day = daySelect.value = "all";
+        load();
+      });
+      table.replaceChildren(
+        h("tr", {}, h("td", { colspan: 6 }, "No sessions match. ", filters.day === "today" ? showAll : "")),
+      );
+    }
+    summary.textContent = `${worklist.count} session${worklist.count === 1 ? "" : "s"}`;
+  }
+
+  daySelect.addEventListener("change", () => {
+    filters.day = daySelect.value;
+    load();
+  });
+  statusSelect.addEventListener("change", () => {
+    filters.status = statusSelect.value;
+    load();
+  });
+  let typing = null;
+  patientInput.addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      filters.patient = patientInput.value.trim();
+      load();
+    }, 250);
+  });
+
+  view.replaceChildren(
+    h(
+      "div",
+      { class: "page-head" },
+      h("h1", {}, "Worklist"),
+      h(
+        "form",
+        { class: "filters", role: "search", onsubmit: (event) => event.preventDefault() },
+        h("label", {}, "Day ", daySelect),
+        h("label", {}, "Status ", statusSelect),
+        h("label", {}, "Patient ", patientInput),
+      ),
+    ),
+    summary,
+    h(
+      "table",
+      { class: "worklist" },
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["Patient", "Session", "Created", "Status", "To review", "Motion decision"].map((title) =>
+            h("th", { scope: "col" }, title),
+          ),
+        ),
+      ),
+      table,
+    ),
+  );
+  await load();
+  const timer = setInterval(() => load().catch(() => {}), 15000);
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,101 @@
+"""Browser sign-in for the review page: an HttpOnly cookie bound to an API token, and CSRF.
+
+A therapist signs in with their API token once; the browser then holds only a random session
+secret in an ``HttpOnly; SameSite=Strict`` cookie (scripts cannot read it, other sites cannot
+send it). The database keeps the secret's keyed hash and the token it stands for, so every
+request re-checks that token: revoking it signs its browsers out, and the page has exactly the
+token's role.
+
+State-changing requests made with the cookie must also carry ``X-CSRF-Token``: a keyed hash of
+the session secret (synchronizer token). The page learns it from ``GET /api/v1/web-session``,
+which another origin cannot read, so a forged form or ``fetch`` from another site cannot supply
+it even if a browser were to send the cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from api.db.base import utc_now
+from api.db.models import ApiToken, WebSession
+from api.enums import RoleValues
+from api.security import Principal, hash_token
+
+__all__ = [
+    "CSRF_HEADER",
+    "SAFE_METHODS",
+    "SESSION_COOKIE",
+    "SignedIn",
+    "authenticate_web_session",
+    "csrf_token_for",
+    "csrf_token_matches",
+    "end_web_session",
+    "start_web_session",
+]
+
+SESSION_COOKIE = "igrt_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_MAX_SECRET_CHARS = 100
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live browser session: who it is, and until when (UTC)."""
+
+    principal: Principal
+    session_id: str
+    expires_at: datetime
+
+
+def csrf_token_for(secret: str, pepper: bytes) -> str:
+    """The CSRF token of the session whose cookie holds ``secret``."""
+    return hash_token("csrf:" + secret, pepper)
+
+
+def csrf_token_matches(secret: str, pepper: bytes, header_value: str | None) -> bool:
+    """Whether a request's ``X-CSRF-Token`` header belongs to its session cookie."""
+    if not header_value:
+        return False
+    return hmac.compare_digest(csrf_token_for(secret, pepper), header_value)
+
+
+def start_web_session(
+    db: Session, pepper: bytes, principal: Principal, *, hours: float
+) -> tuple[str, SignedIn]:
+    """Add a session row (not committed); return the cookie secret, shown only to the browser."""
+    secret = secrets.token_urlsafe(32)
+    row = WebSession(
+        id=hash_token(secret, pepper),
+        token_id=principal.token_id,
+        expires_at=utc_now() + timedelta(hours=hours),
+    )
+    db.add(row)
+    db.flush()
+    return secret, SignedIn(principal=principal, session_id=row.id, expires_at=row.expires_at)
+
+
+def authenticate_web_session(db: Session, pepper: bytes, secret: str) -> SignedIn | None:
+    """The signed-in principal of a cookie secret; None when unknown, ended, expired or revoked."""
+    if not secret or len(secret) > _MAX_SECRET_CHARS:
+        return None
+    row = db.get(WebSession, hash_token(secret, pepper))
+    if row is None or row.ended_at is not None or row.expires_at <= utc_now():
+        return None
+    token = db.get(ApiToken, row.token_id)
+    if token is None or token.revoked_at is not None:
+        return None
+    principal = Principal(token_id=token.id, name=token.name, role=RoleValues(token.role))
+    return SignedIn(principal=principal, session_id=row.id, expires_at=row.expires_at)
+
+
+def end_web_session(db: Session, session_id: str) -> None:
+    """Mark a session signed out (not committed); nothing when it already ended."""
+    row = db.get(WebSession, session_id)
+    if row is not None and row.ended_at is None:
+        row.ended_at = utc_now()
