@@ -74,7 +74,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import UID, XRayAngiographicImageStorage
@@ -92,6 +91,7 @@ from igrt.imageio._dicom_attributes import (
     optional_text,
     validated_uid,
 )
+from igrt.imageio._dicom_file import read_dicom_file
 from igrt.imageio._dicom_pixels import decode_pixels
 from igrt.imageio._failures import MALFORMED_VALUE_ERRORS, foreign_errors, with_file_context
 from igrt.imageio._positioner_angles import (
@@ -727,16 +727,7 @@ def read_fluoro_dicom(
     FrameOfReferenceError
         Unknown Patient Position in the file.
     """
-    source = Path(path)
-    if not source.is_file():
-        raise ImageReadError(f"no such file: {source}", field="path")
-    with foreign_errors(source, "read DICOM file"):
-        dataset = dcmread(source)
-    if dataset.file_meta is None or "TransferSyntaxUID" not in dataset.file_meta:
-        raise ImageReadError(
-            f"{source} is a corrupt or truncated DICOM file (no Transfer Syntax UID)",
-            field="path",
-        )
+    source, dataset = read_dicom_file(path)
     # pydicom converts values lazily, on access: malformed values surface as foreign errors.
     with foreign_errors(source, "interpret DICOM attributes of", catch=MALFORMED_VALUE_ERRORS):
         frames = _frame_values(dataset, source)

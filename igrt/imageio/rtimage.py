@@ -53,7 +53,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import RTImageStorage
 
@@ -65,6 +64,7 @@ from igrt.imageio._dicom_attributes import (
     optional_floats,
     optional_text,
 )
+from igrt.imageio._dicom_file import read_dicom_file
 from igrt.imageio._dicom_pixels import decode_pixels
 from igrt.imageio._failures import MALFORMED_VALUE_ERRORS, foreign_errors, with_file_context
 from igrt.imageio._positioner_angles import wrap_deg
@@ -300,16 +300,7 @@ def read_rt_image(
     >>> drr.geometry.sdd_mm, drr.geometry.gantry_deg  # doctest: +SKIP
     (1000.0, 0.0)
     """
-    source = Path(path)
-    if not source.is_file():
-        raise ImageReadError(f"no such file: {source}", field="path")
-    with foreign_errors(source, "read DICOM file"):
-        dataset = dcmread(source)
-    if dataset.file_meta is None or "TransferSyntaxUID" not in dataset.file_meta:
-        raise ImageReadError(
-            f"{source} is a corrupt or truncated DICOM file (no Transfer Syntax UID)",
-            field="path",
-        )
+    source, dataset = read_dicom_file(path)
     notes: list[str] = []
     # pydicom converts values lazily, on access: malformed values surface as foreign errors.
     with foreign_errors(source, "interpret DICOM attributes of", catch=MALFORMED_VALUE_ERRORS):
