@@ -220,25 +220,11 @@ def _create_demo_registration(service: Service, db: Session, patient: Patient) -
 
     The job is only queued here; the worker picks it up when start-up recovers queued jobs.
     """
-    import numpy as np
-
-    from fixtures.cbct import simulate_cbct
-    from fixtures.phantom import PhantomParameters, make_phantom, phantom_right_dome_apex_lps_mm
+    from fixtures.fraction import simulate_phantom_fraction
     from igrt.imageio import write_volume_mha
 
-    ct = make_phantom(PhantomParameters(voxel_spacing_mm=(3.0, 3.0, 3.0))).ct_hu
-    isocentre = phantom_right_dome_apex_lps_mm() - np.array([0.0, 0.0, 20.0])
-    cbct = simulate_cbct(
-        ct,
-        isocentre_lps_mm=isocentre,
-        anatomy_displacement_lps_mm=_DEMO_DISPLACEMENT_LPS_MM,
-        method="fast",
-        voxel_mm=3.0,
-        fov_diameter_mm=200.0,
-        length_mm=160.0,
-        max_extrapolation_mm=40.0,
-        seed=0,
-    ).cbct_hu
+    simulated = simulate_phantom_fraction(_DEMO_DISPLACEMENT_LPS_MM)
+    ct, cbct, isocentre = simulated.planning_ct, simulated.cbct, simulated.isocentre_lps_mm
     fraction = TreatmentSession(
         patient=patient,
         kind=SessionKindValues.FRACTION.value,

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -280,24 +279,13 @@ class Volumes:
 
 @pytest.fixture(scope="session")
 def volumes(tmp_path_factory: pytest.TempPathFactory) -> Volumes:
-    from fixtures.cbct import simulate_cbct
-    from fixtures.phantom import PhantomParameters, make_phantom, phantom_right_dome_apex_lps_mm
+    from fixtures.fraction import simulate_phantom_fraction
     from igrt.imageio import write_ct_series, write_volume_mha
 
     folder = tmp_path_factory.mktemp("volumes")
-    ct = make_phantom(PhantomParameters(voxel_spacing_mm=(3.0, 3.0, 3.0))).ct_hu
-    isocentre = phantom_right_dome_apex_lps_mm() - np.array([0.0, 0.0, 20.0])
-    simulation = simulate_cbct(
-        ct,
-        isocentre_lps_mm=isocentre,
-        anatomy_displacement_lps_mm=DISPLACEMENT_LPS_MM,
-        method="fast",
-        voxel_mm=3.0,
-        fov_diameter_mm=200.0,
-        length_mm=160.0,
-        max_extrapolation_mm=40.0,
-    )
-    write_volume_mha(simulation.cbct_hu, folder / "cbct.mha", patient_position="HFS")
+    simulation = simulate_phantom_fraction(DISPLACEMENT_LPS_MM)
+    ct, isocentre = simulation.planning_ct, simulation.isocentre_lps_mm
+    write_volume_mha(simulation.cbct, folder / "cbct.mha", patient_position="HFS")
     write_volume_mha(ct, folder / "ct.mha", patient_position="HFS")
     written = write_ct_series(
         ct, folder / "ct", patient_id="MRN-TEST-0001", patient_name="Test^Patient"
