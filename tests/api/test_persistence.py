@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from api.db.engine import make_engine, make_session_factory, normalise_url
 from api.db.migrate import current_revision, head_revision, upgrade
 from api.db.models import AuditEvent, ImmutableRowError, Patient, TreatmentSession
 from api.enums import RoleValues
-from tests.api.conftest import make_settings, start_in_process
+from tests.api.conftest import make_settings, postgres_schema_url, start_in_process
 
 
 @pytest.fixture
@@ -270,3 +273,36 @@ def test_an_app_restart_keeps_everything(
 def test_a_bare_postgresql_url_uses_psycopg_3() -> None:
     assert normalise_url("postgresql://u@h:5432/db").startswith("postgresql+psycopg://")
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from postgres_schema_url()
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_migrate_one_after_the_other(postgres_url: str) -> None:
+    # Separate processes, like replicas (Alembic's context is process-global). Without the
+    # advisory lock in the migration environment the later ones fail on "duplicate key value
+    # violates unique constraint" creating the same tables.
+    script = (
+        "import sys, time; from api.db.engine import make_engine; "
+        "from api.db.migrate import upgrade; engine = make_engine(sys.argv[1]); "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); upgrade(engine)"
+    )
+    start_at = time.time() + 4.0  # all imported and connected by then: a real race
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, postgres_url, str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    outputs = [replica.communicate(timeout=120)[0].decode() for replica in replicas]
+    assert [replica.returncode for replica in replicas] == [0, 0, 0], outputs
+    engine = make_engine(postgres_url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()

@@ -17,6 +17,10 @@ from api.db.engine import make_engine
 
 config = context.config
 
+# Any fixed 64-bit number, the same in every replica: service replicas starting together
+# against one PostgreSQL take turns, and the later ones find the schema already at head.
+_MIGRATION_LOCK_KEY = 0x6967_7274_6D69_6772  # "igrtmigr"
+
 
 def _engine() -> Engine:
     engine = config.attributes.get("engine")
@@ -37,6 +41,9 @@ def run_migrations_online() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Released at commit; taken before Alembic reads the current revision.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
             context.run_migrations()
         connection.commit()
 
