@@ -17,8 +17,9 @@ The checkerboard alternates 20 mm squares of CT and CBCT (grey, window -1000 to 
 scale; the CBCT is first mapped to the CT scale with the registration's intensity fit). The
 blend shows the CT in magenta and the CBCT in green: aligned anatomy is grey, misalignment shows
 coloured fringes. Pixels outside the CBCT's field of view are black in the CBCT's share. Each
-image also keeps its two grey layers (``ct`` and ``cbct``, same grid and window) so that a viewer
-can compose its own checkerboard, blend or difference.
+image also keeps its two grey layers (``ct`` and ``cbct``, same grid and window; the ``cbct``
+PNG's alpha marks the CBCT's field of view) so that a viewer can compose its own checkerboard,
+blend or difference.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class OverlayImages:
     ct, cbct : numpy.ndarray
         ``(rows, columns)`` uint8 grey layers: the planning CT, and the CBCT mapped onto it on
         the CT's scale (black outside the CBCT's field of view).
+    cbct_field_of_view : numpy.ndarray
+        ``(rows, columns)`` bool: where the CBCT has data (its PNG's alpha channel), so a
+        viewer can tell air (black inside) from no data (black outside).
     top_left_lps_mm : numpy.ndarray
         LPS position of pixel ``(0, 0)``'s centre, mm.
     column_direction_lps, row_direction_lps : tuple of float
@@ -92,6 +96,7 @@ class OverlayImages:
     blend: npt.NDArray[np.uint8]
     ct: npt.NDArray[np.uint8]
     cbct: npt.NDArray[np.uint8]
+    cbct_field_of_view: npt.NDArray[np.bool_]
     top_left_lps_mm: FloatArray
     column_direction_lps: tuple[float, float, float]
     row_direction_lps: tuple[float, float, float]
@@ -101,7 +106,10 @@ class OverlayImages:
         """PNG bytes of ``"checkerboard"``, ``"blend"``, ``"ct"`` or ``"cbct"``."""
         if kind == "blend":
             image: npt.NDArray[np.uint8] = np.ascontiguousarray(self.blend[:, :, ::-1])  # BGR
-        elif kind in ("checkerboard", "ct", "cbct"):
+        elif kind == "cbct":
+            alpha = np.where(self.cbct_field_of_view, 255, 0).astype(np.uint8)
+            image = np.dstack([self.cbct, self.cbct, self.cbct, alpha])
+        elif kind in ("checkerboard", "ct"):
             image = getattr(self, kind)
         else:
             raise ValueError(f"kind must be one of {OVERLAY_KINDS}, got {kind!r}")
@@ -263,6 +271,7 @@ def make_overlays(
             if cbct_padding_value is not None:
                 raw = np.where(_nearest_equals(cbct, mapped, cbct_padding_value), np.nan, raw)
             cbct_grey = _to_grey((raw - cbct_offset) / gain).reshape(shape)
+            field_of_view = ~np.isnan(raw).reshape(shape)
             checkerboard = np.where(squares, ct_grey, cbct_grey).astype(np.uint8)
             blend = np.stack([ct_grey, cbct_grey, ct_grey], axis=-1).astype(np.uint8)
             column_dir, row_dir = _PLANE_AXES[plane]
@@ -273,6 +282,7 @@ def make_overlays(
                     blend=blend,
                     ct=ct_grey,
                     cbct=cbct_grey,
+                    cbct_field_of_view=field_of_view,
                     top_left_lps_mm=top_left,
                     column_direction_lps=column_dir,
                     row_direction_lps=row_dir,

@@ -29,6 +29,10 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_COOKIE_SECURE``          mark the sign-in cookie ``Secure`` (``false``; set ``true``
                                 behind HTTPS, which every clinical deployment should be)
 ``IGRT_DEMO_REGISTRATION``      add a CBCT-to-CT registration to the demo patient (``true``)
+``IGRT_API_DOCS``               serve Swagger UI at ``/docs`` and ReDoc at ``/redoc``
+                                (``false``: both load scripts from a CDN, which a closed
+                                hospital network blocks and which would run on the sign-in
+                                cookie's origin); ``/openapi.json`` is always served
 ``IGRT_LOG_LEVEL``              ``INFO`` by default
 ``IGRT_LOG_FORMAT``             ``json`` (one object per line) or ``text``
 ==============================  ==========================================================
@@ -78,6 +82,7 @@ class Settings(BaseSettings):
     web_session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
     cookie_secure: bool = False
     demo_registration: bool = True
+    api_docs: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

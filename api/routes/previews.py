@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from api.core.config import API_PREFIX
 from api.crud import get_or_404
@@ -26,10 +26,12 @@ router = APIRouter(prefix=API_PREFIX, tags=["uploads"], responses=PROBLEM_RESPON
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "The frame, attenuation bright."},
+        304: {"description": "Unchanged since the ETag sent in If-None-Match."},
         **problem(404, "No such upload or frame."),
     },
 )
 def read_upload_frame(
+    request: Request,
     principal: AnyRole,
     service: ServiceDep,
     db: DbSession,
@@ -44,6 +46,11 @@ def read_upload_frame(
             f"the upload has {upload.n_frames} frames (0 to {upload.n_frames - 1})",
             field="frame_index",
         )
+    # Stored frames never change, but a signed-out browser must not show them from its cache:
+    # every load asks again (no-cache) and an unchanged frame costs a 304 only.
+    etag = f'"{upload.sequence_sha256[:32]}-{frame_index}"'
+    headers = {"Cache-Control": "private, no-cache", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
     png = service.previews.png(upload.sequence_path, frame_index)
-    # Stored frames never change: the browser may keep them for the session's review.
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    return Response(png, media_type="image/png", headers=headers)

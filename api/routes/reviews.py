@@ -5,8 +5,9 @@ repositioning decision: ``reposition`` when the flag is raised, else ``no_reposi
 override may also choose ``repeat_cbct``).
 
 Reviews are immutable. The first review of a result is made without ``supersedes_id``; any later
-one must name the standing review it corrects (409 otherwise), so two reviewers cannot silently
-overwrite each other and the whole history stays readable. Every review is appended to the
+one must name the standing review it corrects (409 otherwise) and say why (``reason``, even for
+an approval), so two reviewers cannot silently overwrite each other and the whole history stays
+readable. Every review is appended to the
 audit trail (``review.create``).
 """
 
@@ -144,6 +145,9 @@ def _append_review(
             "that review was superseded already; correct the standing one",
             field="supersedes_id",
         )
+    if body.supersedes_id is not None and not (body.reason and body.reason.strip()):
+        # Replacing someone's verdict is itself a decision: the history must say why.
+        raise ApiError(422, "replacing a standing review needs a reason", field="reason")
     review = Review(
         subject_type=subject_type.value,
         subject_id=subject_id,

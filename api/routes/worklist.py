@@ -19,6 +19,7 @@ from sqlalchemy import select
 from api.core.config import API_PREFIX
 from api.crud import get_session
 from api.db.models import (
+    ApiToken,
     AuditEvent,
     MotionAssessment,
     Patient,
@@ -179,14 +180,20 @@ def _alert_summary(event: AuditEvent) -> str:
     return text
 
 
-def _review_summary(review: Review) -> str:
+def _review_summary(review: Review, reviewer: str | None) -> str:
     subject = review.subject_type.replace("_", " ")
-    text = f"{subject} {review.outcome} by a {review.reviewer_role}"
+    who = f"{reviewer} ({review.reviewer_role})" if reviewer else f"a {review.reviewer_role}"
+    text = f"{subject} {review.outcome} by {who}"
     if review.decision:
         text += f": {review.decision.replace('_', ' ')}"
     if review.couch_correction_iec_support_mm is not None:
-        values = ", ".join(f"{v:+.1f}" for v in review.couch_correction_iec_support_mm)
-        text += f" (couch correction set to {values} mm)"
+        lateral, longitudinal, vertical = (
+            f"{v:+.1f}" for v in review.couch_correction_iec_support_mm
+        )
+        text += (
+            f" (couch correction applied: lat {lateral}, long {longitudinal}, vert {vertical} mm,"
+            " IEC 61217)"
+        )
     if review.reason:
         text += f". Reason: {review.reason}"
     return text
@@ -202,11 +209,16 @@ def read_session_history(principal: AnyRole, db: DbSession, session_id: str) -> 
     session = get_session(db, session_id)
     reviews = list(db.scalars(select(Review).where(Review.session_id == session.id)))
     superseded = {r.supersedes_id for r in reviews if r.supersedes_id is not None}
+    creators = {r.created_by for r in reviews}
+    names = {
+        row[0]: row[1]
+        for row in db.execute(select(ApiToken.id, ApiToken.name).where(ApiToken.id.in_(creators)))
+    }
     entries = [
         HistoryEntry(
             occurred_at=review.created_at,
             kind="review",
-            summary=_review_summary(review),
+            summary=_review_summary(review, names.get(review.created_by)),
             review=ReviewPublic.model_validate(review).model_copy(
                 update={"standing": review.id not in superseded}
             ),

@@ -105,8 +105,17 @@ def test_raw_counts_are_shown_attenuation_bright_in_the_first_frames_window(
         response = api.client.get(frame_url(upload["id"], index), headers=api.headers())
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "image/png"
-        assert response.headers["cache-control"] == "private, max-age=3600"
+        assert response.headers["cache-control"] == "private, no-cache"
         images.append(decode(response.content))
+        # Revalidation: the same frame costs a 304, still only with a valid credential.
+        etag = response.headers["etag"]
+        again = api.client.get(
+            frame_url(upload["id"], index), headers={**api.headers(), "If-None-Match": etag}
+        )
+        assert again.status_code == 304
+        assert again.content == b""
+        refused = api.client.get(frame_url(upload["id"], index), headers={"If-None-Match": etag})
+        assert refused.status_code == 401
         assert_display_equal(images[-1], expected_grey(counts, index))
 
     first, halved, again = images

@@ -75,10 +75,17 @@ def test_overlay_layers_compose_the_checkerboard_and_the_blend(
         ct_layers = {}
         for stage in ("before", "after"):
             ct_grey = layer(plane, "ct", stage)
-            cbct_grey = layer(plane, "cbct", stage)
+            cbct_bgra = layer(plane, "cbct", stage)
             checkerboard = layer(plane, "checkerboard", stage)
             blend_bgr = layer(plane, "blend", stage)
-            assert ct_grey.ndim == cbct_grey.ndim == checkerboard.ndim == 2
+            # The CBCT layer carries its field of view as alpha: opaque where it has data,
+            # transparent outside, where its grey is black.
+            assert cbct_bgra.shape == (*ct_grey.shape, 4)
+            cbct_grey, field_of_view = cbct_bgra[:, :, 0], cbct_bgra[:, :, 3]
+            assert set(np.unique(field_of_view)) <= {0, 255}
+            assert 0.2 < np.mean(field_of_view == 255) <= 1.0
+            assert np.all(cbct_grey[field_of_view == 0] == 0)
+            assert ct_grey.ndim == checkerboard.ndim == 2
             assert ct_grey.shape == cbct_grey.shape == checkerboard.shape
             assert list(ct_grey.shape) == planes[plane]["shape"]
 

@@ -87,6 +87,27 @@ def test_approve_then_correct_with_an_override(
     assert reviews[1]["detail"]["computed_decision"] == "reassess"
 
 
+def test_replacing_a_standing_review_needs_a_reason_even_to_approve(
+    api: InProcessApi, make_dicom: Callable[..., bytes]
+) -> None:
+    assessment = _assessment(api, make_dicom())
+    override = _review(
+        api, assessment["id"], outcome="overridden", reason="ABC trial first", decision="no_device"
+    ).json()
+    silent = _review(api, assessment["id"], outcome="approved", supersedes_id=override["id"])
+    assert silent.status_code == 422
+    assert silent.json()["field"] == "reason"
+    explained = _review(
+        api,
+        assessment["id"],
+        outcome="approved",
+        reason="Discussed with the physicist: the computed decision stands.",
+        supersedes_id=override["id"],
+    )
+    assert explained.status_code == 201, explained.text
+    assert explained.json()["decision"] == "reassess"
+
+
 def test_a_console_cannot_review(api: InProcessApi, make_dicom: Callable[..., bytes]) -> None:
     assessment = _assessment(api, make_dicom())
     response = _review(api, assessment["id"], RoleValues.CONSOLE, outcome="approved")

@@ -334,14 +334,17 @@ def test_history_has_reviews_and_alerts_oldest_first(scenario: Scenario) -> None
     assert cleared["summary"] == "intrafraction alert cleared"
     assert approved["review"]["id"] == scenario.reviews["approved"]
     assert approved["review"]["standing"] is False
-    assert approved["summary"] == "registration approved by a therapist: reposition"
+    assert approved["summary"] == (
+        "registration approved by test therapist (therapist): reposition"
+    )
     assert corrected["review"]["id"] == scenario.reviews["corrected"]
     assert corrected["review"]["standing"] is True
     assert corrected["review"]["supersedes_id"] == scenario.reviews["approved"]
     assert corrected["review"]["couch_correction_iec_support_mm"] == [1.5, -2.0, 3.0]
     assert corrected["summary"] == (
-        "registration overridden by a physicist: reposition "
-        f"(couch correction set to +1.5, -2.0, +3.0 mm). Reason: {CORRECTION_REASON}"
+        "registration overridden by test physicist (physicist): reposition "
+        "(couch correction applied: lat +1.5, long -2.0, vert +3.0 mm, IEC 61217). "
+        f"Reason: {CORRECTION_REASON}"
     )
 
 

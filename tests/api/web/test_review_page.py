@@ -207,10 +207,10 @@ def test_registration_review_modes_and_override_reach_the_history(
     history = page.get_by_role("list", name="Session history")
     history.wait_for()
     assert reason in history.inner_text()
-    assert (
-        "couch correction set to -1.3, +3.5, -0.9 mm" in history.inner_text().replace("−", "-")
-        or "+3.5" in history.inner_text()
+    assert "registration overridden by test therapist (therapist): reposition" in (
+        history.inner_text()
     )
+    assert "couch correction applied: lat -1.3, long +3.5, vert -0.9 mm" in history.inner_text()
     page.screenshot(path=str(screenshot_dir / "session-history.png"), full_page=True)
     with demo_server.api() as client:
         reviews = client.get(f"/api/v1/registrations/{demo_server.registration_id}/reviews").json()
@@ -340,3 +340,56 @@ def test_the_live_monitor_shows_the_alert_on_a_baseline_shift(
     page.get_by_role("list", name="Session history").filter(
         has_text="intrafraction alert raised"
     ).wait_for()
+
+
+def test_keyboard_only_sign_in_and_navigation(
+    page: Any, demo_server: DemoServer, screenshot_dir: Path
+) -> None:
+    page.goto(demo_server.url + "/")
+    page.get_by_label("API token").wait_for()
+    page.screenshot(path=str(screenshot_dir / "sign-in.png"))
+    page.keyboard.type(demo_server.tokens[RoleValues.THERAPIST])  # the field has focus
+    page.keyboard.press("Enter")
+    page.locator("tr.worklist-row").first.wait_for()
+    # Tab through the page to the first patient link and open it.
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("() => document.activeElement.closest('tr.worklist-row') !== null")
+        if focused:
+            break
+    assert focused, "no worklist row is reachable with Tab"
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Motion assessments").or_(
+        page.get_by_role("heading", name="Registrations")
+    ).first.wait_for()
+
+
+def test_after_sign_out_no_frame_comes_from_the_cache(page: Any, demo_server: DemoServer) -> None:
+    sign_in(page, demo_server)
+    page.goto(f"{demo_server.url}/#/assessments/{demo_server.assessment_id}")
+    page.locator(".cine[data-image='shown']").wait_for()
+    with demo_server.api() as client:
+        upload_id = client.get(f"/api/v1/motion-assessments/{demo_server.assessment_id}").json()[
+            "upload_id"
+        ]
+    frame = f"/api/v1/uploads/{upload_id}/frames/0"
+    assert page.evaluate("async (url) => (await fetch(url)).status", frame) == 200
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in").wait_for()
+    assert page.evaluate("async (url) => (await fetch(url)).status", frame) == 401
+
+
+def test_a_slow_view_never_replaces_a_newer_one(page: Any, demo_server: DemoServer) -> None:
+    sign_in(page, demo_server)
+    # The registration view loads twelve images; the session view is asked for right after.
+    page.evaluate(
+        """([registration, session]) => {
+            location.hash = `#/registrations/${registration}`;
+            setTimeout(() => { location.hash = `#/sessions/${session}`; }, 30);
+        }""",
+        [demo_server.registration_id, demo_server.fraction_session_id],
+    )
+    page.get_by_role("heading", name="Registrations").wait_for()
+    page.wait_for_timeout(2500)  # long enough for the registration view to have finished
+    assert page.get_by_role("heading", name="Registration review").count() == 0
+    assert page.get_by_role("heading", name="Registrations").count() == 1

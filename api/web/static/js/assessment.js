@@ -4,7 +4,8 @@
 import { api } from "./api.js";
 import { Cine } from "./cine.js";
 import { definitionList, h, mm, num, recommendationLabel, section, words } from "./dom.js";
-import { rerender, reviewPanel } from "./review.js";
+import { rerender } from "./navigation.js";
+import { reviewPanel } from "./review.js";
 import { TraceChart } from "./trace_chart.js";
 
 const MOTION_DECISIONS = [
@@ -22,6 +23,35 @@ function median(values) {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
+// The threshold the decision compared the excursion with: the motion threshold in free breathing,
+// the residual allowed under compression.
+function motionThreshold(decision) {
+  const thresholds = (decision && decision.thresholds) || {};
+  if (Number.isFinite(thresholds.compression_residual_threshold_mm)) {
+    return { value: thresholds.compression_residual_threshold_mm, name: "largest residual under compression" };
+  }
+  if (Number.isFinite(thresholds.motion_threshold_mm)) {
+    return { value: thresholds.motion_threshold_mm, name: "motion threshold" };
+  }
+  return { value: null, name: "" };
+}
+
+function abcCard(assessment) {
+  if (!assessment) return "";
+  return h(
+    "div",
+    {},
+    h("h3", {}, `Breath-hold (ABC) suitability: ${assessment.suitable ? "suitable" : "not suitable"}`),
+    h(
+      "ul",
+      { class: "rationale" },
+      (assessment.criteria || []).map((criterion) =>
+        h("li", { class: criterion.passed ? "passed" : "failed" }, `${criterion.passed ? "✓" : "✗"} ${criterion.sentence}`),
+      ),
+    ),
+  );
+}
+
 function chartOverlays(analysis, decision) {
   const overlays = { bands: [], lines: [], spans: [] };
   if (!analysis) return overlays;
@@ -34,12 +64,16 @@ function chartOverlays(analysis, decision) {
       high: Math.max(exhale, inhale),
       label: `median excursion ${mm(analysis.excursion_median_mm)}`,
     });
-    const threshold = decision ? decision.thresholds.motion_threshold_mm : 5;
-    const direction = inhale < exhale ? -1 : 1;
-    overlays.lines.push({
-      y: exhale + direction * threshold,
-      label: `${threshold} mm from end-exhale: motion management above`,
-    });
+    const { value: threshold, name } = motionThreshold(decision);
+    if (threshold !== null) {
+      // Inhalation moves the dome away from end-exhale; breaths that cross this line move more
+      // than the threshold.
+      const direction = inhale < exhale ? -1 : 1;
+      overlays.lines.push({
+        y: exhale + direction * threshold,
+        label: `${threshold} mm from end-exhale (${name}): breaths crossing it exceed it`,
+      });
+    }
   }
   overlays.spans = (analysis.holds || []).map((hold) => ({
     start: hold.start_s,
@@ -70,6 +104,7 @@ function decisionCard(assessment) {
     definitionList([
       [`Excursion (${inputs.excursion_statistic || "median"})`, `${mm(inputs.excursion_mm)} ± ${mm(inputs.excursion_uncertainty_mm)}`],
       ["Excursion p95", mm(inputs.excursion_p95_mm)],
+      Number.isFinite(inputs.free_breathing_excursion_mm) && ["Free-breathing excursion (before)", mm(inputs.free_breathing_excursion_mm)],
       ["Cycles (outliers)", `${inputs.n_cycles ?? "—"} (${inputs.n_outlier_cycles ?? 0})`],
       analysis && ["Period (median)", num(analysis.period_median_s, 1, "s")],
       analysis && ["Irregularity (amplitude CV)", num(analysis.amplitude_cv, 2)],
@@ -80,11 +115,12 @@ function decisionCard(assessment) {
     ]),
     h("h3", {}, "Thresholds"),
     definitionList([
-      ["Motion threshold", mm(thresholds.motion_threshold_mm)],
+      [motionThreshold(decision).name || "Motion threshold", mm(motionThreshold(decision).value)],
       ["No device up to (p95)", mm(thresholds.no_device_max_p95_excursion_mm)],
       ["Minimum cycles", String(thresholds.min_cycles ?? "—")],
       ["Most lost frames", `${num(100 * (thresholds.max_lost_fraction ?? NaN), 0)} %`],
     ]),
+    abcCard(decision.abc_assessment),
     h("h3", {}, "Rationale"),
     h("ul", { class: "rationale" }, (decision.rationale || []).map((line) => h("li", {}, line))),
   );
@@ -165,7 +201,7 @@ export async function showAssessment(view, assessmentId) {
         section(
           "Breathing trace",
           chartCanvas,
-          h("p", { class: "hint legend" }, "Band: median excursion · dashed: motion threshold · shaded: breath holds · red ticks: lost frames · click to jump"),
+          h("p", { class: "hint legend" }, "Superior up. Band: median excursion · dashed: the decision's threshold from end-exhale · shaded: breath holds · red ticks: lost frames · click to jump"),
         ),
         decisionCard(assessment),
       ),

@@ -20,7 +20,7 @@ export class Cine {
       image.addEventListener("load", () => {
         if (i === this.index) this.draw();
       });
-      image.src = imageUrl(`/uploads/${uploadId}/frames/${i}`);
+      image.src = imageUrl(`/uploads/${uploadId}/frames/${track[i].frame_index}`);
       return image;
     });
     this.canvas = h("canvas", {
@@ -124,9 +124,15 @@ export class Cine {
 
   destroy() {
     this.pause();
+    // Stop loading frames nobody will see.
+    for (const image of this.images) image.removeAttribute("src");
   }
 
   draw() {
+    if (this.track.length === 0) {
+      this.info.textContent = "No frames.";
+      return;
+    }
     const ctx = this.canvas.getContext("2d");
     const image = this.images[this.index];
     const observation = this.track[this.index];
@@ -160,13 +166,15 @@ export class Cine {
       ctx.lineTo(x, y + arm);
       ctx.stroke();
     }
-    ctx.font = `${Math.round(16 * Math.max(1, scale))}px system-ui, sans-serif`;
+    const size = Math.round(16 * Math.max(1, scale));
+    const label =
+      observation.status === "lost" ? "DOME LOST" : `${words(observation.status)} · confidence ${num(observation.confidence, 2)}`;
+    ctx.font = `${size}px system-ui, sans-serif`;
+    // A dark backing box: the label stays readable over bright liver.
+    ctx.fillStyle = "rgba(0, 0, 0, 0.75)";
+    ctx.fillRect(4, 4, ctx.measureText(label).width + 12, size + 10);
     ctx.fillStyle = colour;
-    ctx.fillText(
-      observation.status === "lost" ? "DOME LOST" : `${words(observation.status)} · confidence ${num(observation.confidence, 2)}`,
-      10,
-      24 * Math.max(1, scale),
-    );
+    ctx.fillText(label, 10, size + 4);
     this.info.textContent =
       `Frame ${this.index + 1} / ${this.track.length} · t = ${num(observation.time_s, 2, "s")} · ` +
       `SI ${observation.si_isocentre_mm === null ? "—" : num(observation.si_isocentre_mm, 1, "mm")} · ` +

@@ -48,7 +48,7 @@ function showSignIn(message) {
     id: "token",
     name: "token",
     type: "password",
-    autocomplete: "current-password",
+    autocomplete: "off",
     required: true,
     "aria-describedby": "token-help",
   });
@@ -62,7 +62,7 @@ function showSignIn(message) {
     h(
       "p",
       { id: "token-help", class: "hint" },
-      "Your therapist or physicist token (igrt token create). It is sent once; the browser then keeps only a session cookie.",
+      "Your API token (igrt token create). Therapists and physicists may review; console tokens may only look. The token is sent once; the browser then keeps only a session cookie.",
     ),
     error,
     h("button", { type: "submit" }, "Sign in"),
@@ -94,7 +94,14 @@ export function showError(exc) {
   );
 }
 
+let renderCount = 0;
+
 async function render() {
+  // Every navigation gets a number; a view that finishes loading after a newer navigation
+  // started is discarded (and cleaned up), so the page never shows another record than the
+  // address says, and no old view keeps a socket or timer running.
+  renderCount += 1;
+  const current = renderCount;
   if (leaveView) {
     leaveView();
     leaveView = null;
@@ -107,12 +114,20 @@ async function render() {
   for (const [pattern, show] of ROUTES) {
     const match = hash.match(pattern);
     if (!match) continue;
-    view.replaceChildren(h("p", { class: "loading" }, "Loading…"));
+    const target = h("div", { class: "view-body" }, h("p", { class: "loading" }, "Loading…"));
+    view.replaceChildren(target);
+    let cleanup = null;
     try {
-      leaveView = (await show(view, ...match.slice(1))) || null;
+      cleanup = (await show(target, ...match.slice(1))) || null;
     } catch (exc) {
-      showError(exc);
+      if (current === renderCount) showError(exc);
+      return;
     }
+    if (current !== renderCount) {
+      if (cleanup) cleanup();
+      return;
+    }
+    leaveView = cleanup;
     view.focus({ preventScroll: true });
     return;
   }

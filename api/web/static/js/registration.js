@@ -4,7 +4,8 @@
 
 import { api, imageUrl } from "./api.js";
 import { definitionList, h, mm, num, section, statusBadge, words } from "./dom.js";
-import { rerender, reviewPanel } from "./review.js";
+import { rerender } from "./navigation.js";
+import { reviewPanel } from "./review.js";
 
 const PLANES = ["axial", "coronal", "sagittal"];
 const MODES = {
@@ -53,8 +54,9 @@ function compose(ct, cbct, mode, value, pixelMm) {
         o[i] = o[i + 2] = c * Math.min(1, 2 * (1 - weight));
         o[i + 1] = d * Math.min(1, 2 * weight);
       } else {
-        // Black outside the CBCT's field of view, where a difference means nothing.
-        const grey = d === 0 ? 0 : 128 + value * (d - c);
+        // Black outside the CBCT's field of view (the layer's alpha), where a difference means
+        // nothing; air inside it is a real difference and stays visible.
+        const grey = b[i + 3] < 128 ? 0 : 128 + value * (d - c);
         o[i] = o[i + 1] = o[i + 2] = Math.max(0, Math.min(255, grey));
       }
       o[i + 3] = 255;
@@ -77,6 +79,13 @@ function clipBoxRectangle(plane, clipBox) {
     width: Math.abs(columns[1] - columns[0]),
     height: Math.abs(rows[1] - rows[0]),
   };
+}
+
+function planeCutsBox(plane, clipBox) {
+  // The plane's fixed LPS axis is the one neither its columns nor its rows run along.
+  const axis = [0, 1, 2].find((a) => plane.column_direction_lps[a] === 0 && plane.row_direction_lps[a] === 0);
+  const position = plane.top_left_lps_mm[axis];
+  return clipBox.lower_lps_mm[axis] <= position && position <= clipBox.upper_lps_mm[axis];
 }
 
 async function viewer(registrationId, doc) {
@@ -153,7 +162,7 @@ async function viewer(registrationId, doc) {
     canvas.height = ct.height * DISPLAY_SCALE;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
-    if (settings.showBox && doc.clip_box) {
+    if (settings.showBox && doc.clip_box && planeCutsBox(plane, doc.clip_box)) {
       const box = clipBoxRectangle(plane, doc.clip_box);
       ctx.strokeStyle = "#ffd400";
       ctx.setLineDash([8, 6]);
@@ -177,7 +186,11 @@ async function viewer(registrationId, doc) {
     }[settings.plane];
     caption.textContent = `${words(settings.plane)} through the reference point, ${orientation}. ${
       settings.stage === "after" ? "CBCT mapped with the registration result." : "CBCT as acquired (no correction)."
-    } Dashed: the clip box.`;
+    } ${
+      planeCutsBox(plane, doc.clip_box || { lower_lps_mm: [0, 0, 0], upper_lps_mm: [0, 0, 0] })
+        ? "Dashed: the clip box."
+        : "This plane does not cut the clip box."
+    }`;
   }
 
   const element = h(
@@ -199,25 +212,49 @@ async function viewer(registrationId, doc) {
   return element;
 }
 
+// IEC 61217 patient-support axes and which way + points, whatever the patient position.
+const AXIS_DIRECTIONS = {
+  lateral: "+ to the right, seen from the couch foot",
+  longitudinal: "+ towards the gantry",
+  vertical: "+ up",
+};
+
 function correctionTable(result) {
-  const correction = result.couch_correction_iec_support_mm || [null, null, null];
-  const repositioning = result.repositioning || { per_axis: {}, threshold_mm: 3 };
+  const correction = result.couch_correction_iec_support_mm;
+  const displacement = result.anatomy_displacement_iec_support_mm;
+  const repositioning = result.repositioning;
+  const trusted = Boolean(repositioning && correction);
   return h(
     "table",
     { class: "correction-table", id: "correction-table" },
-    h("caption", {}, `Couch correction, IEC 61217 patient support (flag above ${mm(repositioning.threshold_mm)})`),
-    h("thead", {}, h("tr", {}, ["Axis", "Correction", "Flag"].map((title) => h("th", { scope: "col" }, title)))),
+    h(
+      "caption",
+      {},
+      trusted
+        ? `IEC 61217 patient support axes; flag when the correction exceeds ${mm(repositioning.threshold_mm)}`
+        : "No trustworthy correction: these numbers must not be applied.",
+    ),
+    h(
+      "thead",
+      {},
+      h("tr", {}, ["Axis", "Anatomy displacement", "Couch correction", "Flag"].map((title) => h("th", { scope: "col" }, title))),
+    ),
     h(
       "tbody",
       {},
       AXES.map((axis, i) => {
-        const flagged = repositioning.per_axis && repositioning.per_axis[axis];
+        const flagged = trusted && repositioning.per_axis && repositioning.per_axis[axis];
+        let flag = h("span", { class: "badge flag" }, "untrusted");
+        if (trusted) {
+          flag = flagged ? h("span", { class: "badge flag" }, "beyond threshold") : h("span", { class: "badge ok" }, "within");
+        }
         return h(
           "tr",
           { class: flagged ? "flagged" : "" },
-          h("th", { scope: "row" }, axis),
-          h("td", { class: "number" }, mm(correction[i], 1, true)),
-          h("td", {}, flagged ? h("span", { class: "badge flag" }, "beyond threshold") : h("span", { class: "badge ok" }, "within")),
+          h("th", { scope: "row" }, axis, h("div", { class: "hint" }, AXIS_DIRECTIONS[axis])),
+          h("td", { class: "number" }, displacement ? mm(displacement[i], 1, true) : "—"),
+          h("td", { class: "number" }, correction ? mm(correction[i], 1, true) : "—"),
+          h("td", {}, flag),
         );
       }),
     ),
@@ -239,7 +276,10 @@ function resultCard(job, result) {
     definitionList([
       ["Quality", statusBadge(result.quality)],
       ["Uncertainty (1 SD)", mm(result.uncertainty_mm, 2)],
-      ["Dome cross-check", `${words(dome.status)}${Number.isFinite(dome.disagreement_mm) ? ` · ${mm(dome.disagreement_mm, 1)} apart` : ""}`],
+      [
+        "Dome cross-check",
+        `${words(dome.status)}${Number.isFinite(dome.disagreement_mm) ? ` · the dome apex and the registration disagree by ${mm(dome.disagreement_mm, 1)} superior-inferior` : ""}`,
+      ],
       ["NCC before → after", `${num(doc.ncc_before, 3)} → ${num(doc.ncc_after, 3)}`],
       ["Degrees of freedom", String(doc.degrees_of_freedom ?? job.degrees_of_freedom)],
       doc.couch_rotation_correction_iec_support_deg && [
@@ -249,7 +289,7 @@ function resultCard(job, result) {
       ["Clip box", words(doc.clip_box_source)],
     ]),
     (doc.reasons || []).length ? h("ul", { class: "rationale" }, doc.reasons.map((r) => h("li", {}, r))) : "",
-    dome.reason ? h("p", { class: "hint" }, dome.reason) : "",
+    dome.reason ? h("p", { class: "hint" }, `Dome check (anatomy displacement, LPS z, superior +): ${dome.reason}`) : "",
     h("a", { href: imageUrl(`/registrations/${job.id}/dicom-reg`), download: "registration.dcm" }, "Download DICOM Spatial Registration"),
   );
 }
@@ -272,6 +312,7 @@ export async function showRegistration(view, registrationId) {
       subjectPath: `/registrations/${registrationId}`,
       decisions: ["repeat_cbct", "no_repositioning", "reposition"],
       computed: null,
+      withCorrection: true,
       onReviewed: rerender,
     });
     view.replaceChildren(head, section("Failed", h("p", {}, job.reason || "No reason given.")), review);
@@ -283,7 +324,8 @@ export async function showRegistration(view, registrationId) {
     subjectPath: `/registrations/${registrationId}`,
     decisions: ["reposition", "no_repositioning", "repeat_cbct"],
     computed: trusted ? (result.repositioning.required ? "reposition" : "no_repositioning") : null,
-    correction: result.couch_correction_iec_support_mm,
+    correction: trusted ? result.couch_correction_iec_support_mm : null,
+    withCorrection: true,
     onReviewed: rerender,
   });
   view.replaceChildren(

@@ -6,11 +6,6 @@ import { state } from "./state.js";
 
 const AXES = ["lateral", "longitudinal", "vertical"];
 
-/** Show the current view again (through the router, so the old view is cleaned up). */
-export function rerender() {
-  window.dispatchEvent(new HashChangeEvent("hashchange"));
-}
-
 function standingReview(reviews) {
   return reviews.find((review) => review.standing) || null;
 }
@@ -19,7 +14,8 @@ function describe(review) {
   const parts = [`${words(review.outcome)} by a ${review.reviewer_role} on ${when(review.created_at)}`];
   if (review.decision) parts.push(`decision: ${words(review.decision)}`);
   if (review.couch_correction_iec_support_mm) {
-    parts.push(`couch correction ${review.couch_correction_iec_support_mm.map((v) => v.toFixed(1)).join(", ")} mm`);
+    const [lat, lng, vrt] = review.couch_correction_iec_support_mm.map((v) => `${v > 0 ? "+" : ""}${v.toFixed(1)}`);
+    parts.push(`couch correction applied: lat ${lat}, long ${lng}, vert ${vrt} mm (IEC 61217)`);
   }
   if (review.reason) parts.push(`reason: ${review.reason}`);
   return parts.join(" · ");
@@ -31,9 +27,17 @@ function describe(review) {
  * @param {string[]} options.decisions  decisions an override may take
  * @param {string|null} options.computed  the computed decision (what approval accepts)
  * @param {number[]|null} options.correction  computed couch correction (registrations only)
+ * @param {boolean} options.withCorrection  offer an edited correction (registrations)
  * @param {function} options.onReviewed  called after a review is stored
  */
-export async function reviewPanel({ subjectPath, decisions, computed, correction = null, onReviewed }) {
+export async function reviewPanel({
+  subjectPath,
+  decisions,
+  computed,
+  correction = null,
+  withCorrection = false,
+  onReviewed,
+}) {
   const reviews = (await api(`${subjectPath}/reviews`)).data;
   const standing = standingReview(reviews);
   const mayReview = state.user && state.user.role !== "console";
@@ -42,16 +46,33 @@ export async function reviewPanel({ subjectPath, decisions, computed, correction
 
   async function submit(body) {
     message.textContent = "";
-    if (standing) body.supersedes_id = standing.id;
+    if (standing) {
+      // Replacing a colleague's verdict is a decision of its own: say so, and say why.
+      if (!body.reason) {
+        const why = window.prompt(`This replaces the standing review (${describe(standing)}). Why?`);
+        if (!why || !why.trim()) {
+          message.textContent = "Replacing a standing review needs a reason.";
+          return;
+        }
+        body.reason = why.trim();
+      }
+      body.supersedes_id = standing.id;
+    }
     try {
       await api(`${subjectPath}/reviews`, { method: "POST", body });
       await onReviewed();
     } catch (exc) {
       message.textContent = exc instanceof ApiError ? exc.message : String(exc);
+      // Someone else reviewed meanwhile: show what stands now.
+      if (exc instanceof ApiError && exc.status === 409) setTimeout(onReviewed, 1500);
     }
   }
 
-  const approve = h("button", { type: "button", id: "approve", disabled: !mayReview || computed === null }, "Approve");
+  const approve = h(
+    "button",
+    { type: "button", id: "approve", disabled: !mayReview || computed === null },
+    standing ? "Replace with an approval…" : "Approve",
+  );
   approve.addEventListener("click", () => submit({ outcome: "approved" }));
 
   const decision = h(
@@ -61,6 +82,8 @@ export async function reviewPanel({ subjectPath, decisions, computed, correction
     decisions.map((value) => h("option", { value }, words(value))),
   );
   const reason = h("textarea", { id: "override-reason", rows: 3, "aria-required": "true", maxlength: 2000 });
+  // A registration always offers the fields: without a trusted result they start empty, so the
+  // therapist can still record the correction applied by hand.
   const correctionInputs = AXES.map((axis, index) =>
     h("input", {
       id: `correction-${axis}`,
@@ -68,7 +91,7 @@ export async function reviewPanel({ subjectPath, decisions, computed, correction
       step: "0.1",
       min: "-100",
       max: "100",
-      value: correction ? correction[index].toFixed(1) : "0",
+      value: correction ? correction[index].toFixed(1) : "",
       "aria-label": `${axis} couch correction (mm)`,
     }),
   );
@@ -90,12 +113,12 @@ export async function reviewPanel({ subjectPath, decisions, computed, correction
     h("h3", {}, "Override"),
     h("label", { for: "override-decision" }, "Decision taken instead"),
     decision,
-    correction
+    withCorrection
       ? h("div", {}, h("label", { class: "inline" }, editCorrection, " Edit the couch correction"), correctionFields)
       : "",
     h("label", { for: "override-reason" }, "Reason (required)"),
     reason,
-    h("button", { type: "submit", id: "override-submit", disabled: !mayReview }, "Override"),
+    h("button", { type: "submit", id: "override-submit", disabled: !mayReview }, standing ? "Replace with an override" : "Override"),
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -110,8 +133,15 @@ export async function reviewPanel({ subjectPath, decisions, computed, correction
       return;
     }
     const body = { outcome: "overridden", decision: decision.value, reason: reason.value.trim() };
-    if (correction && editCorrection.checked) {
-      body.couch_correction_iec_support_mm = correctionInputs.map((input) => Number(input.value));
+    if (withCorrection && editCorrection.checked) {
+      const values = correctionInputs.map((input) => input.valueAsNumber);
+      const missing = correctionInputs.find((input) => !Number.isFinite(input.valueAsNumber));
+      if (missing) {
+        message.textContent = "Enter all three couch correction values (mm), or untick Edit.";
+        missing.focus();
+        return;
+      }
+      body.couch_correction_iec_support_mm = values;
     }
     submit(body);
   });

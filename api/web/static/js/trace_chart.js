@@ -21,7 +21,7 @@ export class TraceChart {
     this.onPick = onPick;
     this.xLabel = xLabel;
     this.yLabel = yLabel;
-    this.data = { times: [], values: [], statuses: [], bands: [], lines: [], spans: [] };
+    this.data = { times: [], values: [], statuses: [], bands: [], lines: [], spans: [], paths: [], traceColour: null };
     this.cursor = null;
     this.xRange = null;
     this.margin = { left: 64, right: 12, top: 12, bottom: 38 };
@@ -51,7 +51,11 @@ export class TraceChart {
   limits() {
     const { times, values, bands, lines } = this.data;
     const finite = values.filter((v) => v !== null && Number.isFinite(v));
-    const extra = [...bands.flatMap((b) => [b.low, b.high]), ...lines.map((l) => l.y)].filter(Number.isFinite);
+    const extra = [
+      ...bands.flatMap((b) => [b.low, b.high]),
+      ...lines.map((l) => l.y),
+      ...this.data.paths.flatMap((p) => p.values),
+    ].filter(Number.isFinite);
     const all = finite.concat(extra);
     let yMin = all.length ? Math.min(...all) : -5;
     let yMax = all.length ? Math.max(...all) : 5;
@@ -152,23 +156,12 @@ export class TraceChart {
     }
 
     // The trace: a line through trusted samples, amber dots for low confidence, red ticks for
-    // lost frames (no value).
+    // lost frames (no value). Extra paths (e.g. a running baseline) are drawn over it.
     const { times, values, statuses } = this.data;
-    ctx.strokeStyle = COLOURS.trace;
-    ctx.lineWidth = 1.5;
-    ctx.beginPath();
-    let drawing = false;
-    for (let i = 0; i < times.length; i += 1) {
-      const v = values[i];
-      if (v === null || !Number.isFinite(v) || times[i] < s.xMin) {
-        drawing = false;
-        continue;
-      }
-      if (drawing) ctx.lineTo(s.x(times[i]), s.y(v));
-      else ctx.moveTo(s.x(times[i]), s.y(v));
-      drawing = true;
+    polyline(ctx, s, times, values, this.data.traceColour || COLOURS.trace, 1.5);
+    for (const path of this.data.paths) {
+      polyline(ctx, s, path.times, path.values, path.colour, path.width || 2.5);
     }
-    ctx.stroke();
     ctx.lineWidth = 1;
     for (let i = 0; i < times.length; i += 1) {
       if (times[i] < s.xMin) continue;
@@ -190,6 +183,24 @@ export class TraceChart {
     ctx.strokeStyle = COLOURS.axis;
     ctx.strokeRect(m.left, m.top, s.width - m.left - m.right, s.height - m.top - m.bottom);
   }
+}
+
+function polyline(ctx, s, times, values, colour, width) {
+  ctx.strokeStyle = colour;
+  ctx.lineWidth = width;
+  ctx.beginPath();
+  let drawing = false;
+  for (let i = 0; i < times.length; i += 1) {
+    const v = values[i];
+    if (v === null || !Number.isFinite(v) || times[i] < s.xMin) {
+      drawing = false;
+      continue;
+    }
+    if (drawing) ctx.lineTo(s.x(times[i]), s.y(v));
+    else ctx.moveTo(s.x(times[i]), s.y(v));
+    drawing = true;
+  }
+  ctx.stroke();
 }
 
 function line(ctx, x0, y0, x1, y1) {

@@ -1,7 +1,8 @@
 // Worklist: sessions newest first, with what needs attention; filter by day, status, patient.
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { h, recommendationLabel, statusBadge, when, words } from "./dom.js";
+import { rerender } from "./navigation.js";
 
 const STATUSES = [
   "alert_during_monitoring",
@@ -63,36 +64,57 @@ export async function showWorklist(view) {
   statusSelect.value = filters.status;
   patientInput.value = filters.patient;
 
+  let requested = 0;
+
   async function load() {
+    // Answers can arrive out of order when filters change quickly: keep only the newest.
+    requested += 1;
+    const mine = requested;
     const worklist = await api(`/worklist?${query()}`);
+    if (mine !== requested) return;
     table.replaceChildren(...worklist.data.map(row));
     if (worklist.count === 0) {
       const showAll = h("button", { type: "button", class: "quiet" }, "Show all days");
       showAll.addEventListener("click", () => {
         filters.day = daySelect.value = "all";
-        load();
+        refresh();
       });
       table.replaceChildren(
         h("tr", {}, h("td", { colspan: 6 }, "No sessions match. ", filters.day === "today" ? showAll : "")),
       );
     }
-    summary.textContent = `${worklist.count} session${worklist.count === 1 ? "" : "s"}`;
+    const time = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    summary.textContent = `${worklist.count} session${worklist.count === 1 ? "" : "s"} · updated ${time}`;
+    summary.classList.remove("error");
+  }
+
+  async function refresh() {
+    try {
+      await load();
+    } catch (exc) {
+      if (exc instanceof ApiError && exc.status === 401) {
+        rerender(); // the router shows the sign-in form
+        return;
+      }
+      summary.textContent = `Could not update the worklist (${exc.message}); the list below may be out of date.`;
+      summary.classList.add("error");
+    }
   }
 
   daySelect.addEventListener("change", () => {
     filters.day = daySelect.value;
-    load();
+    refresh();
   });
   statusSelect.addEventListener("change", () => {
     filters.status = statusSelect.value;
-    load();
+    refresh();
   });
   let typing = null;
   patientInput.addEventListener("input", () => {
     clearTimeout(typing);
     typing = setTimeout(() => {
       filters.patient = patientInput.value.trim();
-      load();
+      refresh();
     }, 250);
   });
 
@@ -128,6 +150,6 @@ export async function showWorklist(view) {
     ),
   );
   await load();
-  const timer = setInterval(() => load().catch(() => {}), 15000);
+  const timer = setInterval(refresh, 15000);
   return () => clearInterval(timer);
 }
