@@ -1,10 +1,9 @@
 """Run a breathing-motion assessment on a stored fluoroscopy upload.
 
 Always: the diaphragm dome is tracked on every frame (:func:`igrt.tracking.track_dome`) and the
-track is kept. Then, when the motion-analysis modules (:mod:`igrt.breathing_analysis`,
-:mod:`igrt.decision`) are importable and the session's protocol version is one this service
-knows, the breathing is analysed and a motion-management decision made. Anything short of that
-is recorded with a ``status`` and a ``reason``, never as a number to act on.
+track is kept. Then, when the session's protocol version is one this service knows, the
+breathing is analysed, a motion-management decision made and margins suggested. Anything short
+of that is recorded with a ``status`` and a ``reason``, never as a number to act on.
 """
 
 from __future__ import annotations
@@ -17,8 +16,17 @@ import numpy as np
 
 import igrt
 from api.enums import AssessmentStatusValues
+from igrt.breathing_analysis import analyse_breathing
+from igrt.decision import AssessmentContextValues, recommend_motion_management
 from igrt.errors import ProcessingError
 from igrt.frame_of_reference import PatientPositionValues
+from igrt.margins import (
+    DEFAULT_RANDOM_SETUP_SD_MM,
+    DEFAULT_SYSTEMATIC_SETUP_SD_MM,
+    suggest_margins,
+)
+from igrt.motion_assessment import trace_from_track
+from igrt.protocol import DEFAULT_PROTOCOL
 from igrt.sequence import FluoroSequence
 from igrt.tracking import DomeTrack, TrackerSettings, track_dome
 
@@ -56,23 +64,6 @@ def json_safe(value: Any) -> Any:
 def _analyse(
     track: DomeTrack, source: str, context: str, protocol_version: str
 ) -> tuple[AssessmentStatusValues, str | None, str | None, dict[str, Any] | None]:
-    try:
-        from igrt.breathing_analysis import analyse_breathing
-        from igrt.decision import AssessmentContextValues, recommend_motion_management
-        from igrt.margins import (
-            DEFAULT_RANDOM_SETUP_SD_MM,
-            DEFAULT_SYSTEMATIC_SETUP_SD_MM,
-            suggest_margins,
-        )
-        from igrt.motion_assessment import trace_from_track
-        from igrt.protocol import DEFAULT_PROTOCOL
-    except Exception as exc:  # a module in development that does not import: track only
-        return (
-            AssessmentStatusValues.TRACKED,
-            f"motion analysis unavailable in this build ({type(exc).__name__})",
-            None,
-            None,
-        )
     if protocol_version != DEFAULT_PROTOCOL.version:
         return (
             AssessmentStatusValues.TRACKED,
