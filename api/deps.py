@@ -99,7 +99,9 @@ def get_principal(
     else:
         if secret is None:
             raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
-        signed_in = authenticate_web_session(db, service.pepper, secret)
+        signed_in = authenticate_web_session(
+            db, service.pepper, secret, idle_minutes=service.settings.web_session_idle_minutes
+        )
         if signed_in is None:
             raise ApiError(401, "the sign-in has ended; sign in again", headers=_CHALLENGE)
         if request.method not in SAFE_METHODS and not csrf_token_matches(

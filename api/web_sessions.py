@@ -4,7 +4,8 @@ A therapist signs in with their API token once; the browser then holds only a ra
 secret in an ``HttpOnly; SameSite=Strict`` cookie (scripts cannot read it, other sites cannot
 send it). The database keeps the secret's keyed hash and the token it stands for, so every
 request re-checks that token: revoking it signs its browsers out, and the page has exactly the
-token's role.
+token's role. A sign-in ends after ``IGRT_WEB_SESSION_HOURS``, or sooner when left unused for
+``IGRT_WEB_SESSION_IDLE_MINUTES`` (a console left signed in does not stay open).
 
 State-changing requests made with the cookie must also carry ``X-CSRF-Token``: a keyed hash of
 the session secret (synchronizer token). The page learns it from ``GET /api/v1/web-session``,
@@ -42,6 +43,9 @@ SESSION_COOKIE = "igrt_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_SECRET_CHARS = 100
+# last_seen_at is written at most this often: a page polling every few seconds must not turn
+# every read into a database write.
+_SEEN_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -80,16 +84,29 @@ def start_web_session(
     return secret, SignedIn(principal=principal, session_id=row.id, expires_at=row.expires_at)
 
 
-def authenticate_web_session(db: Session, pepper: bytes, secret: str) -> SignedIn | None:
-    """The signed-in principal of a cookie secret; None when unknown, ended, expired or revoked."""
+def authenticate_web_session(
+    db: Session, pepper: bytes, secret: str, *, idle_minutes: float
+) -> SignedIn | None:
+    """The signed-in principal of a cookie secret, or None.
+
+    None when the secret is unknown, the session ended, expired or was idle for longer than
+    ``idle_minutes``, or its token was revoked. A live session's ``last_seen_at`` is refreshed
+    (not committed) when older than a minute.
+    """
     if not secret or len(secret) > _MAX_SECRET_CHARS:
         return None
     row = db.get(WebSession, hash_token(secret, pepper))
-    if row is None or row.ended_at is not None or row.expires_at <= utc_now():
+    now = utc_now()
+    if row is None or row.ended_at is not None or row.expires_at <= now:
+        return None
+    last_seen = row.last_seen_at or row.created_at
+    if now - last_seen > timedelta(minutes=idle_minutes):
         return None
     token = db.get(ApiToken, row.token_id)
     if token is None or token.revoked_at is not None:
         return None
+    if now - last_seen > _SEEN_RESOLUTION:
+        row.last_seen_at = now
     principal = Principal(token_id=token.id, name=token.name, role=RoleValues(token.role))
     return SignedIn(principal=principal, session_id=row.id, expires_at=row.expires_at)
 

@@ -26,6 +26,8 @@ database and a local file store under one data directory (``./data``).
                                 when no token exists (``true``)
 ``IGRT_METRICS_PUBLIC``         serve ``/metrics`` without a token (``false``)
 ``IGRT_WEB_SESSION_HOURS``      how long a review-page sign-in lasts (12 h: one shift)
+``IGRT_WEB_SESSION_IDLE_MINUTES``  a sign-in unused this long ends (30 min: a console left
+                                signed in does not stay open to the next person)
 ``IGRT_COOKIE_SECURE``          mark the sign-in cookie ``Secure`` (``false``; set ``true``
                                 behind HTTPS, which every clinical deployment should be)
 ``IGRT_DEMO_REGISTRATION``      add a CBCT-to-CT registration to the demo patient (``true``)
@@ -80,6 +82,7 @@ class Settings(BaseSettings):
     demo_binning: int = Field(default=2, ge=1, le=4)
     metrics_public: bool = False
     web_session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+    web_session_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
     cookie_secure: bool = False
     demo_registration: bool = True
     api_docs: bool = False

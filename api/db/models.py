@@ -324,7 +324,8 @@ class WebSession(Base):
 
     ``id`` is the keyed hash (:func:`api.security.hash_token`) of the cookie's secret, which is
     not stored. Signing out sets ``ended_at``; a revoked token ends its sessions too, because
-    every request checks the token again.
+    every request checks the token again; ``last_seen_at`` (refreshed at most once a minute)
+    ends a session left idle.
     """
 
     __tablename__ = "web_sessions"
@@ -333,4 +334,5 @@ class WebSession(Base):
     token_id: Mapped[str] = mapped_column(ForeignKey("api_tokens.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -53,7 +53,13 @@ def _authenticate(
         else:
             secret = websocket.cookies.get(SESSION_COOKIE)
             if secret is not None and _same_origin(websocket):
-                signed_in = authenticate_web_session(db, service.pepper, secret)
+                signed_in = authenticate_web_session(
+                    db,
+                    service.pepper,
+                    secret,
+                    idle_minutes=service.settings.web_session_idle_minutes,
+                )
+                db.commit()  # keeps last_seen_at: watching a monitor is activity
                 principal = None if signed_in is None else signed_in.principal
         if principal is None:
             return None, False, "sign in, or send a valid bearer token"

@@ -47,7 +47,12 @@ def _public(signed_in: SignedIn, secret: str, pepper: bytes) -> WebSessionPublic
 
 
 def _signed_in(secret: str | None, service: ServiceDep, db: DbSession) -> tuple[SignedIn, str]:
-    signed_in = None if secret is None else authenticate_web_session(db, service.pepper, secret)
+    idle_minutes = service.settings.web_session_idle_minutes
+    signed_in = (
+        None
+        if secret is None
+        else authenticate_web_session(db, service.pepper, secret, idle_minutes=idle_minutes)
+    )
     if secret is None or signed_in is None:
         raise ApiError(401, "not signed in", headers=_CHALLENGE)
     return signed_in, secret
@@ -106,6 +111,7 @@ def read_web_session(
 ) -> WebSessionPublic:
     """Who is signed in, and the CSRF token for changes."""
     signed_in, secret = _signed_in(cookie, service, db)
+    db.commit()  # the refreshed last_seen_at
     response.headers["Cache-Control"] = "no-store"
     return _public(signed_in, secret, service.pepper)
 

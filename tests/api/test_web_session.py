@@ -347,7 +347,8 @@ def test_revoking_the_token_signs_its_browsers_out(
 
 
 def test_an_expired_session_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for api_ in start_in_process(make_settings(tmp_path / "data", web_session_hours=1.0)):
+    settings = make_settings(tmp_path / "data", web_session_hours=1.0, web_session_idle_minutes=120)
+    for api_ in start_in_process(settings):
         secret, response = sign_in(api_)
         csrf = response.json()["csrf_token"]
         monkeypatch.setattr(web_sessions, "utc_now", lambda: real_now() + timedelta(minutes=59))
@@ -376,3 +377,23 @@ def test_a_bearer_token_wins_over_the_cookie(api: InProcessApi) -> None:
     refused = api.client.get(ME, headers=bad)
     assert refused.status_code == 401, refused.text
     assert refused.json()["detail"] == "unknown or revoked token"
+
+
+def test_a_session_left_idle_ends_and_use_keeps_it_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path / "data", web_session_idle_minutes=30)
+    for api_ in start_in_process(settings):
+        active, _ = sign_in(api_)
+        idle, _ = sign_in(api_)
+        # Used every 20 minutes for an hour: still signed in.
+        for minutes in (20, 40, 60):
+            monkeypatch.setattr(
+                web_sessions, "utc_now", lambda m=minutes: real_now() + timedelta(minutes=m)
+            )
+            assert api_.client.get(ME, headers=with_cookie(active)).status_code == 200
+        # Not used since signing in an hour ago: ended.
+        assert api_.client.get(ME, headers=with_cookie(idle)).status_code == 401
+        # And 31 minutes after its last use the active one ends too.
+        monkeypatch.setattr(web_sessions, "utc_now", lambda: real_now() + timedelta(minutes=91))
+        assert api_.client.get(ME, headers=with_cookie(active)).status_code == 401
