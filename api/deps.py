@@ -15,6 +15,7 @@ from api.errors import ApiError
 from api.security import Principal, authenticate_token
 from api.service import Service
 from api.web_sessions import (
+    BACKGROUND_HEADER,
     CSRF_HEADER,
     SAFE_METHODS,
     SESSION_COOKIE,
@@ -100,7 +101,11 @@ def get_principal(
         if secret is None:
             raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
         signed_in = authenticate_web_session(
-            db, service.pepper, secret, idle_minutes=service.settings.web_session_idle_minutes
+            db,
+            service.pepper,
+            secret,
+            idle_minutes=service.settings.web_session_idle_minutes,
+            touch=request.headers.get(BACKGROUND_HEADER) != "1",
         )
         if signed_in is None:
             raise ApiError(401, "the sign-in has ended; sign in again", headers=_CHALLENGE)

@@ -28,6 +28,7 @@ from api.enums import RoleValues
 from api.security import Principal, hash_token
 
 __all__ = [
+    "BACKGROUND_HEADER",
     "CSRF_HEADER",
     "SAFE_METHODS",
     "SESSION_COOKIE",
@@ -41,6 +42,7 @@ __all__ = [
 
 SESSION_COOKIE = "igrt_session"
 CSRF_HEADER = "X-CSRF-Token"
+BACKGROUND_HEADER = "X-Igrt-Background"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_SECRET_CHARS = 100
 # last_seen_at is written at most this often: a page polling every few seconds must not turn
@@ -85,13 +87,14 @@ def start_web_session(
 
 
 def authenticate_web_session(
-    db: Session, pepper: bytes, secret: str, *, idle_minutes: float
+    db: Session, pepper: bytes, secret: str, *, idle_minutes: float, touch: bool = True
 ) -> SignedIn | None:
     """The signed-in principal of a cookie secret, or None.
 
     None when the secret is unknown, the session ended, expired or was idle for longer than
     ``idle_minutes``, or its token was revoked. A live session's ``last_seen_at`` is refreshed
-    (not committed) when older than a minute.
+    (not committed) when older than a minute, unless ``touch`` is false: a page's own periodic
+    refresh (header ``X-Igrt-Background: 1``) is not someone using it.
     """
     if not secret or len(secret) > _MAX_SECRET_CHARS:
         return None
@@ -105,7 +108,7 @@ def authenticate_web_session(
     token = db.get(ApiToken, row.token_id)
     if token is None or token.revoked_at is not None:
         return None
-    if now - last_seen > _SEEN_RESOLUTION:
+    if touch and now - last_seen > _SEEN_RESOLUTION:
         row.last_seen_at = now
     principal = Principal(token_id=token.id, name=token.name, role=RoleValues(token.role))
     return SignedIn(principal=principal, session_id=row.id, expires_at=row.expires_at)

@@ -394,6 +394,13 @@ def test_a_session_left_idle_ends_and_use_keeps_it_alive(
             assert api_.client.get(ME, headers=with_cookie(active)).status_code == 200
         # Not used since signing in an hour ago: ended.
         assert api_.client.get(ME, headers=with_cookie(idle)).status_code == 401
+        # A page's own periodic refresh is not use: it does not keep a session alive.
+        for minutes in (70, 80):
+            monkeypatch.setattr(
+                web_sessions, "utc_now", lambda m=minutes: real_now() + timedelta(minutes=m)
+            )
+            background = {**with_cookie(active), "X-Igrt-Background": "1"}
+            assert api_.client.get(ME, headers=background).status_code == 200
         # And 31 minutes after its last use the active one ends too.
         monkeypatch.setattr(web_sessions, "utc_now", lambda: real_now() + timedelta(minutes=91))
         assert api_.client.get(ME, headers=with_cookie(active)).status_code == 401

@@ -15,8 +15,11 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(path, { method = "GET", body } = {}) {
+// background: a request the page makes by itself (a periodic refresh); it does not count as
+// someone using the page, so a console left open still signs out when idle.
+export async function api(path, { method = "GET", body, background = false } = {}) {
   const headers = { Accept: "application/json" };
+  if (background) headers["X-Igrt-Background"] = "1";
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
   const response = await fetch(`/api/v1${path}`, {

@@ -66,11 +66,11 @@ export async function showWorklist(view) {
 
   let requested = 0;
 
-  async function load() {
+  async function load(background = false) {
     // Answers can arrive out of order when filters change quickly: keep only the newest.
     requested += 1;
     const mine = requested;
-    const worklist = await api(`/worklist?${query()}`);
+    const worklist = await api(`/worklist?${query()}`, { background });
     if (mine !== requested) return;
     table.replaceChildren(...worklist.data.map(row));
     if (worklist.count === 0) {
@@ -88,9 +88,9 @@ export async function showWorklist(view) {
     summary.classList.remove("error");
   }
 
-  async function refresh() {
+  async function refresh(background = false) {
     try {
-      await load();
+      await load(background);
     } catch (exc) {
       if (exc instanceof ApiError && exc.status === 401) {
         rerender(); // the router shows the sign-in form
@@ -150,6 +150,6 @@ export async function showWorklist(view) {
     ),
   );
   await load();
-  const timer = setInterval(refresh, 15000);
+  const timer = setInterval(() => refresh(true), 15000);
   return () => clearInterval(timer);
 }
