@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -173,6 +174,21 @@ class StreamResult:
     late: int = 0  # frames sent later than their slot (the client fell behind)
 
 
+async def _frame_slots(
+    start_at: float, fps: float, n_frames: int, result: StreamResult
+) -> AsyncIterator[int]:
+    """Frame indices, each at its slot ``start_at + index / fps`` (loop time); late ones counted."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, start_at - loop.time()))
+    for index in range(n_frames):
+        delay = start_at + index / fps - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -1.0 / fps:
+            result.late += 1
+        yield index
+
+
 async def run_stream(
     url: str,
     token: str,
@@ -191,16 +207,7 @@ async def run_stream(
         start = {"type": "start", "geometry": {"preset": "xvi", "binning": binning}}
         await ws.send(json.dumps(start))
         assert json.loads(await ws.recv())["type"] == "started"
-        loop = asyncio.get_running_loop()
-        n_frames = int(duration_s * fps)
-        await asyncio.sleep(max(0.0, start_at - loop.time()))
-        for index in range(n_frames):
-            slot = start_at + index / fps
-            delay = slot - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -1.0 / fps:
-                result.late += 1
+        async for index in _frame_slots(start_at, fps, int(duration_s * fps), result):
             header = {"type": "frame", "time_s": index / fps, "rows": rows, "columns": columns}
             sent = time.perf_counter()
             await ws.send(json.dumps(header))
@@ -237,16 +244,7 @@ async def run_http_stream(
         frames_url = url.rsplit("/api/v1/", 1)[0] + opened.json()["frames_url"]
         stop_url = url.rsplit("/api/v1/", 1)[0] + opened.json()["stop_url"]
         frame_headers = {"Content-Type": "application/octet-stream"}
-        loop = asyncio.get_running_loop()
-        n_frames = int(duration_s * fps)
-        await asyncio.sleep(max(0.0, start_at - loop.time()))
-        for index in range(n_frames):
-            slot = start_at + index / fps
-            delay = slot - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -1.0 / fps:
-                result.late += 1
+        async for index in _frame_slots(start_at, fps, int(duration_s * fps), result):
             params = {"time_s": index / fps, "rows": rows, "columns": columns}
             sent = time.perf_counter()
             answer = await client.post(
