@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from api import assessment as assessment_module
 from api.enums import RoleValues
+from igrt.errors import ProcessingError
 from tests.api.conftest import InProcessApi, make_settings, start_in_process
 
 
@@ -103,15 +104,21 @@ def test_an_unknown_protocol_version_tracks_but_does_not_decide(
     assert len(assessment["track"]) == 10
 
 
-def test_without_the_analysis_modules_the_track_is_still_kept(
+def test_an_analysis_without_a_trustworthy_result_keeps_the_track_and_decides_nothing(
     api: InProcessApi, make_dicom: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session_id, upload_id = _session_with_upload(api, make_dicom())
-    monkeypatch.setitem(sys.modules, "igrt.decision", None)  # import raises ImportError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ProcessingError("no breathing cycle could be delimited")
+
+    monkeypatch.setattr(assessment_module, "analyse_breathing", refuse)
     assessment = _assess(api, session_id, upload_id).json()
     assert assessment["status"] == "tracked"
-    assert "unavailable" in assessment["reason"]
+    assert "no breathing cycle could be delimited" in assessment["reason"]
     assert assessment["recommendation"] is None
+    assert assessment["result"] is None
+    assert len(assessment["track"]) == 10
 
 
 def test_bad_assessment_requests(api: InProcessApi, make_dicom: Callable[..., bytes]) -> None:
