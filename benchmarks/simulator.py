@@ -61,6 +61,12 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
+
+# The project root first: run as a script, this folder would come first and its
+# registration.py would shadow the registration package (which the projector imports).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar

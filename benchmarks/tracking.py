@@ -78,6 +78,13 @@ for _variable in (
 ):
     os.environ[_variable] = "1"
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# The project root first: run as a script, this folder would come first and its
+# registration.py would shadow the registration package (which the simulator imports).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import hashlib  # noqa: E402
@@ -86,11 +93,9 @@ import importlib.util  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import cv2  # noqa: E402
