@@ -1,9 +1,12 @@
 """The review worklist (sessions and what needs attention) and a session's history.
 
 A session's worklist status is the most urgent of: an intrafraction alert fired on one of its
-streams (from the audit trail), an unreviewed registration asking for repositioning, results
-without a review, every result reviewed, nothing to review. Reviews never disappear (a
-correction supersedes), so "reviewed" means every result has a standing review.
+streams (from the audit trail) and not acknowledged since, an unreviewed registration asking for
+repositioning, results without a review, every result reviewed, nothing to review. A therapist
+or physicist acknowledges a session's alerts with a note of what was done
+(``POST /sessions/{id}/alert-acknowledgements``, audited as ``stream.alert_acknowledged``).
+Reviews never disappear (a correction supersedes), so "reviewed" means every result has a
+standing review.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_session
 from api.db.models import (
@@ -27,19 +31,48 @@ from api.db.models import (
     Review,
     TreatmentSession,
 )
-from api.deps import AnyRole, DbSession
+from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent
 from api.enums import RegistrationStatusValues, SessionKindValues, WorklistStatusValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.schemas.reviews import ReviewPublic
-from api.schemas.worklist import HistoryEntry, SessionHistory, Worklist, WorklistItem
+from api.schemas.worklist import (
+    AlertAcknowledgement,
+    HistoryEntry,
+    SessionHistory,
+    Worklist,
+    WorklistItem,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["worklist"], responses=PROBLEM_RESPONSES)
 
-_ALERT_ACTIONS = ("stream.alert_raised", "stream.alert_cleared")
+_RAISED = "stream.alert_raised"
+_ACKNOWLEDGED = "stream.alert_acknowledged"
+_ALERT_ACTIONS = (_RAISED, "stream.alert_cleared", _ACKNOWLEDGED)
 _FINISHED = (RegistrationStatusValues.COMPLETED.value, RegistrationStatusValues.FAILED.value)
 _BATCH = 500
+
+
+def _unacknowledged_alerts(db: DbSession, session_ids: list[str]) -> set[str]:
+    """Sessions with an alert raised after their last acknowledgement (audit ids are ordered)."""
+    latest: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    rows = db.execute(
+        select(AuditEvent.resource_id, AuditEvent.action, func.max(AuditEvent.id))
+        .where(
+            AuditEvent.resource_type == "session",
+            AuditEvent.resource_id.in_(session_ids),
+            AuditEvent.action.in_((_RAISED, _ACKNOWLEDGED)),
+        )
+        .group_by(AuditEvent.resource_id, AuditEvent.action)
+    )
+    for session_id, action, last_id in rows:
+        latest[session_id][action] = last_id
+    return {
+        session_id
+        for session_id, last in latest.items()
+        if last.get(_RAISED, -1) > last.get(_ACKNOWLEDGED, -1)
+    }
 
 
 def _by_session(rows: Iterable[Any]) -> dict[str, list[Any]]:
@@ -67,15 +100,7 @@ def _items(db: DbSession, sessions: list[tuple[TreatmentSession, Patient]]) -> l
         )
     )
     reviewed = set(db.scalars(select(Review.subject_id).where(Review.session_id.in_(ids))))
-    alerted = set(
-        db.scalars(
-            select(AuditEvent.resource_id).where(
-                AuditEvent.action == "stream.alert_raised",
-                AuditEvent.resource_type == "session",
-                AuditEvent.resource_id.in_(ids),
-            )
-        )
-    )
+    alerted = _unacknowledged_alerts(db, ids)
     items: list[WorklistItem] = []
     for session, owner in sessions:
         results = assessments[session.id] + registrations[session.id]
@@ -170,9 +195,12 @@ def read_worklist(
     return Worklist(data=items, count=len(items))
 
 
-def _alert_summary(event: AuditEvent) -> str:
+def _alert_summary(event: AuditEvent, actor: str | None) -> str:
     detail = event.detail or {}
-    verb = "raised" if event.action.endswith("raised") else "cleared"
+    if event.action == _ACKNOWLEDGED:
+        who = actor or "an unknown user"
+        return f"intrafraction alerts acknowledged by {who}: {detail.get('note')}"
+    verb = "raised" if event.action == _RAISED else "cleared"
     displacement = detail.get("displacement_si_mm")
     text = f"intrafraction alert {verb}"
     if isinstance(displacement, int | float):
@@ -209,7 +237,20 @@ def read_session_history(principal: AnyRole, db: DbSession, session_id: str) -> 
     session = get_session(db, session_id)
     reviews = list(db.scalars(select(Review).where(Review.session_id == session.id)))
     superseded = {r.supersedes_id for r in reviews if r.supersedes_id is not None}
-    creators = {r.created_by for r in reviews}
+    alerts = list(
+        db.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.resource_type == "session",
+                AuditEvent.resource_id == session.id,
+                AuditEvent.action.in_(_ALERT_ACTIONS),
+            )
+            .order_by(AuditEvent.id)
+        )
+    )
+    creators = {r.created_by for r in reviews} | {
+        e.actor_token_id for e in alerts if e.actor_token_id is not None
+    }
     names = {
         row[0]: row[1]
         for row in db.execute(select(ApiToken.id, ApiToken.name).where(ApiToken.id.in_(creators)))
@@ -225,18 +266,51 @@ def read_session_history(principal: AnyRole, db: DbSession, session_id: str) -> 
         )
         for review in reviews
     ]
-    alerts = db.scalars(
-        select(AuditEvent).where(
-            AuditEvent.resource_type == "session",
-            AuditEvent.resource_id == session.id,
-            AuditEvent.action.in_(_ALERT_ACTIONS),
-        )
-    )
     entries += [
         HistoryEntry(
-            occurred_at=event.occurred_at, kind=event.action, summary=_alert_summary(event)
+            occurred_at=event.occurred_at,
+            kind=event.action,
+            summary=_alert_summary(event, names.get(event.actor_token_id or "")),
         )
         for event in alerts
     ]
     entries.sort(key=lambda entry: entry.occurred_at)
     return SessionHistory(data=entries, count=len(entries))
+
+
+@router.post(
+    "/sessions/{session_id}/alert-acknowledgements",
+    operation_id="acknowledge_alerts",
+    status_code=201,
+    responses={
+        **problem(404, "No such session."),
+        **problem(409, "No intrafraction alert to acknowledge."),
+        **problem(415, "The body is not JSON."),
+    },
+)
+def acknowledge_alerts(
+    principal: ClinicalStaff,
+    _: JsonContent,
+    db: DbSession,
+    session_id: str,
+    body: AlertAcknowledgement,
+) -> HistoryEntry:
+    """Acknowledge the session's intrafraction alerts, saying what was done.
+
+    Therapists and physicists. The session leaves the worklist's alert status until an alert
+    fires again.
+    """
+    session = get_session(db, session_id)
+    if session.id not in _unacknowledged_alerts(db, [session.id]):
+        raise ApiError(
+            409, "this session has no unacknowledged intrafraction alert", field="session_id"
+        )
+    event = record_audit(
+        db, principal, _ACKNOWLEDGED, "session", session.id, {"note": body.note.strip()}
+    )
+    db.commit()
+    return HistoryEntry(
+        occurred_at=event.occurred_at,
+        kind=event.action,
+        summary=_alert_summary(event, principal.name),
+    )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.enums import SessionKindValues, WorklistStatusValues
 from api.schemas.reviews import ReviewPublic
 
-__all__ = ["HistoryEntry", "SessionHistory", "Worklist", "WorklistItem"]
+__all__ = ["AlertAcknowledgement", "HistoryEntry", "SessionHistory", "Worklist", "WorklistItem"]
 
 _ITEM: dict[str, Any] = {
     "session_id": "7d3c1b2a-9e8f-4a6b-8c5d-1e2f3a4b5c6d",
@@ -95,3 +95,18 @@ class SessionHistory(BaseModel):
 
     data: list[HistoryEntry]
     count: int
+
+
+class AlertAcknowledgement(BaseModel):
+    """What was done about a session's intrafraction alerts."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"note": "Beam held; CBCT repeated, couch moved 3.2 mm superior."}]
+        },
+    )
+
+    note: str = Field(
+        min_length=1, max_length=500, pattern=r"\S", description="What was done (required)."
+    )

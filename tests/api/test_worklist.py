@@ -372,3 +372,46 @@ def test_history_of_other_sessions(scenario: Scenario) -> None:
     missing = client.get("/api/v1/sessions/no-such-session/history", headers=headers)
     assert missing.status_code == 404
     assert missing.json()["code"] == "not_found"
+
+
+def test_acknowledging_alerts_clears_the_alert_status_until_the_next_alert(
+    api: InProcessApi,
+) -> None:
+    session_id = api.create_session(api.create_patient("MRN-ACK")["id"])["id"]
+    url = f"/api/v1/sessions/{session_id}/alert-acknowledgements"
+    note = {"note": "Beam held; CBCT repeated and the couch moved 3.5 mm superior."}
+
+    def status() -> str:
+        items = api.client.get("/api/v1/worklist", headers=api.headers()).json()["data"]
+        return str(next(i for i in items if i["session_id"] == session_id)["status"])
+
+    nothing = api.client.post(url, json=note, headers=api.headers())
+    assert nothing.status_code == 409, nothing.text
+    assert nothing.json()["field"] == "session_id"
+
+    add_audit_event(api, "stream.alert_raised", session_id, {"displacement_si_mm": 4.2})
+    assert status() == "alert_during_monitoring"
+    console = api.client.post(url, json=note, headers=api.headers(RoleValues.CONSOLE))
+    assert console.status_code == 403
+    for bad in ({}, {"note": ""}, {"note": "   "}, {"note": "x" * 501}):
+        refused = api.client.post(url, json=bad, headers=api.headers())
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["field"] == "note"
+
+    acknowledged = api.client.post(url, json=note, headers=api.headers())
+    assert acknowledged.status_code == 201, acknowledged.text
+    assert acknowledged.json()["kind"] == "stream.alert_acknowledged"
+    assert acknowledged.json()["summary"] == (
+        f"intrafraction alerts acknowledged by test therapist: {note['note']}"
+    )
+    assert status() == "no_results"
+    assert api.client.post(url, json=note, headers=api.headers()).status_code == 409
+
+    history = api.client.get(f"/api/v1/sessions/{session_id}/history", headers=api.headers())
+    assert [e["kind"] for e in history.json()["data"]] == [
+        "stream.alert_raised",
+        "stream.alert_acknowledged",
+    ]
+    # A new alert after the acknowledgement puts the session back on alert.
+    add_audit_event(api, "stream.alert_raised", session_id, {"displacement_si_mm": 3.6})
+    assert status() == "alert_during_monitoring"

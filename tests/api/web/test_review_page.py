@@ -335,11 +335,19 @@ def test_the_live_monitor_shows_the_alert_on_a_baseline_shift(
     thread.join(timeout=60)
     assert errors == []
     page.get_by_text("Stream ended").wait_for()
-    # The alert is in the session's history too.
+    # The alert is in the session's history too, and the therapist acknowledges it there.
     page.goto(f"{demo_server.url}/#/sessions/{demo_server.simulation_session_id}")
-    page.get_by_role("list", name="Session history").filter(
-        has_text="intrafraction alert raised"
+    history = page.get_by_role("list", name="Session history")
+    history.filter(has_text="intrafraction alert raised").wait_for()
+    page.get_by_role("button", name="Acknowledge the alerts").click()
+    page.get_by_text("Say what was done about the alert.").wait_for()
+    note = "Beam held; patient coached, baseline back within 3 mm on a repeat stream."
+    page.get_by_label("What was done (required)").fill(note)
+    page.get_by_role("button", name="Acknowledge the alerts").click()
+    history.filter(
+        has_text=f"intrafraction alerts acknowledged by test therapist: {note}"
     ).wait_for()
+    assert page.get_by_role("button", name="Acknowledge the alerts").count() == 0
 
 
 def test_keyboard_only_sign_in_and_navigation(

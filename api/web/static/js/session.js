@@ -1,7 +1,45 @@
 // One session: its results, the live monitor, and its history (reviews and alerts).
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { h, recommendationLabel, section, when, words } from "./dom.js";
+import { rerender } from "./navigation.js";
+import { state } from "./state.js";
+
+// An alert raised after the last acknowledgement keeps the session on the worklist's alert status.
+function unacknowledgedAlert(entries) {
+  const last = (kind) => entries.map((entry) => entry.kind).lastIndexOf(kind);
+  return last("stream.alert_raised") > last("stream.alert_acknowledged");
+}
+
+function acknowledgeForm(sessionId) {
+  const note = h("input", { id: "acknowledge-note", type: "text", maxlength: 500, size: 60 });
+  const message = h("p", { class: "error", role: "alert" });
+  const mayAcknowledge = state.user && state.user.role !== "console";
+  const form = h(
+    "form",
+    { class: "acknowledge", "aria-label": "Acknowledge the alerts" },
+    h("p", { class: "alert-text" }, "An intrafraction alert fired on this session and has not been acknowledged."),
+    h("label", { for: "acknowledge-note" }, "What was done (required)"),
+    note,
+    h("button", { type: "submit", id: "acknowledge", disabled: !mayAcknowledge }, "Acknowledge the alerts"),
+    message,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!note.value.trim()) {
+      message.textContent = "Say what was done about the alert.";
+      note.focus();
+      return;
+    }
+    try {
+      await api(`/sessions/${sessionId}/alert-acknowledgements`, { method: "POST", body: { note: note.value.trim() } });
+      rerender();
+    } catch (exc) {
+      message.textContent = exc instanceof ApiError ? exc.message : String(exc);
+    }
+  });
+  return form;
+}
 
 export function historyList(entries) {
   if (entries.length === 0) return h("p", { class: "hint" }, "Nothing yet.");
@@ -81,6 +119,7 @@ export async function showSession(view, sessionId) {
       "Live monitor",
       h("p", {}, "Watch the dome while the console streams fluoroscopy for this session."),
       h("a", { class: "button", href: `#/sessions/${sessionId}/monitor` }, "Open live monitor"),
+      unacknowledgedAlert(history.data) ? acknowledgeForm(sessionId) : "",
     ),
     section("History", historyList(history.data)),
   );
