@@ -129,6 +129,23 @@ def _not_found(stream_id: str, streams: HttpStreamRegistry) -> ApiError:
     )
 
 
+async def _open_stream(
+    service: Service,
+    streams: HttpStreamRegistry,
+    stream_id: str,
+    session_id: str,
+    principal: Principal,
+) -> HttpStream:
+    """The caller's open stream (404 otherwise), after closing and auditing idle ones."""
+    idle = streams.expire()
+    if idle:
+        await run_in_threadpool(_audit_idle, service, idle)
+    stream = streams.get(stream_id, session_id, principal)
+    if stream is None:
+        raise _not_found(stream_id, streams)
+    return stream
+
+
 @router.post(
     "/sessions/{session_id}/streams",
     operation_id="open_stream",
@@ -279,12 +296,7 @@ async def track_stream_frame(
     ] = None,
 ) -> JSONResponse:
     """Track the dome on one frame: position, excursion, displacement and alert state."""
-    idle = streams.expire()
-    if idle:
-        await run_in_threadpool(_audit_idle, service, idle)
-    stream = streams.get(stream_id, session_id, principal)
-    if stream is None:
-        raise _not_found(stream_id, streams)
+    stream = await _open_stream(service, streams, stream_id, session_id, principal)
     pixels = await _read_frame(request, service.settings.stream_max_frame_bytes)
     received = time.perf_counter()
     expected = rows * columns * 2
@@ -351,12 +363,7 @@ async def stop_stream(
     stream_id: str,
 ) -> JSONResponse:
     """End the stream: its summary (frames, trusted frames, alerts); the id is then unknown."""
-    idle = streams.expire()
-    if idle:
-        await run_in_threadpool(_audit_idle, service, idle)
-    stream = streams.get(stream_id, session_id, principal)
-    if stream is None:
-        raise _not_found(stream_id, streams)
+    stream = await _open_stream(service, streams, stream_id, session_id, principal)
     async with stream.lock:  # a frame being tracked counts in the summary
         closed = streams.close(stream)
     if not closed:
