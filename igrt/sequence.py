@@ -25,6 +25,11 @@ class IntensityValues(enum.Enum):
     LINE_INTEGRAL = "line_integral"
     """Log-normalised ``-ln(I / I0)``: bright where much is attenuated (liver, bone)."""
 
+    DISPLAY = "display"
+    """Grey levels prepared for viewing (windowed, gamma- or video-encoded), lung dark as in a
+    MONOCHROME2 radiograph: they rise with attenuation but not linearly. An inverted display
+    (lung bright, MONOCHROME1) must be inverted by its reader before it is called this."""
+
 
 _SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64)
 

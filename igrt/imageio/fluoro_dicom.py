@@ -155,6 +155,12 @@ def _constant(values: list[Any], name: str) -> Any:
 def _encode_frames(sequence: FluoroSequence) -> tuple[npt.NDArray[Any], float, float]:
     """Stored frames and the (slope, intercept) that map them back to the frame values."""
     frames = sequence.frames
+    if sequence.intensity is IntensityValues.DISPLAY:
+        raise InvalidInputError(
+            "display grey levels have no DICOM pixel-intensity relationship a reader could "
+            "restore; store raw counts or line integrals",
+            field="intensity",
+        )
     if sequence.intensity is IntensityValues.RAW:
         if not np.issubdtype(frames.dtype, np.integer):
             raise InvalidInputError(
