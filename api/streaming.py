@@ -207,7 +207,8 @@ class StreamMonitor:
 
     def _trusted(self, observation: DomeObservation) -> bool:
         return (
-            observation.status is not TrackingStatusValues.LOST
+            observation.status
+            in (TrackingStatusValues.TRACKED, TrackingStatusValues.LOW_CONFIDENCE)
             and observation.confidence >= self.protocol.min_sample_confidence
             and math.isfinite(observation.si_isocentre_mm)
         )

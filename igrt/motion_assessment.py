@@ -277,8 +277,13 @@ def _fallback(path: Path, options: GeometryOptions) -> ProjectionGeometry | None
 
 
 def trace_from_track(track: DomeTrack, *, source: str) -> BreathingTrace:
-    """The breathing trace of a dome track: lost frames stay lost (NaN), never filled in."""
-    valid = np.array([o.status is not TrackingStatusValues.LOST for o in track.observations])
+    """The breathing trace of a dome track: lost frames stay lost (NaN), never filled in.
+
+    Frames whose edge still needs confirmation as the dome (chosen without anatomy or a hint,
+    not yet seen to breathe) are not valid samples: no decision rests on them.
+    """
+    usable = (TrackingStatusValues.TRACKED, TrackingStatusValues.LOW_CONFIDENCE)
+    valid = np.array([o.status in usable for o in track.observations])
     return BreathingTrace(
         times_s=track.times_s,
         si_mm=track.si_isocentre_mm,

@@ -86,7 +86,7 @@ class DomeObservationPublic(BaseModel):
 
     frame_index: int
     time_s: float
-    status: Literal["tracked", "low_confidence", "lost"]
+    status: Literal["tracked", "low_confidence", "needs_confirmation", "lost"]
     confidence: float = Field(ge=0, le=1)
     apex_column: float | None
     apex_row: float | None

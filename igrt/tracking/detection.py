@@ -23,10 +23,13 @@ from igrt.errors import InvalidInputError
 from igrt.sequence import IntensityValues
 
 __all__ = [
+    "DetectionView",
     "DomeCandidate",
+    "DomeDetection",
     "HemidiaphragmValues",
     "attenuation_image",
     "choose_dome",
+    "detect_dome",
     "find_domes",
 ]
 
@@ -222,6 +225,8 @@ def find_domes(
     half_width_px: int = 48,
     region: tuple[slice, slice] | None = None,
     max_candidates: int = 4,
+    apex_mask: npt.NDArray[np.bool_] | None = None,
+    polarity: int | None = None,
 ) -> list[DomeCandidate]:
     """Dome-shaped edges on an image, strongest first.
 
@@ -240,6 +245,13 @@ def find_domes(
         default.
     max_candidates : int, optional
         How many well-separated candidates to return.
+    apex_mask : numpy.ndarray of bool, optional
+        Same shape as ``image``: where apices may lie (e.g. near a lung field's inferior
+        boundary), combined with ``region``.
+    polarity : {1, -1}, optional
+        The dome's edge direction when the image's meaning is known (+1: values rise from lung
+        to liver). Only that polarity is scored: the opposite one (a lung apex, the underside of
+        a clavicle) is never a dome. Both are tried, and the stronger kept, when not given.
 
     Raises
     ------
@@ -253,6 +265,8 @@ def find_domes(
         region=region,
         max_candidates=max_candidates,
         coarse=coarse,
+        apex_mask=apex_mask,
+        polarities=(1, -1) if polarity is None else (polarity,),
     )
 
 
@@ -283,6 +297,8 @@ def _find_domes(
     region: tuple[slice, slice] | None,
     max_candidates: int,
     coarse: bool,
+    apex_mask: npt.NDArray[np.bool_] | None = None,
+    polarities: tuple[int, ...] = (1, -1),
 ) -> list[DomeCandidate]:
     if image.ndim != 2 or min(image.shape) < 8:
         raise InvalidInputError(f"a frame must be a 2D image, got shape {image.shape}")
@@ -296,11 +312,20 @@ def _find_domes(
     mask = np.zeros(image.shape, bool)
     rows_slice, cols_slice = region if region is not None else (slice(None), slice(None))
     mask[rows_slice, cols_slice] = True
+    if apex_mask is not None:
+        if apex_mask.shape != image.shape:
+            raise InvalidInputError("apex_mask must have the image's shape", field="apex_mask")
+        mask &= apex_mask
     # Apices whose parabola would leave the frame are not domes we can follow.
     mask[:, : half_width_px // 2] = False
     mask[:, image.shape[1] - half_width_px // 2 :] = False
-    strengths = {polarity: _edge_strength(gradient, polarity) for polarity in (1, -1)}
-    if coarse:
+    strengths = {polarity: _edge_strength(gradient, polarity) for polarity in polarities}
+    if coarse and len(polarities) == 1:
+        (only,) = polarities
+        padded = _PaddedStrength.of(strengths[only], half_width_px)
+        starts = _coarse_peaks(strengths[only], mask, half_width_px)
+        peaks = {only: _fine_peaks(padded, mask, starts, max_candidates)}
+    elif coarse:
         peaks = _coarse_to_fine_peaks_both(strengths, mask, half_width_px, max_candidates)
     else:
         peaks = {
@@ -308,7 +333,7 @@ def _find_domes(
             for polarity, strength in strengths.items()
         }
     candidates: list[DomeCandidate] = []
-    for polarity in (1, -1):
+    for polarity in polarities:
         for r, c, curvature, score in peaks[polarity]:
             candidates.append(
                 DomeCandidate(
@@ -627,3 +652,167 @@ def choose_dome(
         if towards > 40.0 and height_mm < _MAX_DOME_HEIGHT_DIFFERENCE_MM:
             best = candidate
     return best
+
+
+@dataclass(frozen=True)
+class DomeDetection:
+    """A dome found on one frame with no history, and how far it can be trusted.
+
+    Attributes
+    ----------
+    candidate : DomeCandidate or None
+        The dome, or None when nothing dome-like was found.
+    confirmed : bool
+        True when the dome was found where anatomy puts it (the inferior boundary of the
+        requested lung field) or at a user's hint. False when it was chosen by edge strength
+        alone: it may be a shoulder, a clavicle or a plate border, and needs confirmation (by
+        the dome's breathing motion, or by a user).
+    reason : str
+        Why the detection is (or is not) confirmed, for the user.
+    """
+
+    candidate: DomeCandidate | None
+    confirmed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class DetectionView:
+    """What detection needs to know of a frame's orientation, in head-up panel pixels.
+
+    Attributes
+    ----------
+    patient_right_towards_column : float
+        Component of the patient's right along the panel's column axis (see
+        :func:`choose_dome`).
+    pixel_at_isocentre_mm : float
+        Panel pixel size at the isocentre plane, mm.
+    """
+
+    patient_right_towards_column: float
+    pixel_at_isocentre_mm: float
+
+
+_FRONTAL_VIEW = 0.3  # |patient right . u| above this: the two lungs are side by side
+_OPPOSITE_SIDE_FRACTION = 0.15
+_APEX_WINDOW_MM = 5.0
+
+
+def detect_dome(
+    image: npt.NDArray[np.float32],
+    view: DetectionView,
+    hemidiaphragm: HemidiaphragmValues,
+    *,
+    hint_column_row: tuple[float, float] | None = None,
+    hint_radius_px: int = 40,
+    min_contrast_to_noise: float = 3.0,
+) -> DomeDetection:
+    """Find the requested dome on an attenuation-ordered, head-up frame.
+
+    With a hint, the strongest dome edge near it. Otherwise the lung fields are segmented
+    (:func:`igrt.tracking.lung_field.find_lung_fields`), the field of the requested side is
+    chosen, its inferior boundary is moved onto the image's edge, and the dome apex is the
+    highest point of the boundary's diaphragm run. Only when that fails is the strongest
+    dome-shaped edge of the right polarity taken, unconfirmed.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Values rising with attenuation (:func:`attenuation_image`), patient's head towards
+        row 0.
+    view : DetectionView
+        Orientation and scale.
+    hemidiaphragm : HemidiaphragmValues
+        Which dome.
+    hint_column_row : tuple of float, optional
+        A user's hint, panel pixels of this (head-up) frame.
+    hint_radius_px : int, optional
+        How far from the hint the apex may be, pixels.
+    min_contrast_to_noise : float, optional
+        An apex found from the lung field must sit on an edge this far above the frame's
+        gradient noise; otherwise the segmentation is not trusted.
+    """
+    from igrt.tracking import lung_field  # the segmentation is only needed here
+
+    if hint_column_row is not None:
+        column, row = hint_column_row
+        region = (
+            slice(max(0, round(row) - hint_radius_px), round(row) + hint_radius_px + 1),
+            slice(max(0, round(column) - hint_radius_px), round(column) + hint_radius_px + 1),
+        )
+        found = find_domes(image, region=region, polarity=1, max_candidates=1)
+        if found:
+            return DomeDetection(found[0], True, "dome at the user's hint")
+        return DomeDetection(None, False, "no dome edge near the user's hint")
+    side = float(np.sign(view.patient_right_towards_column))
+    if hemidiaphragm is HemidiaphragmValues.LEFT:
+        side = -side
+    frontal = abs(view.patient_right_towards_column) >= _FRONTAL_VIEW
+    fields = lung_field.find_lung_fields(image, view.pixel_at_isocentre_mm)
+    field = _field_on_side(fields, side if frontal else 0.0, image.shape[1])
+    if field is not None:
+        medial_step = -int(side) if frontal else 0
+        columns, rows = lung_field.refined_inferior_boundary(
+            field, image, view.pixel_at_isocentre_mm, medial_step
+        )
+        apex = lung_field.diaphragm_apex(columns, rows, view.pixel_at_isocentre_mm)
+        if apex is not None and field.holds_dome_at(apex[1]):
+            candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
+            if candidate is not None and candidate.contrast_to_noise >= min_contrast_to_noise:
+                return DomeDetection(
+                    candidate, True, "dome on the inferior boundary of the lung field"
+                )
+    candidates = find_domes(image, polarity=1)
+    chosen = choose_dome(
+        candidates,
+        patient_right_towards_column=view.patient_right_towards_column,
+        hemidiaphragm=hemidiaphragm,
+        pixel_at_isocentre_mm=view.pixel_at_isocentre_mm,
+    )
+    reason = (
+        "no lung field with a diaphragm boundary was found: the dome was chosen by edge "
+        "strength alone and needs confirmation"
+    )
+    return DomeDetection(chosen, False, reason)
+
+
+def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None:
+    """The lung field of the requested side: the one furthest that way among the large ones.
+
+    A single field whose centre lies well on the other side of the frame is the other lung
+    (the requested one was not segmented), not a match.
+    """
+    if not fields:
+        return None
+    if side == 0.0:
+        return fields[0]
+    large = [f for f in fields if f.area_mm2 >= _MIN_RELATIVE_FIELD_AREA * fields[0].area_mm2]
+    chosen = max(large, key=lambda f: side * f.centroid_column_row[0])
+    centre = (n_columns - 1) / 2.0
+    offset = side * (chosen.centroid_column_row[0] - centre)
+    if len(large) == 1 and offset < -_OPPOSITE_SIDE_FRACTION * n_columns:
+        return None
+    return chosen
+
+
+_MIN_RELATIVE_FIELD_AREA = 0.3
+
+
+def _candidate_at(
+    image: npt.NDArray[np.float32],
+    apex: tuple[float, float],
+    pixel_at_isocentre_mm: float,
+) -> DomeCandidate | None:
+    """The dome edge around an apex taken from a lung boundary.
+
+    The boundary (segmented at ~2 mm, snapped per column) places the dome; the dome-shaped edge
+    strongest within ``_APEX_WINDOW_MM`` of it gives the sub-pixel apex, curvature and score.
+    """
+    column, row = apex
+    half = max(4, round(_APEX_WINDOW_MM / pixel_at_isocentre_mm))
+    region = (
+        slice(max(0, round(row) - half), round(row) + half + 1),
+        slice(max(0, round(column) - half), round(column) + half + 1),
+    )
+    found = find_domes(image, region=region, polarity=1, max_candidates=1)
+    return found[0] if found else None

@@ -21,6 +21,11 @@ class TrackingStatusValues(enum.Enum):
     LOW_CONFIDENCE = "low_confidence"
     """A position was found but the match was weak (noise, overlapping structures)."""
 
+    NEEDS_CONFIRMATION = "needs_confirmation"
+    """A position was followed, but the edge was chosen without anatomy or a hint confirming
+    it is the dome (it may be a shoulder, a clavicle, a plate border) and it has not yet been
+    seen to move with breathing. Not to be used for a decision until a user confirms it."""
+
     LOST = "lost"
     """No trustworthy position: the dome left the field or nothing matched. Values are NaN."""
 

@@ -43,11 +43,12 @@ from igrt.frame_of_reference import PatientPositionValues, iec_support_from_lps
 from igrt.geometry import ProjectionGeometry
 from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.tracking.detection import (
+    DetectionView,
     DomeCandidate,
+    DomeDetection,
     HemidiaphragmValues,
     attenuation_image,
-    choose_dome,
-    find_domes,
+    detect_dome,
 )
 from igrt.tracking.onset import fit_edge_onset
 from igrt.tracking.results import DomeObservation, DomeTrack, TrackingStatusValues
@@ -63,6 +64,9 @@ _RECENT_PEAKS = 15
 _RELATIVE_TRACKED = 0.9
 _EDGE_SIGMA_PX = 1.5
 _EDGE_ONSET_SMOOTHING = 0.2  # running-average weight of each frame's onset while turning
+# An edge chosen without anatomy is confirmed as the dome once it has moved this far along the
+# patient's SI axis (the lung apex, clavicles, shoulders and plate borders barely move).
+_CONFIRMING_MOTION_MM = 3.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ class _State:
     profile_sum: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     profile_frames: int = 0
     recent_peaks: list[float] = field(default_factory=list)
+    confirmed: bool = True
+    si_seen_mm: tuple[float, float] | None = None  # lowest and highest SI while unconfirmed
 
 
 def _gradient(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.float32]:
@@ -191,6 +197,8 @@ class DomeTracker:
         self._lost_state: _State | None = None
         self._frame_count = 0
         self._last_time_s: float | None = None
+        self.detection_reason = ""
+        """Why the current dome was accepted (anatomy, hint) or needs confirmation."""
 
     # --- public ---------------------------------------------------------------------------
 
@@ -208,6 +216,10 @@ class DomeTracker:
             A geometry whose panel does not match the frame.
         """
         frame = self._validate(frame, time_s, geometry)
+        if self._superior_towards_rows(geometry) > 0:
+            # Feet first: the head is at the panel's bottom. Track on the head-up view, so the
+            # lung is above the liver as detection expects; rows are mapped back on output.
+            frame = frame[::-1]
         index = self._frame_count
         self._frame_count += 1
         dt = time_s - self._last_time_s if self._last_time_s is not None else math.inf
@@ -221,6 +233,11 @@ class DomeTracker:
 
     # --- steps ----------------------------------------------------------------------------
 
+    def _superior_towards_rows(self, geometry: ProjectionGeometry) -> float:
+        """Component of the patient's superior direction along the panel rows (-1 head first)."""
+        superior = iec_support_from_lps(np.array([0.0, 0.0, 1.0]), self.settings.patient_position)
+        return float(np.dot(superior, geometry.v_axis))
+
     def _window_size_px(self, geometry: ProjectionGeometry) -> tuple[int, int]:
         pixel_u, pixel_v = geometry.pixel_at_isocentre_mm
         half_height = max(4, round(self.settings.roi_half_height_mm / pixel_v))
@@ -231,39 +248,9 @@ class DomeTracker:
         self, frame: npt.NDArray[Any], index: int, time_s: float, geometry: ProjectionGeometry
     ) -> DomeObservation:
         image = attenuation_image(frame, self.intensity)
-        region = None
-        seed = self.settings.seed_column_row
-        if seed is not None:
-            radius = self.settings.seed_radius_px
-            region = (
-                slice(max(0, round(seed[1]) - radius), round(seed[1]) + radius + 1),
-                slice(max(0, round(seed[0]) - radius), round(seed[0]) + radius + 1),
-            )
-        # At another gantry angle the dome looks different; only compare like with like.
-        same_view = (
-            self._lost_state is not None
-            and abs(math.remainder(geometry.gantry_deg - self._lost_state.gantry_deg, 360.0)) < 5.0
-        )
-        minimum_score = (
-            self.settings.reacquire_relative_score * self._reference_score
-            if self._reference_score is not None and same_view
-            else 0.0
-        )
-        candidates = [
-            c
-            for c in find_domes(image, region=region)
-            if c.contrast_to_noise >= self.settings.min_contrast_to_noise
-            and c.score >= minimum_score
-        ]
-        right_iec = iec_support_from_lps(np.array([-1.0, 0.0, 0.0]), self.settings.patient_position)
-        towards_column = float(np.dot(right_iec, geometry.u_axis))
-        candidate = choose_dome(
-            candidates,
-            patient_right_towards_column=towards_column,
-            hemidiaphragm=self.settings.hemidiaphragm,
-            pixel_at_isocentre_mm=geometry.pixel_at_isocentre_mm[0],
-        )
-        if candidate is None:
+        detection = self._detect(image, geometry)
+        candidate = detection.candidate
+        if candidate is None or not self._strong_enough(candidate, geometry):
             return self._lost(index, time_s, geometry)
         if self._lost_state is not None:
             resumed = self._resume(frame, index, time_s, geometry, candidate)
@@ -272,10 +259,46 @@ class DomeTracker:
         state = self._template_at(image, candidate, geometry)
         if state is None:
             return self._lost(index, time_s, geometry)
+        state.confirmed = detection.confirmed
         self._state = state
+        self.detection_reason = detection.reason
         if self._reference_score is None:
             self._reference_score = candidate.score
         return self._observation(index, time_s, geometry, 1.0, TrackingStatusValues.TRACKED)
+
+    def _detect(
+        self, image: npt.NDArray[np.float32], geometry: ProjectionGeometry
+    ) -> DomeDetection:
+        """Anatomy-aware detection on the head-up frame, with the user's hint if any."""
+        right_iec = iec_support_from_lps(np.array([-1.0, 0.0, 0.0]), self.settings.patient_position)
+        view = DetectionView(
+            patient_right_towards_column=float(np.dot(right_iec, geometry.u_axis)),
+            pixel_at_isocentre_mm=geometry.pixel_at_isocentre_mm[0],
+        )
+        hint = self.settings.seed_column_row
+        if hint is not None and self._superior_towards_rows(geometry) > 0:
+            hint = (hint[0], geometry.detector_shape[0] - 1 - hint[1])
+        return detect_dome(
+            image,
+            view,
+            self.settings.hemidiaphragm,
+            hint_column_row=hint,
+            hint_radius_px=self.settings.seed_radius_px,
+            min_contrast_to_noise=self.settings.min_contrast_to_noise,
+        )
+
+    def _strong_enough(self, candidate: DomeCandidate, geometry: ProjectionGeometry) -> bool:
+        """Above the noise, and after a loss as strong as the dome first found in this view."""
+        if candidate.contrast_to_noise < self.settings.min_contrast_to_noise:
+            return False
+        # At another gantry angle the dome looks different; only compare like with like.
+        same_view = (
+            self._lost_state is not None
+            and abs(math.remainder(geometry.gantry_deg - self._lost_state.gantry_deg, 360.0)) < 5.0
+        )
+        if self._reference_score is None or not same_view:
+            return True
+        return candidate.score >= self.settings.reacquire_relative_score * self._reference_score
 
     def _resume(
         self,
@@ -548,11 +571,17 @@ class DomeTracker:
         assert state is not None
         apex_row = state.row + state.apex_offset_rows
         apex_column = state.column
-        u_mm, v_mm = geometry.detector_mm_from_pixel(apex_column, apex_row)
         columns = apex_column + np.arange(
             -_DISPLAY_HALF_WIDTH_PX, _DISPLAY_HALF_WIDTH_PX + 1.0, 4.0
         )
         curve_rows = apex_row + state.curvature_per_px * (columns - apex_column) ** 2
+        superior_along_rows = self._superior_towards_rows(geometry)
+        if superior_along_rows > 0:
+            last_row = geometry.detector_shape[0] - 1
+            apex_row, curve_rows = last_row - apex_row, last_row - curve_rows
+        u_mm, v_mm = geometry.detector_mm_from_pixel(apex_column, apex_row)
+        si_mm = float(superior_along_rows * v_mm / geometry.magnification)
+        status = self._confirmation_status(state, si_mm, status)
         return DomeObservation(
             frame_index=index,
             time_s=float(time_s),
@@ -562,12 +591,29 @@ class DomeTracker:
             apex_row=float(apex_row),
             apex_u_mm=float(u_mm),
             apex_v_mm=float(v_mm),
-            si_isocentre_mm=float(-v_mm / geometry.magnification),
+            si_isocentre_mm=si_mm,
             dome_columns=columns,
             dome_rows=curve_rows,
             gantry_deg=geometry.gantry_deg,
             apex_at_edge_onset=state.onset_fitted,
         )
+
+    def _confirmation_status(
+        self, state: _State, si_mm: float, status: TrackingStatusValues
+    ) -> TrackingStatusValues:
+        """An unconfirmed edge stays NEEDS_CONFIRMATION until it moves like a dome."""
+        if state.confirmed:
+            return status
+        low, high = state.si_seen_mm if state.si_seen_mm is not None else (si_mm, si_mm)
+        state.si_seen_mm = (min(low, si_mm), max(high, si_mm))
+        if state.si_seen_mm[1] - state.si_seen_mm[0] >= _CONFIRMING_MOTION_MM:
+            state.confirmed = True
+            self.detection_reason = (
+                f"edge confirmed as the dome: it moved {_CONFIRMING_MOTION_MM:g} mm or more "
+                "along the patient's superior-inferior axis"
+            )
+            return status
+        return TrackingStatusValues.NEEDS_CONFIRMATION
 
     def _lost(
         self, index: int, time_s: float, geometry: ProjectionGeometry, confidence: float = 0.0

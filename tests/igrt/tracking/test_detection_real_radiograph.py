@@ -1,17 +1,19 @@
-"""Dome detection on the real PA chest radiograph in ``../shared/data/xray/``.
+"""Automatic dome detection on real chest radiographs: the product's path, nothing hand-chosen.
 
-The reference apex was annotated by hand for this test: the radiograph was displayed inverted
-from MONOCHROME1 (lung dark), a 200 x 350 pixel crop around the right hemidiaphragm was
-enlarged 2x under a 10-pixel grid, and the apex was read as the highest point of the lung/dome
-boundary: column 420, row 1399 (the dome top is flat between columns ~395 and ~440, so the
-column is uncertain by about +/-20 pixels; the row by about +/-3).
+``cxr_dev`` holds 40 real PA radiographs (Shenzhen set) with lung masks and a reference
+right-dome apex taken from each mask (see its README). Each is given to :func:`track_dome` as a
+still two-frame sequence at about 0.4 mm per pixel with display meaning (lung dark), exactly as
+``../shared/tools/real_image_check.py`` does. A hit is a first observation on the right lung's
+inferior boundary (within 15 px) and within 15 px of the reference row.
 
-The file's PixelSpacing is 0 (unknown); a 1841 x 1955 CR chest plate of 35 x 43 cm gives about
-0.2 mm per pixel, which is the nominal spacing used for the 3 mm tolerance (15 pixels).
+The floors below are what the anatomy-aware detector reaches today (30 of 40 hits, 7 wrong
+edges reported TRACKED, see ``benchmarks/detection.py``); the issue's target is 98 % and 0.
+They guard against regressions towards the edge-strength detector (2 of 40, 25 wrong).
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import cv2
@@ -20,35 +22,81 @@ import pydicom
 import pytest
 
 from fixtures.shared_data import CHEST_CR
-from igrt.tracking.detection import HemidiaphragmValues, choose_dome, find_domes
+from igrt.geometry import ProjectionGeometry
+from igrt.sequence import FluoroSequence, IntensityValues
+from igrt.tracking import TrackingStatusValues, track_dome
 
-ANNOTATED_APEX_COLUMN_ROW = (420.0, 1399.0)
-NOMINAL_PIXEL_MM = 0.2
-DOWNSAMPLING = 4  # brings the plate to ~0.8 mm pixels, the scale the detector is tuned for
+CXR_DEV = Path("xray") / "cxr_dev"
+TARGET_MM = 0.4
+ROW_TOLERANCE_PX = 15
+
+
+def _still(image: np.ndarray, pixel_mm: float, intensity: IntensityValues) -> FluoroSequence:
+    geometry = ProjectionGeometry(
+        sad_mm=1000.0,
+        sdd_mm=1536.0,
+        pixel_pitch_mm=(pixel_mm * 1.536,) * 2,
+        detector_shape=image.shape,
+        gantry_deg=0.0,
+    )
+    frames = np.stack([image, image])
+    return FluoroSequence(frames, np.array([0.0, 0.1]), [geometry, geometry], intensity)
+
+
+def _inferior_boundary(mask: np.ndarray) -> np.ndarray:
+    rows = np.arange(mask.shape[0])[:, None]
+    return np.where(mask.any(axis=0), np.where(mask, rows, -1).max(axis=0), -1)
 
 
 @pytest.mark.shared_data
-def test_detector_finds_the_right_dome_apex_within_3_mm(shared_data: Path) -> None:
+@pytest.mark.slow
+def test_automatic_detection_on_the_cxr_dev_radiographs(shared_data: Path) -> None:
+    folder = shared_data / CXR_DEV
+    hits = confident_wrong = 0
+    with (folder / "reference.csv").open() as handle:
+        references = list(csv.DictReader(handle))
+    for reference in references:
+        image = cv2.imread(str(folder / reference["file"]), cv2.IMREAD_GRAYSCALE)
+        labels = cv2.imread(str(folder / reference["mask_file"]), cv2.IMREAD_GRAYSCALE)
+        assert image.shape == (1000, 1000)  # 400 mm wide chests at 0.4 mm: no rescaling
+        sequence = _still(image.astype(np.uint16), TARGET_MM, IntensityValues.DISPLAY)
+        first = track_dome(sequence).observations[0]
+        hit = False
+        if np.isfinite(first.apex_row):
+            column = round(first.apex_column)
+            boundary_row = _inferior_boundary(labels == 1)[column]
+            hit = (
+                boundary_row >= 0
+                and abs(first.apex_row - boundary_row) <= ROW_TOLERANCE_PX
+                and abs(first.apex_row - float(reference["right_dome_row"])) <= ROW_TOLERANCE_PX
+            )
+        hits += hit
+        confident_wrong += (not hit) and first.status is TrackingStatusValues.TRACKED
+    assert hits >= 29, f"{hits} of {len(references)} domes found"
+    assert confident_wrong <= 7, f"{confident_wrong} wrong edges reported TRACKED"
+
+
+@pytest.mark.shared_data
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss of the automatic path (issue 11): on this plate the lung fields are not "
+    "segmented and a wrong edge near row 350 is reported TRACKED",
+)
+def test_automatic_detection_on_the_monochrome1_plate(shared_data: Path) -> None:
+    """The CR plate, inverted from MONOCHROME1 and reduced to 0.8 mm: the whole plate, no region.
+
+    Reference apex annotated by hand (column 420, row 1399 at the plate's ~0.2 mm pixels; the
+    dome top is flat between columns ~395 and ~440, the row uncertain by about +/-3 px).
+    """
     dataset = pydicom.dcmread(shared_data / CHEST_CR)
     assert dataset.PhotometricInterpretation == "MONOCHROME1"
-    # MONOCHROME1 stores exposure: high in the lungs. Negate to rise from lung to liver.
-    image = -dataset.pixel_array.astype(np.float32)
-    rows, cols = image.shape
-    small = cv2.resize(
-        image, (cols // DOWNSAMPLING, rows // DOWNSAMPLING), interpolation=cv2.INTER_AREA
-    )
-    r, c = small.shape
-    # The user region a radiographer would give: inside the collimation, lower two thirds.
-    region = (slice(r // 3, r - r // 10), slice(c // 10, c - c // 10))
-    candidates = find_domes(small, region=region)
-    # PA view displayed as usual: the patient's right is on the viewer's left (low columns).
-    dome = choose_dome(
-        candidates,
-        patient_right_towards_column=-1.0,
-        hemidiaphragm=HemidiaphragmValues.RIGHT,
-        pixel_at_isocentre_mm=NOMINAL_PIXEL_MM * DOWNSAMPLING,
-    )
-    assert dome is not None
-    found = np.array([dome.apex_column, dome.apex_row]) * DOWNSAMPLING
-    distance_mm = float(np.hypot(*(found - ANNOTATED_APEX_COLUMN_ROW))) * NOMINAL_PIXEL_MM
-    assert distance_mm <= 3.0, f"apex found at {found}, {distance_mm:.1f} mm from the annotation"
+    plate = dataset.pixel_array.astype(np.float32)
+    display = plate.max() - plate  # MONOCHROME1 stores exposure: invert to lung dark
+    rows, cols = display.shape
+    small = cv2.resize(display, (cols // 4, rows // 4), interpolation=cv2.INTER_AREA)
+    sequence = _still(small.astype(np.uint16), 0.8, IntensityValues.DISPLAY)
+    first = track_dome(sequence).observations[0]
+    assert first.status is TrackingStatusValues.TRACKED
+    found = np.array([first.apex_column, first.apex_row]) * 4
+    assert abs(found[1] - 1399.0) * 0.2 <= 3.0, f"apex row {found[1]:.0f}, annotated 1399"
+    assert 340.0 <= found[0] <= 500.0, f"apex column {found[0]:.0f}, annotated 395-440"

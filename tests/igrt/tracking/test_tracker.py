@@ -65,9 +65,17 @@ def test_raw_and_log_frames_give_the_same_positions(regular_clip: FluoroSimulati
     np.testing.assert_allclose(
         track_dome(log).si_isocentre_mm, track_dome(raw).si_isocentre_mm, atol=0.05
     )
-    # Mislabelled polarity: line integrals declared raw still track (polarity is detected).
+    # Mislabelled meaning: line integrals declared raw invert the edge. The stated meaning is
+    # trusted and the opposite polarity is never scored as a dome, so nothing is TRACKED where
+    # the dome is (the user must state what the pixels mean).
     mislabelled = FluoroSequence(log.frames, log.timestamps_s, log.geometries, IntensityValues.RAW)
-    assert track_dome(mislabelled).tracked_fraction == 1.0
+    track = track_dome(mislabelled)
+    truth_rows = regular_clip.truth.apex_pixel[:, 1]
+    on_dome = [
+        o.status is TrackingStatusValues.TRACKED and abs(o.apex_row - row) < 5.0
+        for o, row in zip(track.observations, truth_rows, strict=True)
+    ]
+    assert not any(on_dome)
 
 
 def test_streaming_and_batch_agree_exactly(regular_clip: FluoroSimulation) -> None:
@@ -146,3 +154,25 @@ def test_settings_are_validated() -> None:
         TrackerSettings(roi_half_height_mm=0.0)
     with pytest.raises(InvalidInputError):
         TrackerSettings(tracked_confidence=0.4, lost_confidence=0.6)
+
+
+def test_feet_first_trace_is_superior_positive(regular_clip: FluoroSimulation) -> None:
+    """A feet-first supine patient seen at gantry 0 is the head-first image turned by 180 deg.
+
+    The head is then at the panel's bottom and the patient's right on the other side: the
+    tracker must find the same dome and report the same superior-positive trace.
+    """
+    head_first = regular_clip.sequence
+    turned = FluoroSequence(
+        np.ascontiguousarray(head_first.frames[:, ::-1, ::-1]),
+        head_first.timestamps_s,
+        head_first.geometries,
+        head_first.intensity,
+    )
+    hfs = track_dome(head_first)
+    ffs = track_dome(turned, TrackerSettings(patient_position="FFS"))
+    assert ffs.tracked_fraction == hfs.tracked_fraction == 1.0
+    np.testing.assert_allclose(ffs.si_isocentre_mm, hfs.si_isocentre_mm, atol=0.15)
+    rows = GEOMETRY.detector_shape[0]
+    np.testing.assert_allclose(ffs.apex_pixel[:, 1], rows - 1 - hfs.apex_pixel[:, 1], atol=0.3)
+    assert np.corrcoef(ffs.si_isocentre_mm, regular_clip.truth.signal_si_mm)[0, 1] > 0.99

@@ -4,7 +4,12 @@
 import { imageUrl } from "./api.js";
 import { h, num, words } from "./dom.js";
 
-const STATUS_COLOURS = { tracked: "#3ddc84", low_confidence: "#ffb020", lost: "#ff5c5c" };
+const STATUS_COLOURS = {
+  tracked: "#3ddc84",
+  low_confidence: "#ffb020",
+  needs_confirmation: "#c58cff",
+  lost: "#ff5c5c",
+};
 const SPEEDS = [0.25, 0.5, 1, 2, 4];
 
 export class Cine {

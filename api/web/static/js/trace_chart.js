@@ -168,7 +168,7 @@ export class TraceChart {
       if (statuses[i] === "lost") {
         ctx.strokeStyle = COLOURS.lost;
         line(ctx, s.x(times[i]), s.height - m.bottom, s.x(times[i]), s.height - m.bottom - 10);
-      } else if (statuses[i] === "low_confidence") {
+      } else if (statuses[i] === "low_confidence" || statuses[i] === "needs_confirmation") {
         ctx.fillStyle = COLOURS.low;
         ctx.beginPath();
         ctx.arc(s.x(times[i]), s.y(values[i]), 3, 0, 2 * Math.PI);
