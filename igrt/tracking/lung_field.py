@@ -38,6 +38,7 @@ _DOME_LOWEST_FRACTION = 0.5
 _MIN_RUN_MM = 20.0
 """Shortest near-horizontal stretch of inferior boundary that counts as a diaphragm."""
 _APEX_TOLERANCE_MM = 2.0
+_MIN_RELATIVE_RUN = 0.8
 _EDGE_SIGMA_MM = 1.5
 _SNAP_MM = 8.0
 _MEDIAL_EXTENSION_MM = 30.0
@@ -303,20 +304,29 @@ def diaphragm_apex(
     smooth = np.median(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)
     slope = np.abs(np.gradient(smooth, columns.astype(np.float64)))
     flat = slope < 1.0
-    best: tuple[int, int] | None = None
+    runs: list[tuple[int, int]] = []
     start = None
     for i, is_flat in enumerate([*flat.tolist(), False]):
         if is_flat and start is None:
             start = i
         elif not is_flat and start is not None:
-            if best is None or i - start > best[1] - best[0]:
-                best = (start, i)
+            runs.append((start, i))
             start = None
-    if best is None:
+    long_enough = [
+        (a, b)
+        for a, b in runs
+        if (columns[b - 1] - columns[a]) * pixel_at_isocentre_mm >= _MIN_RUN_MM
+    ]
+    if not long_enough:
         return None
-    run_columns, run_rows = columns[best[0] : best[1]], smooth[best[0] : best[1]]
-    if (run_columns[-1] - run_columns[0]) * pixel_at_isocentre_mm < _MIN_RUN_MM:
-        return None
+    # The diaphragm is the lowest long flat stretch: a flat stretch higher up is the top of a
+    # heart shadow overlapping the field (the left lung) or the floor of a rib gap.
+    longest = max(b - a for a, b in long_enough)
+    a, b = max(
+        (run for run in long_enough if run[1] - run[0] >= _MIN_RELATIVE_RUN * longest),
+        key=lambda run: float(np.median(smooth[run[0] : run[1]])),
+    )
+    run_columns, run_rows = columns[a:b], smooth[a:b]
     top = float(run_rows.min())
     near_top = run_columns[run_rows <= top + _APEX_TOLERANCE_MM / pixel_at_isocentre_mm]
     return float(np.median(near_top)), top

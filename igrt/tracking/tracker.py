@@ -2,11 +2,18 @@
 
 Method
 ------
-1. **Initialisation** (first frame, or after the dome was lost): :func:`find_domes` scores
-   dome-shaped edges over the frame; :func:`choose_dome` keeps the requested hemidiaphragm using
-   the geometry and patient position to know which panel side is the patient's right. The
-   template is the vertical gradient of the smoothed attenuation image in a small window around
-   the apex, and the apex row is the sub-pixel peak of that gradient on the apex column.
+0. **Head up**: a feet-first patient's head is at the bottom of the panel; such frames are
+   turned over (a view, no copy) so the lung is always above the liver, and rows are mapped
+   back on output. The SI position is superior-positive for every patient position.
+1. **Initialisation** (first frame, or after the dome was lost):
+   :func:`~igrt.tracking.detection.detect_dome` finds the lung fields, takes the field on the
+   requested side (from the geometry and patient position) and the highest point of its
+   diaphragm boundary; at a user's hint it takes the dome edge there. Only the polarity the
+   frames' stated meaning implies is scored. When anatomy fails, the strongest dome-shaped
+   edge is followed but reported NEEDS_CONFIRMATION until it has moved
+   ``_CONFIRMING_MOTION_MM`` along the patient's SI axis (a shoulder or a clavicle does not).
+   The template is the vertical gradient of the smoothed attenuation image in a small window
+   around the apex, and the apex row is the sub-pixel peak of that gradient on the apex column.
 2. **Fixed gantry (fluoroscopy)**: each frame, the template is located by normalised
    cross-correlation over a vertical search range sized from the frame interval and a maximum
    dome speed, refined to sub-pixel by a parabola through the correlation peak. Only a window
@@ -25,11 +32,13 @@ Method
    matches).
 
 The batch form :func:`track_dome` runs the streaming :class:`DomeTracker` over the sequence, so
-both forms give identical results by construction.
+both forms give identical positions by construction (the batch form re-labels frames whose edge
+was confirmed later).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +76,7 @@ _EDGE_ONSET_SMOOTHING = 0.2  # running-average weight of each frame's onset whil
 # An edge chosen without anatomy is confirmed as the dome once it has moved this far along the
 # patient's SI axis (the lung apex, clavicles, shoulders and plate borders barely move).
 _CONFIRMING_MOTION_MM = 3.0
+_ANATOMY_RETRY_S = 1.0  # while unconfirmed, try anatomy-aware detection again this often
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,10 @@ class _State:
     recent_peaks: list[float] = field(default_factory=list)
     confirmed: bool = True
     si_seen_mm: tuple[float, float] | None = None  # lowest and highest SI while unconfirmed
+    # Frames reported NEEDS_CONFIRMATION on this edge, by count of frames seen, with the status
+    # they would have had: they are re-labelled if the edge is confirmed later.
+    awaiting_confirmation: dict[int, TrackingStatusValues] = field(default_factory=dict)
+    detected_at_s: float = 0.0  # time of the last detection attempt on this edge
 
 
 def _gradient(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.float32]:
@@ -199,6 +213,10 @@ class DomeTracker:
         self._last_time_s: float | None = None
         self.detection_reason = ""
         """Why the current dome was accepted (anatomy, hint) or needs confirmation."""
+        self.confirmed_late: dict[int, TrackingStatusValues] = {}
+        """Frames (by count of frames seen) reported NEEDS_CONFIRMATION on an edge that was
+        confirmed as the dome later, with the status they then deserve. A streaming caller has
+        already used them unconfirmed; :func:`track_dome` re-labels them."""
 
     # --- public ---------------------------------------------------------------------------
 
@@ -226,6 +244,10 @@ class DomeTracker:
         self._last_time_s = time_s
         if self._state is None:
             return self._initialise(frame, index, time_s, geometry)
+        if self._retry_anatomy_due(time_s):
+            confirmed = self._initialise_from_anatomy(frame, index, time_s, geometry)
+            if confirmed is not None:
+                return confirmed
         observation = self._follow(frame, index, time_s, geometry, dt)
         if observation.status is TrackingStatusValues.LOST:
             self._lost_state, self._state = self._state, None
@@ -260,10 +282,44 @@ class DomeTracker:
         if state is None:
             return self._lost(index, time_s, geometry)
         state.confirmed = detection.confirmed
+        state.detected_at_s = time_s
         self._state = state
         self.detection_reason = detection.reason
         if self._reference_score is None:
             self._reference_score = candidate.score
+        return self._observation(index, time_s, geometry, 1.0, TrackingStatusValues.TRACKED)
+
+    def _retry_anatomy_due(self, time_s: float) -> bool:
+        """While following an unconfirmed edge, look for the dome by anatomy again now and then.
+
+        One frame's lung segmentation can fail (noise, compression, a breath at full
+        inspiration); the next may not.
+        """
+        state = self._state
+        if state is None or state.confirmed:
+            return False
+        if time_s - state.detected_at_s < _ANATOMY_RETRY_S:
+            return False
+        state.detected_at_s = time_s
+        return True
+
+    def _initialise_from_anatomy(
+        self, frame: npt.NDArray[Any], index: int, time_s: float, geometry: ProjectionGeometry
+    ) -> DomeObservation | None:
+        """Start over on a dome found by anatomy, or None (keep following the current edge)."""
+        image = attenuation_image(frame, self.intensity)
+        detection = self._detect(image, geometry)
+        candidate = detection.candidate
+        if not detection.confirmed or candidate is None:
+            return None
+        if candidate.contrast_to_noise < self.settings.min_contrast_to_noise:
+            return None
+        state = self._template_at(image, candidate, geometry)
+        if state is None:
+            return None
+        self._state = state
+        self.detection_reason = detection.reason
+        self._reference_score = candidate.score
         return self._observation(index, time_s, geometry, 1.0, TrackingStatusValues.TRACKED)
 
     def _detect(
@@ -608,11 +664,14 @@ class DomeTracker:
         state.si_seen_mm = (min(low, si_mm), max(high, si_mm))
         if state.si_seen_mm[1] - state.si_seen_mm[0] >= _CONFIRMING_MOTION_MM:
             state.confirmed = True
+            self.confirmed_late.update(state.awaiting_confirmation)
+            state.awaiting_confirmation.clear()
             self.detection_reason = (
                 f"edge confirmed as the dome: it moved {_CONFIRMING_MOTION_MM:g} mm or more "
                 "along the patient's superior-inferior axis"
             )
             return status
+        state.awaiting_confirmation[self._frame_count - 1] = status
         return TrackingStatusValues.NEEDS_CONFIRMATION
 
     def _lost(
@@ -670,6 +729,10 @@ class DomeTracker:
 def track_dome(sequence: FluoroSequence, settings: TrackerSettings | None = None) -> DomeTrack:
     """Track the dome on every frame of a sequence (the batch form of :class:`DomeTracker`).
 
+    Positions are those of the streaming tracker frame for frame. Statuses differ in one way:
+    frames reported NEEDS_CONFIRMATION on an edge that later moved like a dome (see
+    :attr:`DomeTracker.confirmed_late`) get the status they would have had.
+
     Raises
     ------
     InvalidInputError
@@ -678,8 +741,60 @@ def track_dome(sequence: FluoroSequence, settings: TrackerSettings | None = None
     if sequence.n_frames < 2:
         raise InvalidInputError("tracking needs a sequence of at least two frames", field="frames")
     tracker = DomeTracker(settings, sequence.intensity)
-    observations = tuple(
+    observations = [
         tracker.update(sequence.frames[i], float(sequence.timestamps_s[i]), sequence.geometries[i])
         for i in range(sequence.n_frames)
+    ]
+    # The whole sequence is known: frames of an edge confirmed later by its breathing motion
+    # are re-labelled, so a recording is not penalised for the seconds confirmation took.
+    for index, status in tracker.confirmed_late.items():
+        observations[index] = dataclasses.replace(observations[index], status=status)
+    _track_back_from_first_confirmed(sequence, settings, observations)
+    return DomeTrack(tuple(observations))
+
+
+def _track_back_from_first_confirmed(
+    sequence: FluoroSequence,
+    settings: TrackerSettings | None,
+    observations: list[DomeObservation],
+) -> None:
+    """Fill the frames before the dome was first found by anatomy, tracking backwards in time.
+
+    When the first frames could only be followed unconfirmed (or not at all), the first frame
+    with a confirmed dome seeds a tracker run over the earlier frames in reverse order; its
+    trusted observations replace the unconfirmed or lost ones, moved by the difference between
+    the two trackers' apices on the seed frame (the same frame: the backward run places its
+    apex on the same edge, but its edge-onset calibration can differ by a constant).
+    """
+    usable = (TrackingStatusValues.TRACKED, TrackingStatusValues.LOW_CONFIDENCE)
+    first = next((i for i, o in enumerate(observations) if o.status in usable), None)
+    if first is None or first == 0:
+        return
+    seed = observations[first]
+    base = settings if settings is not None else TrackerSettings()
+    backward = DomeTracker(
+        dataclasses.replace(base, seed_column_row=(seed.apex_column, seed.apex_row)),
+        sequence.intensity,
     )
-    return DomeTrack(observations)
+    offset: dict[str, float] = {}
+    for i in range(first, -1, -1):
+        observation = backward.update(
+            sequence.frames[i], -float(sequence.timestamps_s[i]), sequence.geometries[i]
+        )
+        if i == first:
+            if observation.status not in usable:
+                return
+            offset = {
+                name: getattr(seed, name) - getattr(observation, name)
+                for name in ("apex_column", "apex_row", "apex_u_mm", "apex_v_mm", "si_isocentre_mm")
+            }
+            continue
+        if observation.status in usable:
+            observations[i] = dataclasses.replace(
+                observation,
+                frame_index=i,
+                time_s=float(sequence.timestamps_s[i]),
+                dome_columns=observation.dome_columns + offset["apex_column"],
+                dome_rows=observation.dome_rows + offset["apex_row"],
+                **{name: getattr(observation, name) + value for name, value in offset.items()},
+            )

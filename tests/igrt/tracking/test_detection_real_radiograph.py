@@ -21,6 +21,8 @@ import numpy as np
 import pydicom
 import pytest
 
+from fixtures.breathing import list_real_traces, replay_real_trace
+from fixtures.real_texture import cxr_references, warp_radiograph
 from fixtures.shared_data import CHEST_CR
 from igrt.geometry import ProjectionGeometry
 from igrt.sequence import FluoroSequence, IntensityValues
@@ -100,3 +102,21 @@ def test_automatic_detection_on_the_monochrome1_plate(shared_data: Path) -> None
     found = np.array([first.apex_column, first.apex_row]) * 4
     assert abs(found[1] - 1399.0) * 0.2 <= 3.0, f"apex row {found[1]:.0f}, annotated 1399"
     assert 340.0 <= found[0] <= 500.0, f"apex column {found[0]:.0f}, annotated 395-440"
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_a_display_sequence_of_a_real_radiograph_is_tracked(shared_data: Path) -> None:
+    """Real texture warped by a real breathing trace, video-compressed: the automatic path."""
+    reference = cxr_references(shared_data)[4]  # CHNCXR_0607: a hit as a still image
+    trace = list_real_traces(shared_data)[0]
+    signal = replay_real_trace(trace, 15.0, 10.0, duration_s=40.0)
+    clip = warp_radiograph(
+        reference, signal, duration_s=12.0, fps=5.0, jpeg_quality=60, shared=shared_data
+    )
+    track = track_dome(clip.sequence)
+    assert track.tracked_fraction >= 0.99
+    error = track.si_isocentre_mm - clip.si_mm
+    assert float(np.sqrt(np.mean((error - error.mean()) ** 2))) <= 0.3
+    row_error = np.abs(track.apex_pixel[:, 1] - clip.apex_column_row[:, 1])
+    assert float(row_error.max()) <= ROW_TOLERANCE_PX
