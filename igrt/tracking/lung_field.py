@@ -33,6 +33,7 @@ _MIN_LUNG_AREA_MM2 = 2500.0
 _MIN_RELATIVE_AREA = 0.15
 """A dark region smaller than this fraction of the largest one is not a lung (trachea, gas)."""
 _MIN_LUNG_HEIGHT_MM = 40.0
+_CUT_TOP_MIN_MM = 40.0
 _DOME_LOWEST_FRACTION = 0.5
 """A dome apex lies below this fraction of its lung field's height."""
 _MIN_RUN_MM = 20.0
@@ -63,7 +64,8 @@ class LungField:
     area_mm2 : float
         Area at the isocentre plane, mm².
     touches_top : bool
-        The field reaches the top of the image (a view cropped above the lung apex).
+        The field is cut by the top of the image over at least ``_CUT_TOP_MIN_MM``: a view
+        cropped above the lung apex (a trachea reaching the top edge is narrower).
     """
 
     columns: npt.NDArray[np.intp]
@@ -180,6 +182,7 @@ def find_lung_fields(
                 area_mm2=float(area_mm2[k]),
                 centroid=centroids[k],
                 full_cols=cols,
+                pixel_mm=pixel_mm,
             )
         )
     fields.sort(key=lambda f: f.area_mm2, reverse=True)
@@ -194,6 +197,7 @@ def _field(
     area_mm2: float,
     centroid: npt.NDArray[np.float64],
     full_cols: int,
+    pixel_mm: float,
 ) -> LungField:
     """A component's inferior boundary, mapped to full-resolution columns."""
     small_rows = np.arange(mask.shape[0])[:, None]
@@ -219,7 +223,7 @@ def _field(
             (float(centroid[1]) + 0.5) * factor_rows - 0.5,
         ),
         area_mm2=area_mm2,
-        touches_top=bool(mask[0].any()),
+        touches_top=bool(np.count_nonzero(mask[0]) * pixel_mm >= _CUT_TOP_MIN_MM),
     )
 
 
