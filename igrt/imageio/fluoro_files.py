@@ -39,6 +39,7 @@ import numpy.typing as npt
 from igrt.errors import GeometryError, ImageReadError, InvalidInputError
 from igrt.geometry import ProjectionGeometry
 from igrt.imageio._failures import foreign_errors, with_file_context
+from igrt.imageio.header_allowlist import read_image_header, read_image_voxels
 from igrt.sequence import FluoroSequence, IntensityValues
 
 if TYPE_CHECKING:
@@ -403,20 +404,26 @@ def read_fluoro_mha(
     fallback_geometry: ProjectionGeometry | None = None,
     fallback_fps: float | None = None,
     intensity: IntensityValues | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> FluoroSequence:
     """Read a frame stack from a 3D MetaImage whose third axis is the frame index.
+
+    The header is read with an allow-list (:mod:`igrt.imageio.header_allowlist`): the frames
+    must follow it in the same file (a ``.mhd`` may name a data file beside it), and a header
+    naming any other file, or a key off the list, is refused before anything else is read.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        ``.mha``/``.mhd`` (any SimpleITK-readable 2D or 3D scalar image works; a 2D image is one
-        frame).
+        ``.mha``/``.mhd`` (or NRRD) holding a 2D (one frame) or 3D scalar image.
     fallback_geometry : ProjectionGeometry or None, optional
         Used for every frame only when the file carries no igrt geometry keys (logged).
     fallback_fps : float or None, optional
         Used only when a multi-frame file has no ``IGRT_TimestampsS`` key.
     intensity : IntensityValues or None, optional
         Needed when the file has no ``IGRT_Intensity`` key; must agree when it has.
+    max_decoded_bytes : int or None, optional
+        Refuse, before reading the frames, a header declaring more decoded bytes.
 
     Returns
     -------
@@ -426,26 +433,18 @@ def read_fluoro_mha(
     ------
     ImageReadError
         Missing, unreadable or non-scalar file; malformed keys; missing times or intensity
-        without a fallback.
+        without a fallback; over ``max_decoded_bytes``.
+    UnsafeHeaderError
+        A header key off the allow-list, or voxels in another file.
     GeometryError
         No (or incomplete) geometry keys and no ``fallback_geometry``.
     """
-    import SimpleITK as sitk
-
     source = Path(path)
     if not source.is_file():
         raise ImageReadError(f"no such file: {source}", field="path")
-    with foreign_errors(source, "read image file"):
-        image = sitk.ReadImage(str(source))
-        metadata = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys()}
-        frames = np.asarray(sitk.GetArrayFromImage(image))
-        components = image.GetNumberOfComponentsPerPixel()
-    if components != 1 or frames.ndim not in (2, 3):
-        raise ImageReadError(
-            f"{source} holds a {image.GetDimension()}D image with {components} component(s); "
-            "expected a scalar 2D frame or 3D frame stack",
-            field="path",
-        )
+    header = read_image_header(source, allow_sibling_data_file=source.name.lower().endswith(".mhd"))
+    metadata = dict(header.metadata)
+    frames = read_image_voxels(header, max_decoded_bytes=max_decoded_bytes)
     if frames.ndim == 2:
         frames = frames[np.newaxis]
     n_frames, rows, columns = (int(n) for n in frames.shape)
