@@ -716,7 +716,7 @@ def read_image_voxels(
         with path.open("rb") as handle:
             handle.seek(header.data_offset)
             if header.compression is CompressionValues.RAW:
-                count = handle.readinto(memoryview(buffer))
+                count = handle.readinto(buffer.data)
                 if count != expected or handle.read(1):
                     raise ImageReadError(
                         f"{path}: the voxel bytes do not match the {expected} the header "
@@ -724,7 +724,7 @@ def read_image_voxels(
                         field="path",
                     )
             else:
-                _inflate(handle, memoryview(buffer), path)
+                _inflate(handle, buffer.data, path)
     except (OSError, zlib.error) as exc:
         raise ImageReadError(f"cannot read the voxels of {path}: {exc}", field="path") from exc
     array = buffer.view(header.dtype).reshape(tuple(reversed(header.size_xyz)))
