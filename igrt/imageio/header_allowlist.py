@@ -403,8 +403,8 @@ def _metaimage_header(text: bytes, path: Path, *, allow_sibling_data_file: bool)
         spacing, origin, direction, path, "ElementSpacing", "Offset", "TransformMatrix"
     )
     compressed = _meta_bool(pairs.get("CompressedData", "False"), "CompressedData", path)
-    if "CompressedDataSize" in pairs:
-        _sizes(pairs["CompressedDataSize"], 1, "CompressedDataSize", path)
+    if "CompressedDataSize" in pairs and not pairs["CompressedDataSize"].isdigit():
+        raise _refuse(f"{path}: CompressedDataSize must be a byte count", "CompressedDataSize")
     data_file, offset = _meta_data_location(
         pairs["ElementDataFile"], path, end, allow_sibling_data_file=allow_sibling_data_file
     )

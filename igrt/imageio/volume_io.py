@@ -209,15 +209,21 @@ def read_volume(
     source = Path(path)
     if not source.exists():
         raise ImageReadError(f"no such file or folder: {source}", field="path")
-    limits = {"max_voxels": max_voxels, "max_decoded_bytes": max_decoded_bytes}
     if source.is_dir():
-        return read_dicom_folder(source, series_instance_uid=series_instance_uid, **limits)
+        return read_dicom_folder(
+            source,
+            series_instance_uid=series_instance_uid,
+            max_voxels=max_voxels,
+            max_decoded_bytes=max_decoded_bytes,
+        )
     if not _has_itk_suffix(source):
         with foreign_errors(source, "read"):
             dicom = is_dicom(source)
         if dicom:
-            return read_dicom_file(source, **limits)
-    return _read_single_file(source, **limits)
+            return read_dicom_file(
+                source, max_voxels=max_voxels, max_decoded_bytes=max_decoded_bytes
+            )
+    return _read_single_file(source, max_voxels=max_voxels, max_decoded_bytes=max_decoded_bytes)
 
 
 def write_volume_mha(
