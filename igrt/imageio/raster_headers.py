@@ -84,9 +84,11 @@ def _tiff_size(data: bytes, path: Path) -> RasterSize:
     if _TIFF_WIDTH not in values or _TIFF_LENGTH not in values:
         raise ImageReadError(f"{path}: the TIFF directory has no image size", field="path")
     samples = values.get(_TIFF_SAMPLES, (1, 1))[0]
-    bits_value, bits_count = values.get(_TIFF_BITS, (1, 1))
-    # With several samples BitsPerSample holds an offset to a list; the samples say enough.
-    bits = bits_value if bits_count == 1 else 16
+    bits, bits_count = values.get(_TIFF_BITS, (1, 1))
+    if bits_count > 1:  # one value per sample, stored at this offset
+        if bits + 2 > len(data):
+            raise ImageReadError(f"{path}: BitsPerSample lies beyond the file", field="path")
+        (bits,) = struct.unpack(order + "H", data[bits : bits + 2])
     return RasterSize(values[_TIFF_LENGTH][0], values[_TIFF_WIDTH][0], max(1, samples), bits)
 
 

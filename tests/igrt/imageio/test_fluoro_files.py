@@ -174,3 +174,15 @@ def test_mha_errors(panel: ProjectionGeometry, tmp_path: Path) -> None:
         read_fluoro_mha(path, intensity=IntensityValues.LINE_INTEGRAL)
     with pytest.raises(InvalidInputError, match=r"\.mha or \.mhd"):
         write_fluoro_mha(fixed_sequence(panel), tmp_path / "f.nii")
+
+
+def test_mha_whose_header_points_at_another_file_is_refused(tmp_path: Path) -> None:
+    from igrt.errors import UnsafeHeaderError
+
+    hostile = tmp_path / "hostile.mha"
+    hostile.write_text(
+        "ObjectType = Image\nNDims = 2\nDimSize = 4 4\nElementType = MET_UCHAR\n"
+        "ElementDataFile = /etc/passwd\n"
+    )
+    with pytest.raises(UnsafeHeaderError, match="ElementDataFile"):
+        read_fluoro_mha(hostile, intensity=IntensityValues.RAW)
