@@ -40,6 +40,7 @@ from igrt.errors import GeometryError, ImageReadError, InvalidInputError
 from igrt.geometry import ProjectionGeometry
 from igrt.imageio._failures import foreign_errors, with_file_context
 from igrt.imageio.header_allowlist import read_image_header, read_image_voxels
+from igrt.imageio.sniff import FileFormatValues, detect_format
 from igrt.sequence import FluoroSequence, IntensityValues
 
 if TYPE_CHECKING:
@@ -398,6 +399,36 @@ def _mha_intensity(
     return stated
 
 
+def _nifti_frames(source: Path, max_decoded_bytes: int | None) -> npt.NDArray[Any]:
+    """A NIfTI frame stack, through SimpleITK's NIfTI reader only (never one picked by content).
+
+    A NIfTI header cannot name another file; its voxel count is checked before decoding.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("NiftiImageIO")
+    reader.SetFileName(str(source))
+    with foreign_errors(source, "read image file"):
+        reader.ReadImageInformation()
+        components = reader.GetNumberOfComponents()
+        size = [int(n) for n in reader.GetSize()]
+    if components != 1 or len(size) not in (2, 3):
+        raise ImageReadError(
+            f"{source} holds a {len(size)}D image with {components} component(s); expected a "
+            "scalar 2D frame or 3D frame stack",
+            field="path",
+        )
+    if max_decoded_bytes is not None and math.prod(size) * 8 > max_decoded_bytes:
+        raise ImageReadError(
+            f"{source}: {' x '.join(map(str, size))} pixels may take more than the limit of "
+            f"{max_decoded_bytes} bytes decoded",
+            field="path",
+        )
+    with foreign_errors(source, "read image file"):
+        return np.asarray(sitk.GetArrayFromImage(reader.Execute()))
+
+
 def read_fluoro_mha(
     path: str | Path,
     *,
@@ -408,14 +439,15 @@ def read_fluoro_mha(
 ) -> FluoroSequence:
     """Read a frame stack from a 3D MetaImage whose third axis is the frame index.
 
-    The header is read with an allow-list (:mod:`igrt.imageio.header_allowlist`): the frames
-    must follow it in the same file (a ``.mhd`` may name a data file beside it), and a header
-    naming any other file, or a key off the list, is refused before anything else is read.
+    The reader is chosen by the file's content. A MetaImage or NRRD header is read with an
+    allow-list (:mod:`igrt.imageio.header_allowlist`): the frames must follow it in the same
+    file (a ``.mhd`` may name a data file beside it), and a header naming any other file, or a
+    key off the list, is refused before anything else is read.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        ``.mha``/``.mhd`` (or NRRD) holding a 2D (one frame) or 3D scalar image.
+        ``.mha``/``.mhd`` (or NRRD, or NIfTI) holding a 2D (one frame) or 3D scalar image.
     fallback_geometry : ProjectionGeometry or None, optional
         Used for every frame only when the file carries no igrt geometry keys (logged).
     fallback_fps : float or None, optional
@@ -442,9 +474,14 @@ def read_fluoro_mha(
     source = Path(path)
     if not source.is_file():
         raise ImageReadError(f"no such file: {source}", field="path")
-    header = read_image_header(source, allow_sibling_data_file=source.name.lower().endswith(".mhd"))
-    metadata = dict(header.metadata)
-    frames = read_image_voxels(header, max_decoded_bytes=max_decoded_bytes)
+    metadata: dict[str, str] = {}
+    if detect_format(source) in (FileFormatValues.NIFTI, FileFormatValues.GZIP):
+        frames = _nifti_frames(source, max_decoded_bytes)
+    else:
+        sibling_allowed = source.name.lower().endswith(".mhd")
+        header = read_image_header(source, allow_sibling_data_file=sibling_allowed)
+        metadata.update(header.metadata)
+        frames = read_image_voxels(header, max_decoded_bytes=max_decoded_bytes)
     if frames.ndim == 2:
         frames = frames[np.newaxis]
     n_frames, rows, columns = (int(n) for n in frames.shape)

@@ -56,8 +56,9 @@ MAX_LINE_BYTES = 16 * 1024
 MAX_SPACING_MM = 100.0
 """Largest accepted voxel spacing, mm (a CT slice is a few mm; 1e30 mm is an attack or a bug)."""
 
-MAX_ORIGIN_MM = 1.0e6
-"""Largest accepted origin coordinate, mm (a kilometre: anything beyond is not a patient)."""
+MAX_ORIGIN_MM = 1.0e9
+"""Largest accepted origin coordinate, mm. Generous (an igrt frame stack keeps its first frame
+time, s, there); it refuses only absurd values such as 1e30."""
 
 MAX_AXIS_SIZE = 1 << 20
 """Largest accepted size of one axis, voxels (callers apply their own, smaller, budgets)."""
