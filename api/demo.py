@@ -49,6 +49,7 @@ from api.security import create_api_token
 from api.service import Service
 from api.volumes import ingest_volume
 from igrt.frame_of_reference import PatientPositionValues
+from igrt.patient_identity import PatientIdentity
 
 __all__ = ["DEMO_EXTERNAL_ID", "seed_first_run", "write_secret_file"]
 
@@ -145,7 +146,7 @@ def _create_demo(service: Service, db: Session) -> None:
             staged,
             form,
             patient_position=PatientPositionValues.HFS,
-            patient_external_id=DEMO_EXTERNAL_ID,
+            patient=PatientIdentity(DEMO_EXTERNAL_ID, DEMO_NAME),
         )
     upload = Upload(
         session=session,
@@ -244,6 +245,7 @@ def _create_demo_registration(service: Service, db: Session, patient: Patient) -
                 staged,
                 VolumeFormatValues.MHA,
                 session_position=PatientPositionValues.HFS,
+                patient=PatientIdentity(DEMO_EXTERNAL_ID, DEMO_NAME),
             )
         upload = VolumeUpload(
             session_id=fraction.id,

@@ -12,6 +12,7 @@ a role that may not do this                 403     forbidden
 unknown id or route                         404     not_found
 method not allowed                          405     method_not_allowed
 duplicate (e.g. patient external id)        409     conflict
+a file naming another patient               409     patient_mismatch
 body over the upload limit                  413     payload_too_large
 wrong content type                          415     unsupported_media_type
 too many open real-time streams             429     too_many_streams
@@ -36,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.core.logging import REQUEST_ID
 from api.schemas.common import FieldProblem, Problem
-from igrt.errors import IgrtError, InvalidInputError, ProcessingError
+from igrt.errors import IgrtError, InvalidInputError, PatientMismatchError, ProcessingError
 
 __all__ = ["PROBLEM_RESPONSES", "ApiError", "install_error_handlers", "problem_response"]
 
@@ -129,9 +130,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _igrt_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IgrtError)
     field = exc.field if isinstance(exc, InvalidInputError) else None
-    code = "processing_failed" if isinstance(exc, ProcessingError) else "invalid_input"
+    status, code = 422, "invalid_input"
+    if isinstance(exc, ProcessingError):
+        code = "processing_failed"
+    elif isinstance(exc, PatientMismatchError):
+        # Not malformed input but a conflict with what is stored: the session's patient.
+        status, code = 409, "patient_mismatch"
     errors = [FieldProblem(field=field, message=str(exc))] if field else []
-    return problem_response(422, str(exc), code=code, field=field, errors=errors)
+    return problem_response(status, str(exc), code=code, field=field, errors=errors)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

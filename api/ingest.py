@@ -2,7 +2,11 @@
 
 Every supported format (multi-frame DICOM, MHA, raw uint16 with a declared shape, a zip of
 PNG/TIFF frames) is read into a :class:`~igrt.sequence.FluoroSequence`, checked against the
-service's image limits *before* pixels are decoded where the header allows, and written once
+service's image limits *before* pixels are decoded (from the DICOM header, the allow-listed
+MetaImage header, the declared raw shape, every zip member's PNG/TIFF header; channels
+counted). The content must be of the declared format (magic numbers: a PNG or a DICOM file sent
+as MetaImage is refused), and a DICOM file must name the session's patient
+(:class:`~igrt.errors.PatientMismatchError` otherwise). The sequence is then written once
 more as a MetaImage that carries the geometry and frame times (``igrt.imageio.write_fluoro_mha``);
 later analyses read that canonical file whatever the original format was.
 
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,11 +30,23 @@ import numpy as np
 from api.enums import GeometrySourceValues, UploadFormatValues
 from api.schemas.uploads import FluoroscopyUploadForm
 from api.storage import FileStore, StoredFile
-from igrt.errors import FrameOfReferenceError, GeometryError, ImageReadError, InvalidInputError
+from igrt.errors import (
+    FormatMismatchError,
+    FrameOfReferenceError,
+    GeometryError,
+    ImageReadError,
+    InvalidInputError,
+)
 from igrt.frame_of_reference import PatientPositionValues
 from igrt.geometry import ProjectionGeometry, obi_geometry, xvi_geometry
 from igrt.imageio import read_fluoro_dicom, read_fluoro_frames, read_fluoro_mha, write_fluoro_mha
+from igrt.imageio._dicom_attributes import patient_identity
+from igrt.imageio._dicom_file import check_transfer_syntax
 from igrt.imageio.fluoro_files import FRAME_SUFFIXES
+from igrt.imageio.header_allowlist import read_image_header
+from igrt.imageio.raster_headers import read_raster_size
+from igrt.imageio.sniff import FileFormatValues, detect_format, require_format
+from igrt.patient_identity import PatientIdentity, check_same_patient
 from igrt.sequence import FluoroSequence, IntensityValues
 
 __all__ = [
@@ -50,6 +65,14 @@ _FIELD_FOR_READER_ARGUMENT = {
     "timestamps_s": "fps",
 }
 _STAGED = re.compile(r"\S*staged-[0-9a-f]+\S*?(?=[:\s,)]|$)")
+_NOT_RAW = frozenset(set(FileFormatValues) - {FileFormatValues.GZIP, FileFormatValues.JPEG})
+"""Formats a raw upload must not be (their magic numbers are long enough not to be pixels by
+chance; gzip's and JPEG's two or three bytes could be)."""
+_SUFFIX_FORMATS = {
+    ".png": FileFormatValues.PNG,
+    ".tif": FileFormatValues.TIFF,
+    ".tiff": FileFormatValues.TIFF,
+}
 
 
 @dataclass(frozen=True)
@@ -174,7 +197,7 @@ _Reader = Callable[[Path, FluoroscopyUploadForm, ImageLimits, "_Context"], "_Rea
 class _Context:
     store: FileStore
     patient_position: PatientPositionValues
-    patient_external_id: str | None
+    patient: PatientIdentity
 
 
 @dataclass(frozen=True)
@@ -205,26 +228,39 @@ def _with_fallbacks(
     return _Read(sequence, GeometrySourceValues.REQUEST)
 
 
+def _dicom_header(path: Path) -> Any:
+    from pydicom import dcmread
+
+    require_format(path, FileFormatValues.DICOM, field="file", label="the file")
+    check_transfer_syntax(path)
+    try:
+        return dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types for non-DICOM or corrupt input
+        raise ImageReadError(
+            f"not a readable DICOM file ({type(exc).__name__})", field="file"
+        ) from exc
+
+
 def _read_dicom(
     path: Path, form: FluoroscopyUploadForm, limits: ImageLimits, context: _Context
 ) -> _Read:
-    from pydicom import dcmread
-
+    header = _dicom_header(path)
     try:
-        header = dcmread(path, stop_before_pixels=True)
         rows = int(header.get("Rows", 0))
         columns = int(header.get("Columns", 0))
         n_frames = int(header.get("NumberOfFrames", 1) or 1)
         bits = int(header.get("BitsAllocated", 16) or 16)
+        samples = int(header.get("SamplesPerPixel", 1) or 1)
         position_text = str(header.get("PatientPosition", "") or "").strip()
-        patient_id = str(header.get("PatientID", "") or "").strip()
-    except Exception as exc:  # pydicom raises many types for non-DICOM or corrupt input
+        stated_patient = patient_identity(header)
+    except Exception as exc:  # pydicom converts values lazily and raises many types
         raise ImageReadError(
             f"not a readable DICOM file ({type(exc).__name__})", field="file"
         ) from exc
     if rows < 1 or columns < 1:
         raise ImageReadError("the DICOM file holds no image (no Rows/Columns)", field="file")
-    limits.check(n_frames, rows, columns, max(1, bits // 8))
+    limits.check(n_frames, rows, columns, max(1, bits // 8) * max(1, samples))
+    check_same_patient(stated_patient, context.patient, what="the DICOM file")
     if position_text:
         stated = PatientPositionValues.parse(position_text)
         if stated is not context.patient_position:
@@ -233,43 +269,17 @@ def _read_dicom(
                 f"{context.patient_position.value}",
                 field="file",
             )
-    if patient_id and context.patient_external_id and patient_id != context.patient_external_id:
-        raise InvalidInputError(
-            "the DICOM Patient ID does not match the session's patient", field="file"
-        )
     return _with_fallbacks(read_fluoro_dicom, path, form, (rows, columns))
-
-
-_SITK_BYTES = {
-    "8-bit unsigned integer": 1,
-    "8-bit signed integer": 1,
-    "16-bit unsigned integer": 2,
-    "16-bit signed integer": 2,
-    "32-bit unsigned integer": 4,
-    "32-bit signed integer": 4,
-    "32-bit float": 4,
-    "64-bit float": 8,
-}
 
 
 def _read_mha(
     path: Path, form: FluoroscopyUploadForm, limits: ImageLimits, context: _Context
 ) -> _Read:
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-        size = tuple(int(n) for n in reader.GetSize())
-        pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
-    except RuntimeError as exc:
-        raise ImageReadError("not a readable MetaImage file", field="file") from exc
-    if len(size) not in (2, 3):
-        raise ImageReadError(f"a {len(size)}D image is not a frame stack", field="file")
-    columns, rows = size[0], size[1]
-    n_frames = size[2] if len(size) == 3 else 1
-    limits.check(n_frames, rows, columns, _SITK_BYTES.get(pixel, 8))
+    require_format(path, FileFormatValues.METAIMAGE, field="file", label="the file")
+    header = read_image_header(path)
+    columns, rows = header.size_xyz[0], header.size_xyz[1]
+    n_frames = header.size_xyz[2] if header.n_dims == 3 else 1
+    limits.check(n_frames, rows, columns, header.channels * header.dtype.itemsize)
     return _with_fallbacks(read_fluoro_mha, path, form, (rows, columns))
 
 
@@ -282,6 +292,13 @@ def _read_raw(
             raise InvalidInputError(f"raw frames need their declared {name}", field=name)
     n_frames, rows, columns = int(form.n_frames or 0), int(form.rows or 0), int(form.columns or 0)
     limits.check(n_frames, rows, columns, 2)
+    found = detect_format(path)
+    if found in _NOT_RAW:
+        raise FormatMismatchError(
+            f"the file was declared raw uint16 frames but holds {found.value} content: send it "
+            "with its own format",
+            field="file",
+        )
     expected = n_frames * rows * columns * 2
     actual = path.stat().st_size
     if actual != expected:
@@ -305,17 +322,10 @@ def _natural_key(name: str) -> tuple[Any, ...]:
     return tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
 
 
-def _png_size(head: bytes) -> tuple[int, int] | None:
-    """``(rows, columns)`` from a PNG signature and IHDR chunk, if ``head`` is a PNG."""
-    if len(head) >= 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        columns, rows = struct.unpack(">II", head[16:24])
-        return int(rows), int(columns)
-    return None
-
-
 def _read_zip(
     path: Path, form: FluoroscopyUploadForm, limits: ImageLimits, context: _Context
 ) -> _Read:
+    require_format(path, FileFormatValues.ZIP, field="file", label="the file")
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -338,36 +348,9 @@ def _read_zip(
             raise InvalidInputError(
                 f"{len(entries)} frames exceed the limit of {limits.max_frames}", field="file"
             )
-        budget = limits.max_decoded_bytes
         folder.mkdir()
-        frame_paths: list[Path] = []
-        try:
-            for index, info in enumerate(entries):
-                target = folder / f"frame{index:06d}{Path(info.filename).suffix.lower()}"
-                with archive.open(info) as source, target.open("xb") as sink:
-                    head = source.read(64)
-                    size = _png_size(head)
-                    if size is not None:
-                        limits.check(1, size[0], size[1], 2)
-                    sink.write(head)
-                    written = len(head)
-                    while chunk := source.read(1024 * 1024):
-                        written += len(chunk)
-                        if written > budget:
-                            raise InvalidInputError(
-                                "the zip's frames are larger than the decoded-size limit",
-                                field="file",
-                            )
-                        sink.write(chunk)
-                budget -= written
-                frame_paths.append(target)
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-            raise ImageReadError(
-                f"cannot extract the zip ({type(exc).__name__})", field="file"
-            ) from exc
-        first = _first_frame(frame_paths[0])
-        shape = (int(first.shape[0]), int(first.shape[1]))
-        limits.check(len(frame_paths), shape[0], shape[1], first.dtype.itemsize)
+        frame_paths = _extract_frames(archive, entries, folder, limits)
+        shape = _check_frame_headers(frame_paths, limits)
         sequence = read_fluoro_frames(
             frame_paths,
             _required_geometry(form, shape),
@@ -377,21 +360,61 @@ def _read_zip(
     return _Read(sequence, GeometrySourceValues.REQUEST)
 
 
-def _first_frame(path: Path) -> np.ndarray[Any, Any]:
-    """The first frame alone, to learn the panel size before the geometry is built."""
-    import cv2
-
+def _extract_frames(
+    archive: zipfile.ZipFile, entries: list[zipfile.ZipInfo], folder: Path, limits: ImageLimits
+) -> list[Path]:
+    """Extract the frame members under index names, within an inflated-bytes budget."""
+    budget = limits.max_decoded_bytes
+    frame_paths: list[Path] = []
     try:
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
+        for index, info in enumerate(entries):
+            target = folder / f"frame{index:06d}{Path(info.filename).suffix.lower()}"
+            with archive.open(info) as source, target.open("xb") as sink:
+                written = 0
+                while chunk := source.read(1024 * 1024):
+                    written += len(chunk)
+                    if written > budget:
+                        raise InvalidInputError(
+                            "the zip's frames are larger than the decoded-size limit",
+                            field="file",
+                        )
+                    sink.write(chunk)
+            budget -= written
+            frame_paths.append(target)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
         raise ImageReadError(
-            "the first frame is not a readable PNG/TIFF image", field="file"
+            f"cannot extract the zip ({type(exc).__name__})", field="file"
         ) from exc
-    if image is None or image.ndim != 2:
-        raise ImageReadError(
-            "the first frame is not a readable greyscale PNG/TIFF image", field="file"
-        )
-    return np.asarray(image)
+    return frame_paths
+
+
+def _check_frame_headers(frame_paths: list[Path], limits: ImageLimits) -> tuple[int, int]:
+    """Every frame's size, channels and bit depth from its header, before any is decoded.
+
+    Returns the common ``(rows, columns)``.
+    """
+    sizes = []
+    for index, frame_path in enumerate(frame_paths):
+        expected = _SUFFIX_FORMATS[frame_path.suffix]
+        label = f"frame {index + 1} of the zip"
+        require_format(frame_path, expected, field="file", label=label)
+        size = read_raster_size(frame_path)
+        if size.channels != 1:
+            raise ImageReadError(
+                f"{label} has {size.channels} channels; frames must be greyscale", field="file"
+            )
+        limits.check(1, size.rows, size.columns, size.bytes_per_pixel)
+        sizes.append(size)
+    first = sizes[0]
+    for index, size in enumerate(sizes[1:], start=2):
+        if (size.rows, size.columns) != (first.rows, first.columns):
+            raise ImageReadError(
+                f"frame {index} of the zip is {size.rows} x {size.columns} pixels but frame 1 is "
+                f"{first.rows} x {first.columns}: not one sequence",
+                field="file",
+            )
+    limits.check(len(sizes), first.rows, first.columns, max(s.bytes_per_pixel for s in sizes))
+    return first.rows, first.columns
 
 
 _READERS: dict[UploadFormatValues, _Reader] = {
@@ -407,7 +430,7 @@ SUFFIXES = {
     UploadFormatValues.RAW: ".raw",
     UploadFormatValues.ZIP: ".zip",
 }
-"""Staging-file suffix per format (SimpleITK picks its reader by the suffix)."""
+"""Staging-file suffix per format (the content must match the declared format: magic numbers)."""
 
 
 # --- the whole ingestion --------------------------------------------------------------------
@@ -454,7 +477,7 @@ def ingest_fluoroscopy(
     form: FluoroscopyUploadForm,
     *,
     patient_position: PatientPositionValues,
-    patient_external_id: str | None,
+    patient: PatientIdentity,
 ) -> IngestedFluoroscopy:
     """Read, check and store a staged upload; the staged file is consumed when accepted.
 
@@ -470,16 +493,18 @@ def ingest_fluoroscopy(
         Format, and the geometry and timing the file may lack.
     patient_position : PatientPositionValues
         The session's; a DICOM file stating another position is refused.
-    patient_external_id : str or None
-        The session's patient id; a DICOM file naming another patient is refused.
+    patient : PatientIdentity
+        The session's patient; a DICOM file naming another patient is refused.
 
     Raises
     ------
     InvalidInputError
-        Unreadable file, limits exceeded, missing or inconsistent geometry; ``field`` names the
-        form field to fix.
+        Unreadable file, content of another format than declared, limits exceeded, missing or
+        inconsistent geometry; ``field`` names the form field to fix.
+    PatientMismatchError
+        A DICOM file naming another patient (both identities in the message).
     """
-    context = _Context(store, patient_position, patient_external_id)
+    context = _Context(store, patient_position, patient)
     try:
         read = _READERS[form.format](staged, form, limits, context)
         sequence = read.sequence

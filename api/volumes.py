@@ -1,10 +1,14 @@
 """Turn an uploaded planning CT or CBCT into a stored original plus a canonical MetaImage.
 
 A zip of one DICOM series, or a single MHA, NRRD or NIfTI file, is read with
-:func:`igrt.imageio.read_volume` after checks that bound the work a client can cause: the zip's
-member count and uncompressed size, the header's voxel count (before any voxel is decoded for
-MHA/NRRD/NIfTI), headers that point at other files (refused), and then the volume itself (3D,
-scalar, at least two voxels along every axis, finite values, orthonormal direction cosines).
+:func:`igrt.imageio.read_volume` after checks that bound the work a client can cause: the
+content must be of the declared format (magic numbers), the zip's member count and uncompressed
+size, and then, from the headers and before any voxel is decoded, the voxel count and decoded
+bytes (DICOM: rows x columns x slices in the volume's voxel type; MetaImage and NRRD headers
+are parsed with an allow-list that refuses data in other files,
+:mod:`igrt.imageio.header_allowlist`), and then the volume itself (3D, scalar, at least two
+voxels along every axis, finite values, orthonormal direction cosines). DICOM slices must all
+name the session's patient.
 What is kept: the file byte for byte, and an MHA with the exact geometry, Frame of Reference UID
 and patient position (:func:`igrt.imageio.write_volume_mha`) that registrations read.
 
@@ -29,6 +33,8 @@ from api.storage import FileStore, StoredFile
 from igrt.errors import IgrtError, InvalidInputError
 from igrt.frame_of_reference import PatientPositionValues
 from igrt.imageio import LoadedVolume, read_volume, write_volume_mha
+from igrt.imageio.sniff import FileFormatValues, require_format
+from igrt.patient_identity import PatientIdentity, check_same_patient
 
 __all__ = [
     "VOLUME_SUFFIXES",
@@ -49,8 +55,6 @@ VOLUME_SUFFIXES: dict[VolumeFormatValues, str] = {
 """Suffix of the staged (and stored) original, per format."""
 
 _STAGED = re.compile(r"\S*staged-[0-9a-f]+\S*?(?=[:\s,)]|$)")
-_HEADER_BYTES = 64 * 1024
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -82,58 +86,26 @@ class IngestedVolume:
 
 
 def _client_error(exc: IgrtError) -> InvalidInputError:
-    """The error with server paths removed, naming the form field ``file``."""
+    """The error with server paths removed, naming the form field ``file``.
+
+    An input error keeps its type, so that a patient mismatch stays one.
+    """
     message = _STAGED.sub("the uploaded file", str(exc))
-    copy = InvalidInputError(message, field="file")
+    kind = type(exc) if isinstance(exc, InvalidInputError) else InvalidInputError
+    copy = kind(message, field="file")
     copy.__cause__ = exc
     return copy
 
 
 # --- checks before decoding -----------------------------------------------------------------
 
-
-def _check_single_file_header(path: Path, fmt: VolumeFormatValues) -> None:
-    """MHA and NRRD headers must keep their voxels in the same file (no detached data)."""
-    with path.open("rb") as handle:
-        head = handle.read(_HEADER_BYTES)
-    if fmt is VolumeFormatValues.MHA:
-        match = re.search(rb"^\s*ElementDataFile\s*=\s*(\S+)", head, re.MULTILINE)
-        if match is None:
-            raise InvalidInputError("not a MetaImage file (no ElementDataFile)", field="file")
-        if match.group(1) != b"LOCAL":
-            raise InvalidInputError(
-                "the MetaImage header points at another file; send a single-file .mha "
-                "(ElementDataFile = LOCAL)",
-                field="file",
-            )
-    elif fmt is VolumeFormatValues.NRRD:
-        if not head.startswith(b"NRRD"):
-            raise InvalidInputError("not a NRRD file (no NRRD magic)", field="file")
-        header = head.split(b"\n\n", 1)[0].lower()
-        if re.search(rb"^data ?file\s*:", header, re.MULTILINE):
-            raise InvalidInputError(
-                "the NRRD header points at another file; send a NRRD with attached data",
-                field="file",
-            )
-
-
-def _check_itk_information(path: Path, limits: VolumeLimits) -> None:
-    """Read only the header (SimpleITK) and refuse non-3D, vector or oversized images."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise InvalidInputError("the file is not a readable image", field="file") from exc
-    if reader.GetDimension() != 3:
-        raise InvalidInputError(
-            f"the file holds a {reader.GetDimension()}D image; a volume must be 3D", field="file"
-        )
-    if reader.GetNumberOfComponents() != 1:
-        raise InvalidInputError("a volume must have one value per voxel", field="file")
-    limits.check_voxels(tuple(reader.GetSize()))
+_CONTENT_FORMATS: dict[VolumeFormatValues, tuple[FileFormatValues, ...]] = {
+    VolumeFormatValues.DICOM_ZIP: (FileFormatValues.ZIP,),
+    VolumeFormatValues.MHA: (FileFormatValues.METAIMAGE,),
+    VolumeFormatValues.NRRD: (FileFormatValues.NRRD,),
+    VolumeFormatValues.NIFTI: (FileFormatValues.NIFTI, FileFormatValues.GZIP),
+}
+"""What the content of each declared format may be (magic numbers; ``.nii.gz`` is gzip)."""
 
 
 def _extract_zip(archive_path: Path, folder: Path, limits: VolumeLimits) -> None:
@@ -194,24 +166,26 @@ def _read(
     staged: Path, fmt: VolumeFormatValues, store: FileStore, limits: VolumeLimits
 ) -> LoadedVolume:
     """Read the staged original into a LoadedVolume (temporary files removed)."""
+    found = require_format(staged, *_CONTENT_FORMATS[fmt], field="file", label="the file")
     if fmt is VolumeFormatValues.DICOM_ZIP:
         folder = store.temp_path("")
         try:
             _extract_zip(staged, folder, limits)
-            return read_volume(folder)
+            return read_volume(
+                folder,
+                max_voxels=limits.max_voxels,
+                max_decoded_bytes=limits.max_decoded_bytes,
+            )
         finally:
             _remove_tree(folder)
-    _check_single_file_header(staged, fmt)
     readable = staged
-    if fmt is VolumeFormatValues.NIFTI:
-        with staged.open("rb") as handle:
-            gzipped = handle.read(2) == _GZIP_MAGIC
-        if gzipped:
-            readable = store.temp_path(".nii.gz")
-            os.link(staged, readable)
+    if found is FileFormatValues.GZIP:
+        readable = store.temp_path(".nii.gz")
+        os.link(staged, readable)
     try:
-        _check_itk_information(readable, limits)
-        return read_volume(readable)
+        return read_volume(
+            readable, max_voxels=limits.max_voxels, max_decoded_bytes=limits.max_decoded_bytes
+        )
     finally:
         if readable != staged:
             readable.unlink(missing_ok=True)
@@ -252,17 +226,21 @@ def ingest_volume(
     fmt: VolumeFormatValues,
     *,
     session_position: PatientPositionValues,
+    patient: PatientIdentity,
 ) -> IngestedVolume:
     """Validate the staged upload, store it and its canonical MHA, describe its geometry.
 
     Raises
     ------
     InvalidInputError
-        Anything wrong with the file (field ``file``), including a Patient Position that
-        contradicts the session's.
+        Anything wrong with the file (field ``file``), including content of another format
+        than declared and a Patient Position that contradicts the session's.
+    PatientMismatchError
+        DICOM slices naming another patient than ``patient`` (both identities in the message).
     """
     try:
         loaded = _read(staged, fmt, store, limits)
+        check_same_patient(loaded.patient, patient, what="the volume", field="file")
     except IgrtError as exc:
         raise _client_error(exc) from exc
     except (RuntimeError, ValueError, OSError, MemoryError) as exc:

@@ -17,12 +17,15 @@ HTTP status codes live in ``api/`` only; this module knows nothing of them.
 from __future__ import annotations
 
 __all__ = [
+    "FormatMismatchError",
     "FrameOfReferenceError",
     "GeometryError",
     "IgrtError",
     "ImageReadError",
     "InvalidInputError",
+    "PatientMismatchError",
     "ProcessingError",
+    "UnsafeHeaderError",
 ]
 
 
@@ -56,6 +59,30 @@ class FrameOfReferenceError(InvalidInputError):
 
 class ImageReadError(InvalidInputError):
     """A file could not be read as an image (corrupt, truncated, unsupported encoding)."""
+
+
+class UnsafeHeaderError(ImageReadError):
+    """A file header asks for something refused on principle.
+
+    Another file as the data source, a key off the allow-list, an over-long header; ``field``
+    names the key.
+    """
+
+
+class FormatMismatchError(ImageReadError):
+    """The file's content is of another format than the one declared for it."""
+
+
+class PatientMismatchError(InvalidInputError):
+    """The file names another patient than the one it is filed under.
+
+    Parameters
+    ----------
+    message : str
+        Names both identities (the file's and the expected one): for the user, never for logs.
+    field : str or None, optional
+        The offending argument or form field.
+    """
 
 
 class ProcessingError(IgrtError, RuntimeError):

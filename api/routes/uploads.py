@@ -20,6 +20,7 @@ from api.ingest import SUFFIXES, ingest_fluoroscopy
 from api.schemas.uploads import FluoroscopyUploadForm, UploadPublic, UploadsPublic
 from api.storage import PayloadTooLargeError
 from igrt.frame_of_reference import PatientPositionValues
+from igrt.patient_identity import PatientIdentity
 
 __all__ = ["ACCEPTED_CONTENT_TYPES", "router"]
 
@@ -51,6 +52,7 @@ def _public(upload: Upload) -> UploadPublic:
     status_code=201,
     responses={
         **problem(404, "No such session."),
+        **problem(409, "The DICOM file names another patient than the session's."),
         **problem(413, "The file exceeds the upload limit."),
         **problem(415, "Not multipart/form-data, or a file part of the wrong content type."),
     },
@@ -70,8 +72,10 @@ def upload_fluoroscopy(
     """Store a kV fluoroscopy sequence with its geometry (201 once it is safely on disk).
 
     The file is kept byte for byte (content-addressed by SHA-256) together with a canonical
-    MetaImage of the frames, geometry and frame times that later analyses read. A DICOM file
-    whose Patient ID or Patient Position contradicts the session is refused (422).
+    MetaImage of the frames, geometry and frame times that later analyses read. A file whose
+    content is not of the declared format is refused (422); a DICOM file naming another patient
+    (Patient ID, or Patient's Name when both state one) is refused (409, both identities named),
+    one whose Patient Position contradicts the session's too (422).
     """
     session = get_session(db, session_id)
     content_type = (file.content_type or _OCTET).split(";", 1)[0].strip().lower()
@@ -83,7 +87,7 @@ def upload_fluoroscopy(
             f"not {content_type}",
             field="file",
         )
-    patient_external_id = session.patient.external_id
+    patient = PatientIdentity(session.patient.external_id, session.patient.name or "")
     # End the read transaction before storing and decoding (up to seconds): SQLite refuses the
     # write of a transaction whose snapshot predates another connection's commit ("database is
     # locked", a 500), and streams, jobs and other requests commit all the time.
@@ -104,7 +108,7 @@ def upload_fluoroscopy(
             staged,
             form,
             patient_position=PatientPositionValues(session.patient_position),
-            patient_external_id=patient_external_id,
+            patient=patient,
         )
     upload = Upload(
         session_id=session.id,

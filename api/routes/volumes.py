@@ -20,6 +20,7 @@ from api.schemas.volumes import VolumeUploadForm, VolumeUploadPublic, VolumeUplo
 from api.storage import PayloadTooLargeError
 from api.volumes import VOLUME_SUFFIXES, ingest_volume
 from igrt.frame_of_reference import PatientPositionValues
+from igrt.patient_identity import PatientIdentity
 
 __all__ = ["ACCEPTED_VOLUME_CONTENT_TYPES", "router"]
 
@@ -58,6 +59,7 @@ def get_volume_upload(db: DbSession, volume_id: str) -> VolumeUpload:
     status_code=201,
     responses={
         **problem(404, "No such session."),
+        **problem(409, "The DICOM series names another patient than the session's."),
         **problem(413, "The file exceeds the upload limit."),
         **problem(415, "Not multipart/form-data, or a file part of the wrong content type."),
     },
@@ -78,8 +80,10 @@ def upload_volume(
     """Store a planning CT or CBCT with its geometry (201 once it is safely on disk).
 
     The file is kept byte for byte (content-addressed by SHA-256) together with a canonical
-    MetaImage that registrations read. A file whose Patient Position contradicts the session's
-    is refused (422); a file without one takes the session's.
+    MetaImage that registrations read. A file whose content is not of the declared format is
+    refused (422); DICOM slices naming another patient (Patient ID, or Patient's Name when both
+    state one) are refused (409, both identities named); a file whose Patient Position
+    contradicts the session's is refused (422); a file without one takes the session's.
     """
     session = get_session(db, session_id)
     content_type = (file.content_type or _OCTET).split(";", 1)[0].strip().lower()
@@ -91,6 +95,7 @@ def upload_volume(
             f"not {content_type}",
             field="file",
         )
+    patient = PatientIdentity(session.patient.external_id, session.patient.name or "")
     # End the read transaction before storing and decoding (up to seconds): SQLite refuses the
     # write of a transaction whose snapshot predates another connection's commit ("database is
     # locked", a 500), and streams, jobs and other requests commit all the time.
@@ -111,6 +116,7 @@ def upload_volume(
             staged,
             form.format,
             session_position=PatientPositionValues(session.patient_position),
+            patient=patient,
         )
     upload = VolumeUpload(
         session_id=session.id,

@@ -18,6 +18,7 @@ from pydicom.uid import RE_VALID_UID, UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from igrt.errors import GeometryError, InvalidInputError
+from igrt.patient_identity import PatientIdentity
 
 __all__ = [
     "attribute_label",
@@ -28,6 +29,7 @@ __all__ = [
     "optional_float",
     "optional_floats",
     "optional_text",
+    "patient_identity",
     "validated_uid",
 ]
 
@@ -152,3 +154,12 @@ def new_part10_dataset(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
     dataset = Dataset()
     dataset.file_meta = meta
     return dataset
+
+
+def patient_identity(dataset: Dataset) -> PatientIdentity:
+    """Patient ID, Patient's Name and Birth Date as the data set states them."""
+    return PatientIdentity(
+        patient_id=str(dataset.get("PatientID", "") or ""),
+        name=str(dataset.get("PatientName", "") or ""),
+        birth_date=str(dataset.get("PatientBirthDate", "") or ""),
+    )

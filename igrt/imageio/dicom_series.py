@@ -48,8 +48,10 @@ from igrt.imageio._dicom_attributes import (
     optional_float,
     optional_floats,
     optional_text,
+    patient_identity,
     validated_uid,
 )
+from igrt.imageio._dicom_file import check_transfer_syntax
 from igrt.imageio._dicom_pixels import decode_pixels
 from igrt.imageio._failures import (
     FOREIGN_ERRORS,
@@ -59,6 +61,7 @@ from igrt.imageio._failures import (
 )
 from igrt.imageio._rescale import encode_as_integers
 from igrt.imageio.results import LoadedVolume, WrittenDicom
+from igrt.patient_identity import PatientIdentity, check_same_patient
 from igrt.volume import Volume
 
 __all__ = ["read_dicom_file", "read_dicom_folder", "write_ct_series"]
@@ -96,6 +99,7 @@ class _Slice:
 
 def _read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file, or ``None`` when the file is not DICOM at all."""
+    check_transfer_syntax(path)
     try:
         return dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
@@ -262,6 +266,19 @@ def _common_text(slices: list[_Slice], keyword: str) -> str | None:
     return values.pop() if values else None
 
 
+def _common_patient(slices: list[_Slice]) -> PatientIdentity:
+    """The one patient every slice names (slices of two patients in one series are refused)."""
+    first = patient_identity(slices[0].header)
+    for other in slices[1:]:
+        check_same_patient(
+            patient_identity(other.header),
+            first,
+            what=f"{other.path.name} (another slice: {slices[0].path.name})",
+            field="PatientID",
+        )
+    return first
+
+
 def _check_consistent(slices: list[_Slice]) -> None:
     first = slices[0]
     for other in slices[1:]:
@@ -349,34 +366,117 @@ def _single_slice_spacing(only: _Slice, notes: list[str]) -> float:
     return 1.0
 
 
-def _slice_values(path: Path) -> npt.NDArray[Any]:
-    with foreign_errors(path, "read DICOM file"):
-        dataset = dcmread(path)
-    decoded = decode_pixels(dataset, path)
-    values: npt.NDArray[Any] = decoded.array[0]
-    if decoded.rescaled:
-        return values
-    slope = optional_float(dataset, "RescaleSlope", path)
-    intercept = optional_float(dataset, "RescaleIntercept", path)
-    slope = 1.0 if slope is None else slope
-    intercept = 0.0 if intercept is None else intercept
-    if np.issubdtype(values.dtype, np.integer) and slope.is_integer() and intercept.is_integer():
-        return values.astype(np.int64) * int(slope) + int(intercept)
-    return values.astype(np.float64) * slope + intercept
+def _rescale(header: Dataset, path: Path) -> tuple[float, float]:
+    slope = optional_float(header, "RescaleSlope", path)
+    intercept = optional_float(header, "RescaleIntercept", path)
+    return (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
 
 
-def _stack(planes: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
-    if all(np.issubdtype(plane.dtype, np.integer) for plane in planes):
-        stacked = np.stack(planes)
+def _value_range(s: _Slice) -> tuple[float, float] | None:
+    """Smallest and largest value after the Modality LUT that the header allows.
+
+    ``None`` when the rescale is not integral (the values then need a float type).
+    """
+    slope, intercept = _rescale(s.header, s.path)
+    if not (slope.is_integer() and intercept.is_integer()):
+        return None
+    bits = int(s.header.get("BitsStored", 0) or s.header.get("BitsAllocated", 16) or 16)
+    signed = int(s.header.get("PixelRepresentation", 0) or 0) == 1
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    ends = (low * slope + intercept, high * slope + intercept)
+    return min(ends), max(ends)
+
+
+def _volume_dtype(slices: list[_Slice]) -> np.dtype[Any]:
+    """The voxel type of the volume, chosen from the headers before any pixel is decoded."""
+    ranges = [_value_range(s) for s in slices]
+    if any(r is None for r in ranges):
+        return np.dtype(np.float32)
+    low = min(r[0] for r in ranges if r is not None)
+    high = max(r[1] for r in ranges if r is not None)
+    for candidate in (np.int16, np.int32):
+        info = np.iinfo(candidate)
+        if info.min <= low and high <= info.max:
+            return np.dtype(candidate)
+    return np.dtype(np.float32)
+
+
+def _check_size(
+    slices: list[_Slice], dtype: np.dtype[Any], max_voxels: int | None, max_bytes: int | None
+) -> None:
+    first = slices[0]
+    voxels = len(slices) * first.rows * first.columns
+    where = first.path.parent
+    if max_voxels is not None and voxels > max_voxels:
+        raise ImageReadError(
+            f"{where}: {len(slices)} slices of {first.rows} x {first.columns} are {voxels} "
+            f"voxels, more than the limit of {max_voxels}",
+            field="path",
+        )
+    if max_bytes is not None and voxels * dtype.itemsize > max_bytes:
+        raise ImageReadError(
+            f"{where}: {len(slices)} slices of {first.rows} x {first.columns} {dtype} voxels "
+            f"would take {voxels * dtype.itemsize} bytes decoded, more than the limit of "
+            f"{max_bytes}",
+            field="path",
+        )
+
+
+def _decode_into(target: npt.NDArray[Any], s: _Slice) -> None:
+    """Decode one slice, apply its Modality LUT, and write it into ``target`` (one plane)."""
+    with foreign_errors(s.path, "read DICOM file"):
+        check_transfer_syntax(s.path)
+        dataset = dcmread(s.path)
+    decoded = decode_pixels(dataset, s.path)
+    values = decoded.array[0]
+    if values.shape != target.shape:
+        raise ImageReadError(
+            f"{s.path}: decoded pixels are {values.shape}, the header says {target.shape}",
+            field="path",
+        )
+    slope, intercept = (1.0, 0.0) if decoded.rescaled else _rescale(dataset, s.path)
+    if np.issubdtype(target.dtype, np.integer):
+        low = float(values.min()) * slope + intercept
+        high = float(values.max()) * slope + intercept
+        info = np.iinfo(target.dtype)
+        if min(low, high) < info.min or max(low, high) > info.max:
+            raise ImageReadError(
+                f"{s.path} holds values beyond what its BitsStored and Rescale Slope/Intercept "
+                "allow (corrupt header?)",
+                field="path",
+            )
+        np.copyto(target, values, casting="unsafe")
+        if slope != 1.0:
+            target *= int(slope)
+        if intercept != 0.0:
+            target += int(intercept)
+        return
+    np.multiply(values, np.float32(slope), out=target, casting="unsafe")
+    target += np.float32(intercept)
+
+
+def _decode_volume(ordered: list[_Slice], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """Every slice decoded straight into one preallocated array of the final type."""
+    first = ordered[0]
+    array = np.empty((len(ordered), first.rows, first.columns), dtype)
+    for k, s in enumerate(ordered):
+        _decode_into(array[k], s)
+    if array.dtype == np.int32 and array.size:
         info = np.iinfo(np.int16)
-        if stacked.min() >= info.min and stacked.max() <= info.max:
-            return stacked.astype(np.int16)
-        return stacked.astype(np.int32)
-    return np.stack([plane.astype(np.float32) for plane in planes])
+        if info.min <= int(array.min()) and int(array.max()) <= info.max:
+            return array.astype(np.int16)
+    return array
 
 
-def _assemble(slices: list[_Slice], notes: list[str]) -> LoadedVolume:
+def _assemble(
+    slices: list[_Slice],
+    notes: list[str],
+    max_voxels: int | None = None,
+    max_decoded_bytes: int | None = None,
+) -> LoadedVolume:
     _check_consistent(slices)
+    dtype = _volume_dtype(slices)
+    _check_size(slices, dtype, max_voxels, max_decoded_bytes)
     direction = _direction(slices[0])
     normal = direction[:, 2]
     along_normal = np.array([s.position_lps_mm @ normal for s in slices])
@@ -389,7 +489,8 @@ def _assemble(slices: list[_Slice], notes: list[str]) -> LoadedVolume:
         spacing_k = _single_slice_spacing(ordered[0], notes)
     frame_of_reference_uid = _common_text(ordered, "FrameOfReferenceUID")
     patient_position = _common_text(ordered, "PatientPosition")
-    array = _stack([_slice_values(s.path) for s in ordered])
+    patient = _common_patient(ordered)
+    array = _decode_volume(ordered, dtype)
     row_spacing, column_spacing = ordered[0].pixel_spacing_mm
     try:
         volume = Volume(
@@ -410,10 +511,17 @@ def _assemble(slices: list[_Slice], notes: list[str]) -> LoadedVolume:
         modality=optional_text(header, "Modality"),
         source_files=tuple(s.path for s in ordered),
         notes=tuple(notes),
+        patient=patient,
     )
 
 
-def read_dicom_folder(folder: Path, *, series_instance_uid: str | None = None) -> LoadedVolume:
+def read_dicom_folder(
+    folder: Path,
+    *,
+    series_instance_uid: str | None = None,
+    max_voxels: int | None = None,
+    max_decoded_bytes: int | None = None,
+) -> LoadedVolume:
     """Read the one image series in ``folder`` (files in any order) as a volume.
 
     Non-DICOM files (``.txt``, ...), hidden files, sub-folders and non-image DICOM instances
@@ -427,12 +535,18 @@ def read_dicom_folder(folder: Path, *, series_instance_uid: str | None = None) -
         Folder holding one file per slice.
     series_instance_uid : str or None, optional
         Which series to read when the folder holds several.
+    max_voxels, max_decoded_bytes : int or None, optional
+        Refuse, from the headers and before any pixel is decoded, a series of more voxels or
+        more decoded bytes (in the volume's voxel type) than these.
 
     Returns
     -------
     LoadedVolume
         Voxels after the Modality LUT (HU for CT), ``int16`` when every slice's slope and
-        intercept are integers and the values fit, else ``int32`` or ``float32``.
+        intercept are integers and the values fit, else ``int32`` or ``float32``; slices are
+        decoded one at a time into one array of that type (chosen from the headers' Bits
+        Stored, Pixel Representation and rescale). ``patient`` is the patient every slice
+        names.
 
     Raises
     ------
@@ -444,6 +558,8 @@ def read_dicom_folder(folder: Path, *, series_instance_uid: str | None = None) -
         sheared stack).
     FrameOfReferenceError
         Slices disagree on Frame of Reference UID or Patient Position.
+    PatientMismatchError
+        Slices name different patients.
     """
     series, notes = _scan_folder(folder)
     members = _choose_series(series, folder, series_instance_uid, notes)
@@ -451,10 +567,12 @@ def read_dicom_folder(folder: Path, *, series_instance_uid: str | None = None) -
     for path, header in members:
         with foreign_errors(path, "read DICOM header of", catch=MALFORMED_VALUE_ERRORS):
             slices.append(_slice_from_header(path, header))
-    return _assemble(slices, notes)
+    return _assemble(slices, notes, max_voxels, max_decoded_bytes)
 
 
-def read_dicom_file(path: Path) -> LoadedVolume:
+def read_dicom_file(
+    path: Path, *, max_voxels: int | None = None, max_decoded_bytes: int | None = None
+) -> LoadedVolume:
     """Read one single-frame DICOM image file as a one-slice volume (see ``read_dicom_folder``).
 
     The ``k`` spacing of a single slice affects no voxel position; it is taken from
@@ -472,7 +590,7 @@ def read_dicom_file(path: Path) -> LoadedVolume:
         )
     with foreign_errors(path, "read DICOM header of", catch=MALFORMED_VALUE_ERRORS):
         only = _slice_from_header(path, header)
-    return _assemble([only], [])
+    return _assemble([only], [], max_voxels, max_decoded_bytes)
 
 
 # --- writing --------------------------------------------------------------------------------

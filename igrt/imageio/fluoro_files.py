@@ -39,6 +39,8 @@ import numpy.typing as npt
 from igrt.errors import GeometryError, ImageReadError, InvalidInputError
 from igrt.geometry import ProjectionGeometry
 from igrt.imageio._failures import foreign_errors, with_file_context
+from igrt.imageio.header_allowlist import read_image_header, read_image_voxels
+from igrt.imageio.sniff import FileFormatValues, detect_format
 from igrt.sequence import FluoroSequence, IntensityValues
 
 if TYPE_CHECKING:
@@ -397,26 +399,63 @@ def _mha_intensity(
     return stated
 
 
+def _nifti_frames(source: Path, max_decoded_bytes: int | None) -> npt.NDArray[Any]:
+    """A NIfTI frame stack, through SimpleITK's NIfTI reader only (never one picked by content).
+
+    A NIfTI header cannot name another file; its voxel count is checked before decoding.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("NiftiImageIO")
+    reader.SetFileName(str(source))
+    with foreign_errors(source, "read image file"):
+        reader.ReadImageInformation()
+        components = reader.GetNumberOfComponents()
+        size = [int(n) for n in reader.GetSize()]
+    if components != 1 or len(size) not in (2, 3):
+        raise ImageReadError(
+            f"{source} holds a {len(size)}D image with {components} component(s); expected a "
+            "scalar 2D frame or 3D frame stack",
+            field="path",
+        )
+    if max_decoded_bytes is not None and math.prod(size) * 8 > max_decoded_bytes:
+        raise ImageReadError(
+            f"{source}: {' x '.join(map(str, size))} pixels may take more than the limit of "
+            f"{max_decoded_bytes} bytes decoded",
+            field="path",
+        )
+    with foreign_errors(source, "read image file"):
+        return np.asarray(sitk.GetArrayFromImage(reader.Execute()))
+
+
 def read_fluoro_mha(
     path: str | Path,
     *,
     fallback_geometry: ProjectionGeometry | None = None,
     fallback_fps: float | None = None,
     intensity: IntensityValues | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> FluoroSequence:
     """Read a frame stack from a 3D MetaImage whose third axis is the frame index.
+
+    The reader is chosen by the file's content. A MetaImage or NRRD header is read with an
+    allow-list (:mod:`igrt.imageio.header_allowlist`): the frames must follow it in the same
+    file (a ``.mhd`` may name a data file beside it), and a header naming any other file, or a
+    key off the list, is refused before anything else is read.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        ``.mha``/``.mhd`` (any SimpleITK-readable 2D or 3D scalar image works; a 2D image is one
-        frame).
+        ``.mha``/``.mhd`` (or NRRD, or NIfTI) holding a 2D (one frame) or 3D scalar image.
     fallback_geometry : ProjectionGeometry or None, optional
         Used for every frame only when the file carries no igrt geometry keys (logged).
     fallback_fps : float or None, optional
         Used only when a multi-frame file has no ``IGRT_TimestampsS`` key.
     intensity : IntensityValues or None, optional
         Needed when the file has no ``IGRT_Intensity`` key; must agree when it has.
+    max_decoded_bytes : int or None, optional
+        Refuse, before reading the frames, a header declaring more decoded bytes.
 
     Returns
     -------
@@ -426,26 +465,23 @@ def read_fluoro_mha(
     ------
     ImageReadError
         Missing, unreadable or non-scalar file; malformed keys; missing times or intensity
-        without a fallback.
+        without a fallback; over ``max_decoded_bytes``.
+    UnsafeHeaderError
+        A header key off the allow-list, or voxels in another file.
     GeometryError
         No (or incomplete) geometry keys and no ``fallback_geometry``.
     """
-    import SimpleITK as sitk
-
     source = Path(path)
     if not source.is_file():
         raise ImageReadError(f"no such file: {source}", field="path")
-    with foreign_errors(source, "read image file"):
-        image = sitk.ReadImage(str(source))
-        metadata = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys()}
-        frames = np.asarray(sitk.GetArrayFromImage(image))
-        components = image.GetNumberOfComponentsPerPixel()
-    if components != 1 or frames.ndim not in (2, 3):
-        raise ImageReadError(
-            f"{source} holds a {image.GetDimension()}D image with {components} component(s); "
-            "expected a scalar 2D frame or 3D frame stack",
-            field="path",
-        )
+    metadata: dict[str, str] = {}
+    if detect_format(source) in (FileFormatValues.NIFTI, FileFormatValues.GZIP):
+        frames = _nifti_frames(source, max_decoded_bytes)
+    else:
+        sibling_allowed = source.name.lower().endswith(".mhd")
+        header = read_image_header(source, allow_sibling_data_file=sibling_allowed)
+        metadata.update(header.metadata)
+        frames = read_image_voxels(header, max_decoded_bytes=max_decoded_bytes)
     if frames.ndim == 2:
         frames = frames[np.newaxis]
     n_frames, rows, columns = (int(n) for n in frames.shape)

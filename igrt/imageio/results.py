@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from igrt.errors import GeometryError, InvalidInputError
 from igrt.geometry import ProjectionGeometry
+from igrt.patient_identity import PatientIdentity
 from igrt.volume import Volume
 
 __all__ = ["LoadedRtImage", "LoadedVolume", "WrittenDicom"]
@@ -38,6 +39,8 @@ class LoadedVolume:
     notes : tuple of str
         Anything the reader assumed or skipped (ignored non-DICOM files, a single slice's
         nominal thickness, ...). Empty when nothing was assumed.
+    patient : PatientIdentity
+        The patient the DICOM files name (empty for formats that name none).
     """
 
     volume: Volume
@@ -47,6 +50,7 @@ class LoadedVolume:
     modality: str | None = None
     source_files: tuple[Path, ...] = ()
     notes: tuple[str, ...] = ()
+    patient: PatientIdentity = field(default_factory=PatientIdentity)
 
 
 @dataclass(frozen=True)

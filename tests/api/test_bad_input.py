@@ -153,8 +153,11 @@ def test_empty_file(stack: Stack) -> None:
 
 
 def test_dicom_of_another_patient(stack: Stack, make_dicom: Callable[..., bytes]) -> None:
-    body = assert_problem(stack.upload(make_dicom("SOMEONE-ELSE")), 422, "file")
-    assert "SOMEONE-ELSE" not in body["detail"]
+    body = assert_problem(stack.upload(make_dicom("SOMEONE-ELSE")), 409, "file")
+    assert body["code"] == "patient_mismatch"
+    # Both identities named for the person who sent it (never in the logs: see the fixture).
+    assert "SOMEONE-ELSE" in body["detail"]
+    assert PATIENT_ID in body["detail"]
 
 
 def test_dicom_acquired_in_another_patient_position(

@@ -74,3 +74,18 @@ def test_bad_input_is_an_invalid_input_error(files: tuple[Path, Path], tmp_path:
     # The CBCT file has no patient position, but the CT's does; neither: refused.
     with pytest.raises(InvalidInputError):
         _run(["register", str(cbct_path), str(cbct_path), "--out", str(tmp_path)])
+
+
+def test_a_volume_header_pointing_at_another_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from igrt.cli.main import EXIT_BAD_INPUT, main
+
+    hostile = tmp_path / "ct.mha"
+    hostile.write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
+        "ElementDataFile = /etc/passwd\n"
+    )
+    code = main(["register", str(hostile), str(hostile), "--out", str(tmp_path / "out")])
+    assert code == EXIT_BAD_INPUT
+    assert "ElementDataFile" in capsys.readouterr().err

@@ -128,3 +128,17 @@ def test_batch_reports_failures_in_the_summary(tmp_path: Path) -> None:
     assert rows["good.csv"]["status"] == "ok"
     assert rows["bad.csv"]["status"] == "bad_input"
     assert np.isfinite(float(rows["good.csv"]["excursion_median_mm"]))
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../../etc/hostname"])
+def test_assess_refuses_a_metaimage_pointing_at_another_file(
+    tmp_path: Path, target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = tmp_path / "clip.mha"
+    hostile.write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 4 4 2\nElementType = MET_UCHAR\n"
+        f"ElementDataFile = {target}\n"
+    )
+    code = main(["motion", "assess", str(hostile), "--out", str(tmp_path / "o")])
+    assert code == EXIT_BAD_INPUT
+    assert "ElementDataFile" in capsys.readouterr().err

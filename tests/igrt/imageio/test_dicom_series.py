@@ -418,3 +418,75 @@ def test_writer_refuses_invalid_uids_and_other_modalities(
         _write(integer_volume, tmp_path / "a", series_instance_uid="1.2.abc")
     with pytest.raises(InvalidInputError, match="modality"):
         _write(integer_volume, tmp_path / "b", modality="MR")
+
+
+# --- untrusted series: transfer syntax, size before decoding, one patient ---------------------
+
+
+def test_a_deflated_slice_is_refused_before_it_is_inflated(
+    integer_volume: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    paths = _write(integer_volume, tmp_path / "ct")
+    dataset = pydicom.dcmread(paths[0])
+    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    dataset.save_as(paths[0], enforce_file_format=True)
+
+    def no_parsing(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the deflated data set was parsed")
+
+    monkeypatch.setattr("igrt.imageio.dicom_series.dcmread", no_parsing)
+    with pytest.raises(ImageReadError, match="Deflated") as caught:
+        read_volume(tmp_path / "ct")
+    assert caught.value.field == "TransferSyntaxUID"
+
+
+def test_the_size_is_checked_from_the_headers_before_any_slice_is_decoded(
+    integer_volume: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(integer_volume, tmp_path / "ct")  # 5 x 16 x 12 int16: 960 voxels, 1920 bytes
+
+    def no_decoding(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a slice was decoded")
+
+    monkeypatch.setattr("igrt.imageio.dicom_series.decode_pixels", no_decoding)
+    with pytest.raises(ImageReadError, match="960 voxels, more than the limit of 959"):
+        read_volume(tmp_path / "ct", max_voxels=959)
+    with pytest.raises(ImageReadError, match="1920 bytes decoded"):
+        read_volume(tmp_path / "ct", max_decoded_bytes=1919)
+
+
+def test_slices_are_decoded_into_one_array_of_the_final_type(tmp_path: Path) -> None:
+    import tracemalloc
+
+    values = np.random.default_rng(4).integers(-1024, 3000, (10, 256, 256)).astype(np.int16)
+    _write(Volume(values, spacing_mm=(1, 1, 2), origin_lps_mm=(0, 0, 0)), tmp_path / "ct")
+    tracemalloc.start()
+    try:
+        loaded = read_volume(tmp_path / "ct")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(loaded.volume.array, values)
+    assert loaded.volume.array.dtype == np.int16
+    # One int16 volume plus a slice in flight and the slices' headers; int64 slices would
+    # take 4x the volume and their np.stack copy 4x more.
+    assert peak < 1.5 * values.nbytes, f"peak {peak} bytes for a {values.nbytes}-byte volume"
+
+
+def test_slices_of_two_patients_are_not_one_volume(integer_volume: Volume, tmp_path: Path) -> None:
+    from igrt.errors import PatientMismatchError
+
+    paths = _write(integer_volume, tmp_path / "ct")
+    dataset = pydicom.dcmread(paths[2])
+    dataset.PatientID = "P2"
+    dataset.save_as(paths[2], enforce_file_format=True)
+    with pytest.raises(PatientMismatchError, match="P2"):
+        read_volume(tmp_path / "ct")
+
+
+def test_the_series_states_its_patient(integer_volume: Volume, tmp_path: Path) -> None:
+    _write(integer_volume, tmp_path / "ct")
+    patient = read_volume(tmp_path / "ct").patient
+    assert (patient.patient_id, patient.name) == ("P1", "Doe^Jane")

@@ -174,3 +174,30 @@ def test_mha_errors(panel: ProjectionGeometry, tmp_path: Path) -> None:
         read_fluoro_mha(path, intensity=IntensityValues.LINE_INTEGRAL)
     with pytest.raises(InvalidInputError, match=r"\.mha or \.mhd"):
         write_fluoro_mha(fixed_sequence(panel), tmp_path / "f.nii")
+
+
+def test_mha_whose_header_points_at_another_file_is_refused(tmp_path: Path) -> None:
+    from igrt.errors import UnsafeHeaderError
+
+    hostile = tmp_path / "hostile.mha"
+    hostile.write_text(
+        "ObjectType = Image\nNDims = 2\nDimSize = 4 4\nElementType = MET_UCHAR\n"
+        "ElementDataFile = /etc/passwd\n"
+    )
+    with pytest.raises(UnsafeHeaderError, match="ElementDataFile"):
+        read_fluoro_mha(hostile, intensity=IntensityValues.RAW)
+
+
+@pytest.mark.parametrize("name", ["stack.nii", "stack.nii.gz"])
+def test_a_nifti_frame_stack_is_read_with_the_nifti_reader(
+    panel: ProjectionGeometry, tmp_path: Path, name: str
+) -> None:
+    frames = np.random.default_rng(5).integers(0, 4000, (3, *panel.detector_shape), np.uint16)
+    sitk.WriteImage(sitk.GetImageFromArray(frames), str(tmp_path / name))
+    sequence = read_fluoro_mha(
+        tmp_path / name,
+        fallback_geometry=panel,
+        fallback_fps=5.0,
+        intensity=IntensityValues.RAW,
+    )
+    np.testing.assert_array_equal(sequence.frames, frames)
