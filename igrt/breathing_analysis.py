@@ -54,8 +54,9 @@ Method
    ``max_rare_event_fraction`` of the cycles; frequent large breaths are the patient's
    breathing and stay in the 95th percentile. Outlier cycles are kept in ``cycles``
    (``is_outlier=True``, ``outlier_reason``), listed with amplitude and reason in the quality
-   flag and in ``excluded_cycles``, and excluded from
-   **every** summary: the median, the 95th percentile, the CVs, the period, the drift and the
+   flag and in ``excluded_cycles``, counted in the 95th percentile (the large-breath safeguard
+   must not rest on an exclusion) and excluded from
+   every other summary: the median, the CVs, the period, the drift and the
    "range without outliers" (highest inlier end-exhale minus lowest inlier end-inhale position,
    which also contains any baseline drift over the recording). When more than
    ``max_outlier_fraction`` of the cycles are outliers there is no typical breath left to
@@ -362,7 +363,8 @@ class BreathingAnalysis:
     cycles : tuple of BreathingCycle
         Every measured cycle in time order, outliers included (flagged).
     excursion_median_mm, excursion_p95_mm : float or None
-        Median and 95th percentile of the inlier cycle amplitudes, mm.
+        Median of the inlier cycle amplitudes and 95th percentile of all measured cycle
+        amplitudes (outliers included), mm.
     range_without_outliers_mm : float or None
         Highest inlier end-exhale minus lowest inlier end-inhale position, mm.
     period_median_s : float or None
@@ -1306,11 +1308,14 @@ def _summarise(
     amplitude = np.array([c.amplitude_mm for c in inliers])
     periods = np.array([c.period_s for c in inliers])
     median = float(np.median(amplitude))
-    p95 = float(np.percentile(amplitude, 95))
+    # The large-breath safeguard must not rest on an exclusion: a sigh that also looks like a
+    # transient is still a breath, so the 95th percentile counts every measured cycle.
+    every = np.array([c.amplitude_mm for c in cycles])
+    p95 = float(np.percentile(every, 95))
     u_random = _MEDIAN_SE_FACTOR * math.sqrt(2.0) * tracking_sd_mm / math.sqrt(n)
     u_cycles = _MEDIAN_SE_FACTOR * float(np.std(amplitude, ddof=1)) / math.sqrt(n)
     scale = protocol.tracking_scale_fraction
-    p95_se = max(_bootstrap_p95_se(amplitude), u_random)
+    p95_se = max(_bootstrap_p95_se(every), u_random)
     return _Summary(
         excursion_median_mm=median,
         excursion_p95_mm=p95,
