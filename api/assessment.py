@@ -17,16 +17,16 @@ import numpy as np
 import igrt
 from api.enums import AssessmentStatusValues
 from igrt.breathing_analysis import analyse_breathing
-from igrt.decision import AssessmentContextValues, recommend_motion_management
+from igrt.decision import (
+    AssessmentContextValues,
+    BreathHoldEvidence,
+    recommend_motion_management,
+)
 from igrt.errors import ProcessingError
 from igrt.frame_of_reference import PatientPositionValues
-from igrt.margins import (
-    DEFAULT_RANDOM_SETUP_SD_MM,
-    DEFAULT_SYSTEMATIC_SETUP_SD_MM,
-    suggest_margins,
-)
+from igrt.margins import suggest_margins
 from igrt.motion_assessment import trace_from_track
-from igrt.protocol import DEFAULT_PROTOCOL
+from igrt.protocol_file import LoadedProtocol, builtin_protocol
 from igrt.sequence import FluoroSequence
 from igrt.tracking import DomeTrack, TrackerSettings, track_dome
 
@@ -62,30 +62,46 @@ def json_safe(value: Any) -> Any:
 
 
 def _analyse(
-    track: DomeTrack, source: str, context: str, protocol_version: str
+    track: DomeTrack,
+    source: str,
+    context: str,
+    protocol_version: str,
+    active: LoadedProtocol,
+    hold_evidence: BreathHoldEvidence | None,
 ) -> tuple[AssessmentStatusValues, str | None, str | None, dict[str, Any] | None]:
-    if protocol_version != DEFAULT_PROTOCOL.version:
+    protocol = active.protocol
+    if protocol_version != protocol.version:
         return (
             AssessmentStatusValues.TRACKED,
-            f"protocol version {protocol_version!r} is not known to this service (it knows "
-            f"{DEFAULT_PROTOCOL.version!r}); no decision was made",
+            f"protocol version {protocol_version!r} is not the one active on this service "
+            f"({protocol.version!r}); no decision was made",
             None,
             None,
         )
     trace = trace_from_track(track, source=source)
-    analysis = analyse_breathing(trace, protocol=DEFAULT_PROTOCOL)
+    analysis = analyse_breathing(trace, protocol=protocol)
+    context_value = AssessmentContextValues(context)
     decision = recommend_motion_management(
-        analysis, protocol=DEFAULT_PROTOCOL, context=AssessmentContextValues(context)
+        analysis,
+        protocol=protocol,
+        context=context_value,
+        hold_evidence=None
+        if context_value is AssessmentContextValues.ABDOMINAL_COMPRESSION
+        else hold_evidence,
     )
-    document: dict[str, Any] = {"analysis": analysis.to_dict(), "decision": decision.to_dict()}
+    document: dict[str, Any] = {
+        "analysis": analysis.to_dict(),
+        "decision": decision.to_dict(),
+        "protocol": active.to_dict(),
+        # the site's setup-error model comes from the active protocol
+        "setup_error_model_mm": {
+            "systematic_setup_sd_mm": protocol.systematic_setup_sd_mm,
+            "random_setup_sd_mm": protocol.random_setup_sd_mm,
+        },
+    }
     try:
-        # The department's setup-error model is not known to the service yet: the defaults
-        # (also the CLI's) are used, and the result names them.
         document["margins"] = suggest_margins(
-            analysis,
-            systematic_setup_sd_mm=DEFAULT_SYSTEMATIC_SETUP_SD_MM,
-            random_setup_sd_mm=DEFAULT_RANDOM_SETUP_SD_MM,
-            protocol=DEFAULT_PROTOCOL,
+            analysis, protocol=protocol, decision=decision
         ).to_dict()
     except ProcessingError as error:
         document["margins"] = None
@@ -101,6 +117,8 @@ def assess_sequence(
     context: str,
     protocol_version: str,
     source: str,
+    protocol: LoadedProtocol | None = None,
+    hold_evidence: BreathHoldEvidence | None = None,
 ) -> AssessmentOutcome:
     """Track the dome, then analyse and decide when possible.
 
@@ -124,7 +142,9 @@ def assess_sequence(
             None,
         )
     try:
-        status, reason, recommendation, result = _analyse(track, source, context, protocol_version)
+        status, reason, recommendation, result = _analyse(
+            track, source, context, protocol_version, protocol or builtin_protocol(), hold_evidence
+        )
     except ProcessingError as exc:
         status, reason, recommendation, result = (
             AssessmentStatusValues.TRACKED,

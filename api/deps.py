@@ -139,7 +139,11 @@ def require_roles(*roles: RoleValues) -> Callable[[Principal], Principal]:
 
 AnyRole = Annotated[
     Principal,
-    Depends(require_roles(RoleValues.CONSOLE, RoleValues.THERAPIST, RoleValues.PHYSICIST)),
+    Depends(
+        require_roles(
+            RoleValues.CONSOLE, RoleValues.THERAPIST, RoleValues.PHYSICIST, RoleValues.PHYSICIAN
+        )
+    ),
 ]
 """Any valid token."""
 

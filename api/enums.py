@@ -32,6 +32,10 @@ class RoleValues(enum.StrEnum):
     PHYSICIST = "physicist"
     """A medical physicist, the administrator: everything, including the audit trail."""
 
+    PHYSICIAN = "physician"
+    """A radiation oncologist: approves device choice and margins (motion-assessment reviews)
+    when the active protocol names this role; reads results."""
+
 
 class SessionKindValues(enum.StrEnum):
     """Which day of the protocol a session is."""

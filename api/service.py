@@ -16,6 +16,7 @@ from api.previews import FramePreviews
 from api.registration_jobs import RegistrationWorker
 from api.storage import FileStore
 from api.volumes import VolumeLimits
+from igrt.protocol_file import LoadedProtocol, builtin_protocol, load_protocol_file
 
 __all__ = ["Service"]
 
@@ -35,8 +36,16 @@ class Service:
     registrations: RegistrationWorker = field(init=False, repr=False)
     previews: FramePreviews = field(init=False, repr=False)
     live: LiveMonitorHub = field(init=False, repr=False)
+    protocol: LoadedProtocol = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # The active protocol is read once, at start: a broken file stops the service rather
+        # than letting it decide under defaults nobody chose.
+        self.protocol = (
+            builtin_protocol()
+            if self.settings.protocol_file is None
+            else load_protocol_file(self.settings.protocol_file)
+        )
         self.registrations = RegistrationWorker(self)
         self.previews = FramePreviews(self.store)
         self.live = LiveMonitorHub()

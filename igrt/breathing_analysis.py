@@ -26,8 +26,9 @@ Method
    (2 s Savitzky-Golay derivative) stays below ``hold_max_speed_mm_per_s`` (lowered to a quarter
    of the typical breathing speed ``2·excursion/period`` for slow, shallow breathers) and whose
    level lies at least ``hold_min_depth_fraction`` of the median excursion inferior to the
-   end-exhale baseline (an end-exhale pause is not a hold; holds at end-exhale are therefore not
-   reported). Each hold's ends are refined on the unsmoothed samples: from the hold core
+   end-exhale baseline, or which last at least ``exhale_hold_min_s`` at any level: a breath
+   hold at end-exhale (the seed plans on an exhale CT) is found, a natural end-exhale pause of a
+   few seconds is not. Each hold's ends are refined on the unsmoothed samples: from the hold core
    outwards, as long as the samples stay within ``max(3·noise SD, 0.005 mm)`` of the straight
    line fitted to the core (two consecutive samples outside end the hold). ``level_mm`` is the
    line refitted over the refined hold at its start, ``drift_mm_per_s`` its slope. Without
@@ -35,7 +36,10 @@ Method
    three noise SDs, so a hold is measured longer by about ``2·sqrt(3·SD/c)`` (``c`` the
    curvature of the approach; about 0.5 s for 0.3 mm noise around a 10 mm deep hold).
 6. **Cycles** are end-exhale → end-inhale → end-exhale triplets inside segments free of holds
-   and long gaps. A cycle's ``amplitude_mm`` is the mean of its two end-exhale positions minus
+   and long gaps. Every complete cycle counts: a recording that starts or ends at an extreme
+   (within ``max(3 noise SD, 10 %)`` of the swing of the nearest extreme of that kind) has that
+   edge sample taken as an extreme, its time from the half-width of a neighbouring plateau.
+   A cycle's ``amplitude_mm`` is the mean of its two end-exhale positions minus
    its end-inhale position (so a linear baseline drift does not bias it); its ``period_s`` is the
    time between its two end-exhale extremes.
 7. **Outliers** (coughs, sighs, tracker spikes). A cycle is an outlier when its amplitude, or
@@ -45,13 +49,20 @@ Method
    inside it: a sample further than ``outlier_z`` robust SDs from the smoothed signal (a 0.4 s
    cough is too brief for the smoothing to follow). A cough pushes the dome superior, so it
    inflates an end-exhale extreme (or cuts an inhale short) and corrupts the cycles around it;
-   those cycles are excluded rather than allowed to become a 10 mm "breath". Outlier cycles are
-   kept in ``cycles`` (``is_outlier=True``), counted in a quality flag, and excluded from
-   **every** summary: the median, the 95th percentile, the CVs, the period, the drift and the
+   those cycles are excluded rather than allowed to become a 10 mm "breath". Exclusion is for
+   rare events: cycles of outlying *amplitude* are excluded only while they are at most
+   ``max_rare_event_fraction`` of the cycles; frequent large breaths are the patient's
+   breathing and stay in the 95th percentile. Outlier cycles are kept in ``cycles``
+   (``is_outlier=True``, ``outlier_reason``), listed with amplitude and reason in the quality
+   flag and in ``excluded_cycles``, counted in the 95th percentile (the large-breath safeguard
+   must not rest on an exclusion) and excluded from
+   every other summary: the median, the CVs, the period, the drift and the
    "range without outliers" (highest inlier end-exhale minus lowest inlier end-inhale position,
    which also contains any baseline drift over the recording). When more than
    ``max_outlier_fraction`` of the cycles are outliers there is no typical breath left to
-   summarise and the analysis is degraded.
+   summarise and the analysis is degraded. With at least two but fewer than
+   ``protocol.min_cycles`` inlier cycles the excursion is given with its uncertainty and
+   flagged ``provisional``; with fewer than two there is no number.
 8. **Drift** is the Theil-Sen slope of the inlier end-exhale positions against time
    (mm/min, positive = superior); ``end_exhale_sd_mm`` (end-exhale reproducibility) is their SD
    about that line. ``hold_reproducibility_mm`` is the range of the hold levels.
@@ -60,22 +71,30 @@ Excursion uncertainty
 ---------------------
 ``excursion_uncertainty_mm`` is the standard (1 SD) uncertainty of the median excursion::
 
-    u = sqrt(u_tracking² + u_cycles²)
-    u_tracking = √2 · σ_track
+    u          = sqrt(max(u_cycles, u_random)² + u_scale²)
     u_cycles   = 1.2533 · SD(inlier amplitudes) / √n
+    u_random   = 1.2533 · √2 · σ_track / √n
+    u_scale    = f · e        (f = protocol.tracking_scale_fraction, 3 %)
 
-``σ_track`` is the larger of the tracker's declared ``tracking_sd_mm`` and the noise SD
-estimated from the trace. An amplitude is the difference of two tracked positions, hence √2.
-``u_tracking`` is deliberately *not* divided by √n: tracker errors come from the same edge in
-the same images and are correlated from frame to frame and cycle to cycle, so averaging over
-cycles cannot be assumed to remove them. ``u_cycles`` is the standard error of a median
-(``√(π/2)·SD/√n`` for near-normal data) and measures how well the recording pins down the
-typical breath. The same combination with a seeded bootstrap standard error of the 95th
-percentile gives ``excursion_p95_uncertainty_mm``.
+A tracker error that is the same in every frame (an offset of the edge followed) cancels in a
+peak-to-peak amplitude; what does not cancel is (a) random per-frame error, which is part of
+the observed amplitude spread and averages over the cycles (``u_cycles``, floored by
+``u_random`` from the tracker's declared or the trace's estimated σ_track, in case the sampled
+cycles look cleaner than the tracker can be), and (b) a scale error of the whole trace
+(magnification: the dome lies off the isocentre plane), which does not average out
+(``u_scale``). So the uncertainty shrinks with more cycles down to ``f·e`` (0.15 mm at 5 mm):
+a borderline result is no dead end. ``uncertainty_tracking_mm`` reports
+``sqrt(u_random² + u_scale²)``, ``uncertainty_cycles_mm`` ``u_cycles``. The p95 uses a seeded
+bootstrap standard error in place of ``u_cycles``.
+
+Limits: σ_track (0.25 mm) and ``f`` come from simulation and geometry, not yet from the
+tracker measured on real images. White tracking noise biases the measured amplitude upwards
+(about +0.1-0.2 mm at 0.25 mm noise on sharp end-inhale peaks); that bias is not modelled.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Sequence
@@ -119,6 +138,12 @@ _HOLD_MIN_TOLERANCE_MM = 0.005
 _RUNNING_MEDIAN_EXHALES = 5
 _BOOTSTRAP_RESAMPLES = 2000
 _BOOTSTRAP_SEED = 20260101
+_MIN_CYCLES_FOR_A_NUMBER = 2
+"""Fewest inlier cycles for an excursion with an uncertainty (a provisional one below
+``protocol.min_cycles``)."""
+_EDGE_EXTREME_TOLERANCE_FRACTION = 0.1
+"""A trace's first or last sample counts as an extreme when it lies within this fraction of the
+neighbouring swing (or three noise SDs) of the nearest extreme of the same kind."""
 
 
 class QualityFlagValues(enum.Enum):
@@ -129,7 +154,11 @@ class QualityFlagValues(enum.Enum):
     """
 
     TOO_FEW_CYCLES = "too_few_cycles"
-    """Fewer non-outlier breathing cycles than ``protocol.min_cycles``."""
+    """Fewer than two non-outlier breathing cycles: no excursion with an uncertainty."""
+    PROVISIONAL = "provisional"
+    """Fewer non-outlier cycles than ``protocol.min_cycles``: the excursion is provisional."""
+    FREQUENT_LARGE_BREATHS = "frequent_large_breaths"
+    """Cycles of outlying amplitude are too frequent to be rare events: they were kept."""
     NO_DOMINANT_PERIOD = "no_dominant_period"
     """No breathing period could be found (too short, flat, or no valid samples)."""
     LOST_FRAMES = "lost_frames"
@@ -208,6 +237,7 @@ class BreathingCycle:
     exhale_end_s: float
     exhale_end_mm: float
     is_outlier: bool = False
+    outlier_reason: str = ""
 
     def __post_init__(self) -> None:
         for name in (
@@ -224,6 +254,12 @@ class BreathingCycle:
                 "a cycle needs exhale_start_s < inhale_s < exhale_end_s", field="inhale_s"
             )
         object.__setattr__(self, "is_outlier", bool(self.is_outlier))
+        if not isinstance(self.outlier_reason, str) or (
+            self.is_outlier and not self.outlier_reason
+        ):
+            raise InvalidInputError(
+                "an outlier cycle needs an outlier_reason (a string)", field="outlier_reason"
+            )
 
     @property
     def amplitude_mm(self) -> float:
@@ -247,6 +283,7 @@ class BreathingCycle:
             "amplitude_mm": self.amplitude_mm,
             "period_s": self.period_s,
             "is_outlier": self.is_outlier,
+            "outlier_reason": self.outlier_reason or None,
         }
 
 
@@ -326,7 +363,8 @@ class BreathingAnalysis:
     cycles : tuple of BreathingCycle
         Every measured cycle in time order, outliers included (flagged).
     excursion_median_mm, excursion_p95_mm : float or None
-        Median and 95th percentile of the inlier cycle amplitudes, mm.
+        Median of the inlier cycle amplitudes and 95th percentile of all measured cycle
+        amplitudes (outliers included), mm.
     range_without_outliers_mm : float or None
         Highest inlier end-exhale minus lowest inlier end-inhale position, mm.
     period_median_s : float or None
@@ -450,6 +488,11 @@ class BreathingAnalysis:
         return tuple(issue for issue in self.quality if issue.flag.degrades_result)
 
     @property
+    def is_provisional(self) -> bool:
+        """``True`` when fewer cycles than the protocol asks for were measured."""
+        return QualityFlagValues.PROVISIONAL in self.quality_flags
+
+    @property
     def is_trustworthy(self) -> bool:
         """``True`` when no degrading quality issue was raised."""
         return not self.degrading_issues
@@ -491,8 +534,18 @@ class BreathingAnalysis:
             "hold_reproducibility_mm": self.hold_reproducibility_mm,
             "holds": [hold.to_dict() for hold in self.holds],
             "cycles": [cycle.to_dict() for cycle in self.cycles],
+            "excluded_cycles": [
+                {
+                    "inhale_s": c.inhale_s,
+                    "amplitude_mm": c.amplitude_mm,
+                    "reason": c.outlier_reason,
+                }
+                for c in self.cycles
+                if c.is_outlier
+            ],
             "quality": [issue.to_dict() for issue in self.quality],
             "trustworthy": self.is_trustworthy,
+            "provisional": self.is_provisional,
         }
 
 
@@ -661,8 +714,9 @@ def _detect_holds(
         core_t, core_si = t[core_first : core_last + 1], si[core_first : core_last + 1]
         centre_s = float(np.mean(core_t))
         depth_mm = slope * centre_s + intercept - float(np.mean(core_si))
-        if depth_mm < min_depth_mm:
-            continue  # an end-exhale pause, not a hold
+        still_s = float(t[stop - 1] - t[first])
+        if depth_mm < min_depth_mm and still_s < protocol.exhale_hold_min_s:
+            continue  # a natural end-exhale pause, not a hold
         line_slope, line_intercept = _line(core_t, core_si)
         residual = core_si - (line_slope * core_t + line_intercept)
         spread = _MAD_TO_SD * float(np.median(np.abs(residual - np.median(residual))))
@@ -684,9 +738,7 @@ def _detect_holds(
 def _empty_analysis(
     trace: BreathingTrace,
     protocol: MotionProtocol,
-    lost_fraction: float,
-    noise_sd_mm: float,
-    tracking_sd_mm: float,
+    samples: _Samples,
     issues: list[QualityIssue],
 ) -> BreathingAnalysis:
     flags = {issue.flag for issue in issues}
@@ -703,33 +755,7 @@ def _empty_analysis(
             f"no breathing cycle could be measured (need at least {protocol.min_cycles})",
         )
     )
-    return BreathingAnalysis(
-        protocol_version=protocol.version,
-        n_samples=trace.n_samples,
-        duration_s=trace.duration_s,
-        sample_rate_hz=trace.sample_rate_hz,
-        lost_fraction=lost_fraction,
-        noise_sd_mm=noise_sd_mm,
-        tracking_sd_mm=tracking_sd_mm,
-        dominant_period_s=None,
-        cycles=(),
-        excursion_median_mm=None,
-        excursion_p95_mm=None,
-        range_without_outliers_mm=None,
-        period_median_s=None,
-        rate_per_min=None,
-        amplitude_cv=None,
-        period_cv=None,
-        drift_mm_per_min=None,
-        end_exhale_sd_mm=None,
-        holds=(),
-        hold_reproducibility_mm=None,
-        excursion_uncertainty_mm=None,
-        excursion_p95_uncertainty_mm=None,
-        uncertainty_tracking_mm=None,
-        uncertainty_cycles_mm=None,
-        quality=tuple(issues),
-    )
+    return _assemble(trace, protocol, samples, None, (), _Summary(), (None, None), (), issues)
 
 
 def _extreme_times_s(
@@ -739,24 +765,64 @@ def _extreme_times_s(
 
     The Lujan end-exhale is a long, nearly flat rest where the exact maximum is set by noise;
     its time is taken as the middle of the samples within ``max(2 noise SD, 2 % of the swing to
-    the neighbouring extremes)`` of the extreme value.
+    the neighbouring extremes)`` of the extreme value. A plateau cut by the start or end of the
+    recording is given the half-width of the nearest complete plateau of the same kind, so the
+    first and last cycles keep their true period.
     """
+    plateaus = [_plateau(extremes, j, smooth, noise_sd_mm) for j in range(len(extremes))]
     result: list[float] = []
-    for j, (kind, index) in enumerate(extremes):
-        low = extremes[j - 1][1] if j > 0 else 0
-        high = extremes[j + 1][1] if j + 1 < len(extremes) else smooth.size - 1
-        swings = [abs(float(smooth[index] - smooth[n])) for n in (low, high) if n != index]
-        swing = min(swings) if swings else 0.0
-        tolerance = max(2.0 * noise_sd_mm, 0.02 * swing)
-        near = kind * (smooth - smooth[index]) >= -tolerance
-        first = index
-        while first - 1 > low and near[first - 1]:
-            first -= 1
-        last = index
-        while last + 1 < high and near[last + 1]:
-            last += 1
+    for j, (first, last) in enumerate(plateaus):
+        cut_start, cut_end = first == 0, last == smooth.size - 1
+        if cut_start != cut_end:
+            half = _neighbour_half_width(extremes, plateaus, j, smooth.size)
+            if half is not None:
+                centre = last - half if cut_start else first + half
+                step = float(times_s[1] - times_s[0]) if times_s.size > 1 else 0.0
+                result.append(float(times_s[0]) + centre * step)
+                continue
         result.append(0.5 * float(times_s[first] + times_s[last]))
     return result
+
+
+def _plateau(
+    extremes: Sequence[tuple[int, int]], j: int, smooth: FloatArray, noise_sd_mm: float
+) -> tuple[int, int]:
+    kind, index = extremes[j]
+    low = extremes[j - 1][1] if j > 0 else 0
+    high = extremes[j + 1][1] if j + 1 < len(extremes) else smooth.size - 1
+    swings = [abs(float(smooth[index] - smooth[n])) for n in (low, high) if n != index]
+    swing = min(swings) if swings else 0.0
+    tolerance = max(2.0 * noise_sd_mm, 0.02 * swing)
+    near = kind * (smooth - smooth[index]) >= -tolerance
+    first = index
+    while first - 1 > low and near[first - 1]:
+        first -= 1
+    last = index
+    while last + 1 < high and near[last + 1]:
+        last += 1
+    return first, last
+
+
+def _neighbour_half_width(
+    extremes: Sequence[tuple[int, int]],
+    plateaus: Sequence[tuple[int, int]],
+    j: int,
+    n_samples: int,
+) -> float | None:
+    """Half-width (samples) of the nearest uncut plateau of the same kind as extreme ``j``."""
+    kind = extremes[j][0]
+    candidates = sorted(
+        (abs(i - j), plateaus[i])
+        for i in range(len(extremes))
+        if i != j
+        and extremes[i][0] == kind
+        and plateaus[i][0] > 0
+        and plateaus[i][1] < n_samples - 1
+    )
+    if not candidates:
+        return None
+    first, last = candidates[0][1]
+    return 0.5 * (last - first)
 
 
 def _cycles_in_segments(
@@ -818,46 +884,103 @@ def _transients_s(
 def _mark_outliers(
     cycles: list[BreathingCycle], transients_s: Sequence[float], protocol: MotionProtocol
 ) -> list[BreathingCycle]:
-    """Flag cycles with an outlying amplitude or end-exhale position, or a transient inside."""
+    """Flag rare events: a transient inside, an outlying end-exhale, or a rare outlying amplitude.
+
+    Cycles of outlying amplitude are excluded only while they are rare (at most
+    ``protocol.max_rare_event_fraction`` of the cycles): frequent large breaths are part of the
+    patient's breathing and stay in every summary, the 95th percentile above all.
+    """
     if len(cycles) < 3:
         return cycles
-    amplitude = np.array([c.amplitude_mm for c in cycles])
-    median = float(np.median(amplitude))
-    floor = protocol.outlier_min_scale_fraction * abs(median)
-
-    def robust_scale(values: FloatArray) -> float:
-        mad = float(np.median(np.abs(values - np.median(values))))
-        return max(_MAD_TO_SD * mad, floor, 1e-9)
-
-    amplitude_z = np.abs(amplitude - median) / robust_scale(amplitude)
-    # end-exhale positions, one per distinct extreme, against their running median
-    exhale_times = sorted({c.exhale_start_s for c in cycles} | {c.exhale_end_s for c in cycles})
-    position = {c.exhale_start_s: c.exhale_start_mm for c in cycles}
-    position.update({c.exhale_end_s: c.exhale_end_mm for c in cycles})
-    exhale = np.array([position[s] for s in exhale_times])
-    residual = exhale - _running_median(exhale, _RUNNING_MEDIAN_EXHALES)
-    exhale_z = np.abs(residual - np.median(residual)) / robust_scale(residual)
-    bad_exhale = {s for s, z in zip(exhale_times, exhale_z, strict=True) if z > protocol.outlier_z}
+    amplitude_reasons = _amplitude_outliers(cycles, protocol)
+    if len(amplitude_reasons) > protocol.max_rare_event_fraction * len(cycles):
+        amplitude_reasons = {}
+    exhale_reasons = _exhale_outliers(cycles, protocol)
     marked: list[BreathingCycle] = []
-    for cycle, z in zip(cycles, amplitude_z, strict=True):
-        outlier = bool(
-            z > protocol.outlier_z
-            or cycle.exhale_start_s in bad_exhale
-            or cycle.exhale_end_s in bad_exhale
-            or any(cycle.exhale_start_s <= s <= cycle.exhale_end_s for s in transients_s)
-        )
+    for index, cycle in enumerate(cycles):
+        reasons = []
+        if any(cycle.exhale_start_s <= s <= cycle.exhale_end_s for s in transients_s):
+            reasons.append("transient (cough or tracking spike)")
+        for when in (cycle.exhale_start_s, cycle.exhale_end_s):
+            if when in exhale_reasons:
+                reasons.append(exhale_reasons[when])
+        if index in amplitude_reasons:
+            reasons.append(amplitude_reasons[index])
         marked.append(
-            BreathingCycle(
-                exhale_start_s=cycle.exhale_start_s,
-                exhale_start_mm=cycle.exhale_start_mm,
-                inhale_s=cycle.inhale_s,
-                inhale_mm=cycle.inhale_mm,
-                exhale_end_s=cycle.exhale_end_s,
-                exhale_end_mm=cycle.exhale_end_mm,
-                is_outlier=outlier,
+            dataclasses.replace(
+                cycle, is_outlier=bool(reasons), outlier_reason="; ".join(dict.fromkeys(reasons))
             )
         )
     return marked
+
+
+def _robust_scale(values: FloatArray, floor: float) -> float:
+    mad = float(np.median(np.abs(values - np.median(values))))
+    return max(_MAD_TO_SD * mad, floor, 1e-9)
+
+
+def _amplitude_outliers(
+    cycles: Sequence[BreathingCycle], protocol: MotionProtocol
+) -> dict[int, str]:
+    """Cycle index -> reason, for amplitudes beyond ``outlier_z`` robust SDs of the median."""
+    amplitude = np.array([c.amplitude_mm for c in cycles])
+    median = float(np.median(amplitude))
+    scale = _robust_scale(amplitude, protocol.outlier_min_scale_fraction * abs(median))
+    z = np.abs(amplitude - median) / scale
+    return {
+        int(i): f"amplitude {amplitude[i]:.1f} mm vs median {median:.1f} mm (z {z[i]:.1f})"
+        for i in np.flatnonzero(z > protocol.outlier_z)
+    }
+
+
+def _exhale_outliers(
+    cycles: Sequence[BreathingCycle], protocol: MotionProtocol
+) -> dict[float, str]:
+    """End-exhale time -> reason, for positions far from the running median of their neighbours."""
+    floor = protocol.outlier_min_scale_fraction * abs(
+        float(np.median([c.amplitude_mm for c in cycles]))
+    )
+    times = sorted({c.exhale_start_s for c in cycles} | {c.exhale_end_s for c in cycles})
+    position = {c.exhale_start_s: c.exhale_start_mm for c in cycles}
+    position.update({c.exhale_end_s: c.exhale_end_mm for c in cycles})
+    exhale = np.array([position[s] for s in times])
+    residual = exhale - _running_median(exhale, _RUNNING_MEDIAN_EXHALES)
+    z = np.abs(residual - np.median(residual)) / _robust_scale(residual, floor)
+    return {
+        s: f"end-exhale at {s:.1f} s off its neighbours by {r:+.1f} mm"
+        for s, r, zi in zip(times, residual, z, strict=True)
+        if zi > protocol.outlier_z
+    }
+
+
+def _with_edge_extremes(
+    extremes: list[tuple[int, int]], smooth: FloatArray, noise_sd_mm: float
+) -> list[tuple[int, int]]:
+    """Add the first and last samples as extremes when the trace starts or ends at one.
+
+    A recording that starts at end-exhale has no peak there for the peak finder, so its first
+    breath would be lost; a 20 s clip of five breaths would count three. The edge sample is
+    taken as an extreme of the kind opposite its neighbour when it lies as far as the nearest
+    extreme of that kind, within ``max(3 noise SD, 10 % of the swing)``.
+    """
+    if len(extremes) < 2:
+        return extremes
+    result = list(extremes)
+    for edge, neighbour, same in (
+        (0, result[0], result[1]),
+        (smooth.size - 1, result[-1], result[-2]),
+    ):
+        kind = -neighbour[0]
+        if same[0] != kind or edge == neighbour[1]:
+            continue
+        swing = abs(float(smooth[same[1]] - smooth[neighbour[1]]))
+        tolerance = max(3.0 * noise_sd_mm, _EDGE_EXTREME_TOLERANCE_FRACTION * swing)
+        if kind * float(smooth[edge] - smooth[same[1]]) >= -tolerance:
+            if edge == 0:
+                result.insert(0, (kind, edge))
+            else:
+                result.append((kind, edge))
+    return result
 
 
 def _bootstrap_p95_se(amplitude: FloatArray) -> float:
@@ -905,14 +1028,121 @@ def analyse_breathing(
     >>> result.is_trustworthy
     True
     """
+    protocol = _checked_arguments(trace, protocol)
+    samples = _usable_samples(trace, protocol)
+    issues = list(samples.issues)
+    if samples.si_mm.size < 8:
+        return _empty_analysis(trace, protocol, samples, issues)
+    grid = _uniform_grid(samples.times_s, samples.si_mm, protocol.max_gap_s)
+    issues.extend(_gap_issues(grid, protocol))
+    period = _dominant_period_s(grid.si_mm, grid.step_s, protocol)
+    if period is None:
+        issues.append(
+            QualityIssue(
+                QualityFlagValues.NO_DOMINANT_PERIOD,
+                f"no breathing period between {protocol.min_period_s:g} and "
+                f"{protocol.max_period_s:g} s found",
+            )
+        )
+        return _empty_analysis(trace, protocol, samples, issues)
+    smooth = _smoothed(grid, period)
+    distance = max(1, int(protocol.min_cycle_distance_fraction * period / grid.step_s))
+    exhales, inhales = _extremes(
+        smooth, distance, 3.0 * samples.noise_sd_mm, protocol.min_prominence_fraction
+    )
+    extremes = _with_edge_extremes(
+        _alternate(exhales, inhales, smooth), smooth, samples.noise_sd_mm
+    )
+    holds, transients = _holds_and_transients(grid, smooth, extremes, samples, protocol)
+    cycles = _mark_outliers(
+        _cycles_in_segments(
+            _outside_holds(extremes, grid, holds, smooth),
+            smooth,
+            grid.times_s,
+            list(grid.gaps_s) + [(h.start_s, h.end_s) for h in holds],
+            samples.noise_sd_mm,
+        ),
+        transients,
+        protocol,
+    )
+    issues.extend(_cycle_issues(cycles, protocol))
+    summary = _summarise(cycles, samples.tracking_sd_mm, protocol)
+    issues.extend(_irregularity_issues(summary, protocol))
+    return _assemble(
+        trace, protocol, samples, period, cycles, summary, _baseline_drift(cycles), holds, issues
+    )
+
+
+def _assemble(
+    trace: BreathingTrace,
+    protocol: MotionProtocol,
+    samples: _Samples,
+    period_s: float | None,
+    cycles: Sequence[BreathingCycle],
+    summary: _Summary,
+    drift: tuple[float | None, float | None],
+    holds: Sequence[DetectedBreathHold],
+    issues: Sequence[QualityIssue],
+) -> BreathingAnalysis:
+    """The result from the outputs of every step (``None`` for what was not computed)."""
+    levels = [h.level_mm for h in holds]
+    return BreathingAnalysis(
+        protocol_version=protocol.version,
+        n_samples=trace.n_samples,
+        duration_s=trace.duration_s,
+        sample_rate_hz=trace.sample_rate_hz,
+        lost_fraction=samples.lost_fraction,
+        noise_sd_mm=samples.noise_sd_mm,
+        tracking_sd_mm=samples.tracking_sd_mm,
+        dominant_period_s=period_s,
+        cycles=tuple(cycles),
+        excursion_median_mm=summary.excursion_median_mm,
+        excursion_p95_mm=summary.excursion_p95_mm,
+        range_without_outliers_mm=summary.range_mm,
+        period_median_s=summary.period_median_s,
+        rate_per_min=None if summary.period_median_s is None else 60.0 / summary.period_median_s,
+        amplitude_cv=summary.amplitude_cv,
+        period_cv=summary.period_cv,
+        drift_mm_per_min=drift[0],
+        end_exhale_sd_mm=drift[1],
+        holds=tuple(holds),
+        hold_reproducibility_mm=max(levels) - min(levels) if len(levels) >= 2 else None,
+        excursion_uncertainty_mm=summary.u_total,
+        excursion_p95_uncertainty_mm=summary.u_p95,
+        uncertainty_tracking_mm=summary.u_tracking,
+        uncertainty_cycles_mm=summary.u_cycles,
+        quality=tuple(issues),
+    )
+
+
+# --- the steps of the analysis -----------------------------------------------------------------
+
+
+def _checked_arguments(trace: object, protocol: MotionProtocol | None) -> MotionProtocol:
     if not isinstance(trace, BreathingTrace):
         raise InvalidInputError("trace must be a BreathingTrace", field="trace")
     protocol = DEFAULT_PROTOCOL if protocol is None else protocol
     if not isinstance(protocol, MotionProtocol):
         raise InvalidInputError("protocol must be a MotionProtocol", field="protocol")
+    return protocol
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """The usable samples of a trace, their noise and the lost-frame issue (if any)."""
+
+    times_s: FloatArray
+    si_mm: FloatArray
+    lost_fraction: float
+    noise_sd_mm: float
+    tracking_sd_mm: float
+    issues: tuple[QualityIssue, ...]
+
+
+def _usable_samples(trace: BreathingTrace, protocol: MotionProtocol) -> _Samples:
+    """Drop lost and low-confidence samples; estimate the noise; flag too many losses."""
     assert trace.valid is not None  # both set by BreathingTrace
     assert trace.confidence is not None
-
     usable = trace.valid & (trace.confidence >= protocol.min_sample_confidence)
     lost_fraction = 1.0 - float(np.count_nonzero(usable)) / trace.n_samples
     issues: list[QualityIssue] = []
@@ -925,184 +1155,207 @@ def analyse_breathing(
                 "the tracking cannot be trusted as a whole",
             )
         )
-    times = trace.times_s[usable]
-    si = trace.si_mm[usable]
-    declared_sd = trace.tracking_sd_mm or 0.0
+    times, si = trace.times_s[usable], trace.si_mm[usable]
     noise_sd = _noise_sd_mm(times, si, 2.0 * trace.sample_interval_s) if si.size else 0.0
-    tracking_sd = max(declared_sd, noise_sd)
-    if si.size < 8:
-        return _empty_analysis(trace, protocol, lost_fraction, noise_sd, tracking_sd, issues)
+    tracking_sd = max(trace.tracking_sd_mm or 0.0, noise_sd)
+    return _Samples(times, si, lost_fraction, noise_sd, tracking_sd, tuple(issues))
 
-    grid = _uniform_grid(times, si, protocol.max_gap_s)
-    if grid.gaps_s:
-        longest = max(high - low for low, high in grid.gaps_s)
-        issues.append(
-            QualityIssue(
-                QualityFlagValues.GAPS,
-                f"{len(grid.gaps_s)} gap(s) in the tracking longer than {protocol.max_gap_s:g} s "
-                f"(longest {longest:.1f} s); cycles overlapping them were not measured",
-            )
-        )
-    period = _dominant_period_s(grid.si_mm, grid.step_s, protocol)
-    if period is None:
-        issues.append(
-            QualityIssue(
-                QualityFlagValues.NO_DOMINANT_PERIOD,
-                f"no breathing period between {protocol.min_period_s:g} and "
-                f"{protocol.max_period_s:g} s found",
-            )
-        )
-        return _empty_analysis(trace, protocol, lost_fraction, noise_sd, tracking_sd, issues)
 
+def _gap_issues(grid: _Grid, protocol: MotionProtocol) -> list[QualityIssue]:
+    if not grid.gaps_s:
+        return []
+    longest = max(high - low for low, high in grid.gaps_s)
+    return [
+        QualityIssue(
+            QualityFlagValues.GAPS,
+            f"{len(grid.gaps_s)} gap(s) in the tracking longer than {protocol.max_gap_s:g} s "
+            f"(longest {longest:.1f} s); cycles overlapping them were not measured",
+        )
+    ]
+
+
+def _smoothed(grid: _Grid, period_s: float) -> FloatArray:
+    """Savitzky-Golay smoothing over a third of the dominant period."""
     window = _odd_window(
-        _SMOOTHING_PERIOD_FRACTION * period / grid.step_s, _SMOOTHING_POLYORDER + 2, grid.si_mm.size
+        _SMOOTHING_PERIOD_FRACTION * period_s / grid.step_s,
+        _SMOOTHING_POLYORDER + 2,
+        grid.si_mm.size,
     )
-    smooth = (
-        sps.savgol_filter(grid.si_mm, window, _SMOOTHING_POLYORDER)
-        if window > _SMOOTHING_POLYORDER + 1
-        else grid.si_mm.copy()
-    ).astype(np.float64)
-    distance = max(1, int(protocol.min_cycle_distance_fraction * period / grid.step_s))
-    exhales, inhales = _extremes(smooth, distance, 3.0 * noise_sd, protocol.min_prominence_fraction)
+    if window <= _SMOOTHING_POLYORDER + 1:
+        return grid.si_mm.copy()
+    return np.asarray(sps.savgol_filter(grid.si_mm, window, _SMOOTHING_POLYORDER), np.float64)
 
-    # preliminary cycles give the typical excursion, period and end-exhale baseline for holds
+
+def _holds_and_transients(
+    grid: _Grid,
+    smooth: FloatArray,
+    extremes: list[tuple[int, int]],
+    samples: _Samples,
+    protocol: MotionProtocol,
+) -> tuple[list[DetectedBreathHold], list[float]]:
+    """Breath holds and cough-like transients, judged against preliminary cycles."""
     preliminary = _cycles_in_segments(
-        _alternate(exhales, inhales, smooth), smooth, grid.times_s, grid.gaps_s, noise_sd
+        extremes, smooth, grid.times_s, grid.gaps_s, samples.noise_sd_mm
     )
-    holds: list[DetectedBreathHold] = []
-    transients: list[float] = []
-    if len(preliminary) >= 2:
-        typical_excursion = float(np.median([c.amplitude_mm for c in preliminary]))
-        transients = _transients_s(grid, smooth, typical_excursion, protocol)
-        typical_period = float(np.median([c.period_s for c in preliminary]))
-        exhale_t = np.array(
-            [c.exhale_start_s for c in preliminary] + [preliminary[-1].exhale_end_s]
-        )
-        exhale_mm = np.array(
-            [c.exhale_start_mm for c in preliminary] + [preliminary[-1].exhale_end_mm]
-        )
-        baseline = _theil_sen(exhale_t, exhale_mm)
-        for first, last in _detect_holds(
-            grid, noise_sd, typical_excursion, typical_period, baseline, protocol
-        ):
-            hold_t, hold_si = grid.times_s[first : last + 1], grid.si_mm[first : last + 1]
-            slope, intercept = _line(hold_t, hold_si)
-            holds.append(
-                DetectedBreathHold(
-                    start_s=float(hold_t[0]),
-                    end_s=float(hold_t[-1]),
-                    level_mm=slope * float(hold_t[0]) + intercept,
-                    drift_mm_per_s=slope,
-                )
+    if len(preliminary) < 2:
+        return [], []
+    typical_excursion = float(np.median([c.amplitude_mm for c in preliminary]))
+    transients = _transients_s(grid, smooth, typical_excursion, protocol)
+    typical_period = float(np.median([c.period_s for c in preliminary]))
+    exhale_t = np.array([c.exhale_start_s for c in preliminary] + [preliminary[-1].exhale_end_s])
+    exhale_mm = np.array([c.exhale_start_mm for c in preliminary] + [preliminary[-1].exhale_end_mm])
+    baseline = _theil_sen(exhale_t, exhale_mm)
+    holds = []
+    for first, last in _detect_holds(
+        grid, samples.noise_sd_mm, typical_excursion, typical_period, baseline, protocol
+    ):
+        hold_t, hold_si = grid.times_s[first : last + 1], grid.si_mm[first : last + 1]
+        slope, intercept = _line(hold_t, hold_si)
+        holds.append(
+            DetectedBreathHold(
+                start_s=float(hold_t[0]),
+                end_s=float(hold_t[-1]),
+                level_mm=slope * float(hold_t[0]) + intercept,
+                drift_mm_per_s=slope,
             )
+        )
+    return holds, transients
 
-    blocked = list(grid.gaps_s) + [(h.start_s, h.end_s) for h in holds]
+
+def _outside_holds(
+    extremes: list[tuple[int, int]],
+    grid: _Grid,
+    holds: Sequence[DetectedBreathHold],
+    smooth: FloatArray,
+) -> list[tuple[int, int]]:
+    """The extremes that do not fall inside a breath hold, alternating again."""
     in_hold = np.zeros(grid.times_s.size, dtype=np.bool_)
     for hold in holds:
         in_hold |= (grid.times_s >= hold.start_s) & (grid.times_s <= hold.end_s)
-    exhales = exhales[~in_hold[exhales]]
-    inhales = inhales[~in_hold[inhales]]
-    cycles = _mark_outliers(
-        _cycles_in_segments(
-            _alternate(exhales, inhales, smooth), smooth, grid.times_s, blocked, noise_sd
-        ),
-        transients,
-        protocol,
-    )
-    inliers = [c for c in cycles if not c.is_outlier]
-    n = len(inliers)
-    n_outliers = len(cycles) - n
-    if n_outliers:
-        times_text = ", ".join(f"{c.inhale_s:.1f}" for c in cycles if c.is_outlier)
+    exhales = np.array([i for k, i in extremes if k == 1 and not in_hold[i]], dtype=np.intp)
+    inhales = np.array([i for k, i in extremes if k == -1 and not in_hold[i]], dtype=np.intp)
+    return _alternate(exhales, inhales, smooth)
+
+
+def _cycle_issues(cycles: Sequence[BreathingCycle], protocol: MotionProtocol) -> list[QualityIssue]:
+    """Outliers excluded, too many of them, too few cycles, or few enough to be provisional."""
+    issues: list[QualityIssue] = []
+    outliers = [c for c in cycles if c.is_outlier]
+    n = len(cycles) - len(outliers)
+    if outliers:
+        listed = ", ".join(
+            f"{c.amplitude_mm:.1f} mm at {c.inhale_s:.1f} s ({c.outlier_reason})" for c in outliers
+        )
         issues.append(
             QualityIssue(
                 QualityFlagValues.OUTLIER_CYCLES,
-                f"{n_outliers} of {len(cycles)} cycles excluded as outliers (cough, sigh or "
-                f"tracking spike; end-inhale at {times_text} s)",
+                f"{len(outliers)} of {len(cycles)} cycles excluded as rare events: {listed}",
             )
         )
-    if cycles and n_outliers > protocol.max_outlier_fraction * len(cycles):
+    if cycles and len(outliers) > protocol.max_outlier_fraction * len(cycles):
         issues.append(
             QualityIssue(
                 QualityFlagValues.TOO_MANY_OUTLIERS,
-                f"breathing too irregular to summarise: {n_outliers} of {len(cycles)} cycles are "
-                f"outliers (limit {protocol.max_outlier_fraction:.0%}); coach the patient and "
+                f"breathing too irregular to summarise: {len(outliers)} of {len(cycles)} cycles "
+                f"are outliers (limit {protocol.max_outlier_fraction:.0%}); coach the patient and "
                 "repeat the recording",
             )
         )
-    if n < protocol.min_cycles:
+    if n < _MIN_CYCLES_FOR_A_NUMBER:
         issues.append(
             QualityIssue(
                 QualityFlagValues.TOO_FEW_CYCLES,
-                f"only {n} usable breathing cycle(s) (need at least {protocol.min_cycles})",
+                f"only {n} usable breathing cycle(s): at least {_MIN_CYCLES_FOR_A_NUMBER} are "
+                f"needed for an excursion with an uncertainty ({protocol.min_cycles} for a "
+                "final one)",
             )
         )
+    elif n < protocol.min_cycles:
+        issues.append(
+            QualityIssue(
+                QualityFlagValues.PROVISIONAL,
+                f"provisional: {n} complete breathing cycle(s), the protocol asks for "
+                f"{protocol.min_cycles}; confirm with a longer recording",
+            )
+        )
+    return issues
 
+
+@dataclass(frozen=True)
+class _Summary:
+    """Summaries of the inlier cycles (``None`` where not computable)."""
+
+    excursion_median_mm: float | None = None
+    excursion_p95_mm: float | None = None
+    range_mm: float | None = None
+    period_median_s: float | None = None
+    amplitude_cv: float | None = None
+    period_cv: float | None = None
+    u_total: float | None = None
+    u_p95: float | None = None
+    u_tracking: float | None = None
+    u_cycles: float | None = None
+
+
+def _summarise(
+    cycles: Sequence[BreathingCycle], tracking_sd_mm: float, protocol: MotionProtocol
+) -> _Summary:
+    """Median and 95th-percentile excursion with their uncertainties, period, CVs."""
+    inliers = [c for c in cycles if not c.is_outlier]
+    n = len(inliers)
+    if n < _MIN_CYCLES_FOR_A_NUMBER:
+        return _Summary()
     amplitude = np.array([c.amplitude_mm for c in inliers])
     periods = np.array([c.period_s for c in inliers])
-    excursion_median = excursion_p95 = range_mm = period_median = rate = None
-    amplitude_cv = period_cv = drift = exhale_sd = None
-    u_total = u_p95 = u_tracking = u_cycles = None
-    if n >= 1:
-        excursion_median = float(np.median(amplitude))
-        excursion_p95 = float(np.percentile(amplitude, 95))
-        range_mm = max(max(c.exhale_start_mm, c.exhale_end_mm) for c in inliers) - min(
-            c.inhale_mm for c in inliers
+    median = float(np.median(amplitude))
+    # The large-breath safeguard must not rest on an exclusion: a sigh that also looks like a
+    # transient is still a breath, so the 95th percentile counts every measured cycle.
+    every = np.array([c.amplitude_mm for c in cycles])
+    p95 = float(np.percentile(every, 95))
+    u_random = _MEDIAN_SE_FACTOR * math.sqrt(2.0) * tracking_sd_mm / math.sqrt(n)
+    u_cycles = _MEDIAN_SE_FACTOR * float(np.std(amplitude, ddof=1)) / math.sqrt(n)
+    scale = protocol.tracking_scale_fraction
+    p95_se = max(_bootstrap_p95_se(every), u_random)
+    return _Summary(
+        excursion_median_mm=median,
+        excursion_p95_mm=p95,
+        range_mm=max(max(c.exhale_start_mm, c.exhale_end_mm) for c in inliers)
+        - min(c.inhale_mm for c in inliers),
+        period_median_s=float(np.median(periods)),
+        amplitude_cv=float(np.std(amplitude, ddof=1) / np.mean(amplitude)),
+        period_cv=float(np.std(periods, ddof=1) / np.mean(periods)),
+        u_total=math.hypot(max(u_cycles, u_random), scale * median),
+        u_p95=math.hypot(p95_se, scale * p95),
+        u_tracking=math.hypot(u_random, scale * median),
+        u_cycles=u_cycles,
+    )
+
+
+def _irregularity_issues(summary: _Summary, protocol: MotionProtocol) -> list[QualityIssue]:
+    if summary.amplitude_cv is None or summary.period_cv is None:
+        return []
+    if max(summary.amplitude_cv, summary.period_cv) <= protocol.max_irregularity_cv:
+        return []
+    return [
+        QualityIssue(
+            QualityFlagValues.IRREGULAR,
+            f"irregular breathing: amplitude CV {summary.amplitude_cv:.2f}, period CV "
+            f"{summary.period_cv:.2f} (flagged above {protocol.max_irregularity_cv:g})",
         )
-        period_median = float(np.median(periods))
-        rate = 60.0 / period_median
-        u_tracking = math.sqrt(2.0) * tracking_sd
-    if n >= 2:
-        amplitude_cv = float(np.std(amplitude, ddof=1) / np.mean(amplitude))
-        period_cv = float(np.std(periods, ddof=1) / np.mean(periods))
-        u_cycles = _MEDIAN_SE_FACTOR * float(np.std(amplitude, ddof=1)) / math.sqrt(n)
-        assert u_tracking is not None
-        u_total = math.hypot(u_tracking, u_cycles)
-        u_p95 = math.hypot(u_tracking, _bootstrap_p95_se(amplitude))
-        if max(amplitude_cv, period_cv) > protocol.max_irregularity_cv:
-            issues.append(
-                QualityIssue(
-                    QualityFlagValues.IRREGULAR,
-                    f"irregular breathing: amplitude CV {amplitude_cv:.2f}, period CV "
-                    f"{period_cv:.2f} (flagged above {protocol.max_irregularity_cv:g})",
-                )
-            )
-    exhale_points = sorted(
+    ]
+
+
+def _baseline_drift(cycles: Sequence[BreathingCycle]) -> tuple[float | None, float | None]:
+    """Theil-Sen drift of the inlier end-exhale positions (mm/min) and their SD about it (mm)."""
+    inliers = [c for c in cycles if not c.is_outlier]
+    points = sorted(
         {(c.exhale_start_s, c.exhale_start_mm) for c in inliers}
         | {(c.exhale_end_s, c.exhale_end_mm) for c in inliers}
     )
-    if len(exhale_points) >= 3:
-        exhale_t = np.array([p[0] for p in exhale_points])
-        exhale_mm = np.array([p[1] for p in exhale_points])
-        slope, intercept = _theil_sen(exhale_t, exhale_mm)
-        drift = 60.0 * slope
-        residual = exhale_mm - (slope * exhale_t + intercept)
-        exhale_sd = float(np.sqrt(np.sum(residual**2) / max(1, residual.size - 2)))
-    levels = [h.level_mm for h in holds]
-    return BreathingAnalysis(
-        protocol_version=protocol.version,
-        n_samples=trace.n_samples,
-        duration_s=trace.duration_s,
-        sample_rate_hz=trace.sample_rate_hz,
-        lost_fraction=lost_fraction,
-        noise_sd_mm=noise_sd,
-        tracking_sd_mm=tracking_sd,
-        dominant_period_s=period,
-        cycles=tuple(cycles),
-        excursion_median_mm=excursion_median,
-        excursion_p95_mm=excursion_p95,
-        range_without_outliers_mm=range_mm,
-        period_median_s=period_median,
-        rate_per_min=rate,
-        amplitude_cv=amplitude_cv,
-        period_cv=period_cv,
-        drift_mm_per_min=drift,
-        end_exhale_sd_mm=exhale_sd,
-        holds=tuple(holds),
-        hold_reproducibility_mm=max(levels) - min(levels) if len(levels) >= 2 else None,
-        excursion_uncertainty_mm=u_total,
-        excursion_p95_uncertainty_mm=u_p95,
-        uncertainty_tracking_mm=u_tracking,
-        uncertainty_cycles_mm=u_cycles,
-        quality=tuple(issues),
-    )
+    if len(points) < 3:
+        return None, None
+    times = np.array([p[0] for p in points])
+    positions = np.array([p[1] for p in points])
+    slope, intercept = _theil_sen(times, positions)
+    residual = positions - (slope * times + intercept)
+    return 60.0 * slope, float(np.sqrt(np.sum(residual**2) / max(1, residual.size - 2)))

@@ -16,30 +16,42 @@ excursion and ``Pmax`` ``protocol.no_device_max_p95_excursion_mm`` (7 mm). The b
 Decision table (rows are tried in order; the first that applies decides)
 -------------------------------------------------------------------------
 Contexts: FB free breathing, BHT breath-hold trial, AC recorded under abdominal compression.
+``D`` the baseline drift, ``Dmax`` ``protocol.max_baseline_drift_mm_per_min`` (3 mm/min).
+``docs/decision-table.md`` gives the provenance (seed / literature / site choice) of each row.
 
 ==  =======  ==============================================  ==================================
  #  context  condition                                       recommendation (reason)
 ==  =======  ==============================================  ==================================
  1  any      the motion analysis has a degrading quality     REASSESS (DEGRADED_ANALYSIS)
-             issue (too few cycles, no breathing period,
-             too many lost frames, too many outliers), or
-             the breath-hold trial lost too many frames
- 2  FB, BHT  ``e + k·u <= T`` and ``P <= Pmax``              NO_DEVICE (BELOW_THRESHOLD)
+             issue (fewer than two cycles, no breathing
+             period, too many lost frames, too many
+             outliers), or the trial lost too many frames
+ 2  FB, BHT  ``e + k·u <= T``, ``P <= Pmax``, ``|D|<=Dmax``  NO_DEVICE (BELOW_THRESHOLD)
  3  FB, BHT  ``e + k·u <= T`` but ``P > Pmax``               REASSESS (LARGE_BREATHS)
- 4  FB, BHT  ``e - k·u <= T < e + k·u``                      REASSESS (BORDERLINE)
- 5  FB, BHT  ``e - k·u > T``, breath-hold evidence meets     ACTIVE_BREATHING_CONTROL
+ 4  FB, BHT  ``e + k·u <= T``, ``P <= Pmax``, ``|D|>Dmax``   device as rows 6-8
+                                                             (BASELINE_DRIFT)
+ 5  FB, BHT  ``e - k·u <= T < e + k·u``                      REASSESS (BORDERLINE)
+ 6  FB, BHT  ``e - k·u > T``, breath-hold evidence meets     ACTIVE_BREATHING_CONTROL
              every ABC criterion                             (ABC_SUITABLE)
- 6  FB, BHT  ``e - k·u > T``, the evidence fails a           ABDOMINAL_COMPRESSION
+ 7  FB, BHT  ``e - k·u > T``, the evidence fails a           ABDOMINAL_COMPRESSION
              criterion (a trial without any hold fails)      (ABC_NOT_SUITABLE)
- 7  FB       ``e - k·u > T``, no breath-hold evidence        ABDOMINAL_COMPRESSION
+ 8  FB       ``e - k·u > T``, no breath-hold evidence        the first of
+                                                             ``device_preference``:
+                                                             BREATH_HOLD_TRIAL_NEXT ("ABC trial
+                                                             next; compression if ABC is not
+                                                             tolerated") or
+                                                             ABDOMINAL_COMPRESSION
                                                              (ABC_NOT_ASSESSED)
- 8  AC       ``e + k·u <= Tc`` and ``P <= Pmax``             ABDOMINAL_COMPRESSION
+ 9  AC       ``e + k·u <= Tc`` and ``P <= Pmax``             ABDOMINAL_COMPRESSION
                                                              (COMPRESSION_EFFECTIVE)
- 9  AC       ``e + k·u <= Tc`` but ``P > Pmax``              REASSESS (LARGE_BREATHS)
-10  AC       ``e - k·u <= Tc < e + k·u``                     REASSESS (BORDERLINE)
-11  AC       ``e - k·u > Tc``                                GATING_OR_LARGER_MARGIN
+10  AC       ``e + k·u <= Tc`` but ``P > Pmax``              REASSESS (LARGE_BREATHS)
+11  AC       ``e - k·u <= Tc < e + k·u``                     REASSESS (BORDERLINE)
+12  AC       ``e - k·u > Tc``                                GATING_OR_LARGER_MARGIN
                                                              (COMPRESSION_INSUFFICIENT)
 ==  =======  ==============================================  ==================================
+
+A decision on an analysis with fewer cycles than ``protocol.min_cycles`` is made and marked
+``provisional`` (its rationale asks for a longer recording).
 
 ABC criteria (all must hold): at least ``min_abc_holds`` holds (2); the shortest at least
 ``min_hold_duration_s`` (20 s); the largest within-hold dome movement (|drift| × duration) at
@@ -51,14 +63,14 @@ Where the breath-hold evidence comes from:
 
 - *free breathing*: ``hold_evidence`` if given (e.g. entered from an ABC session, or built with
   :meth:`BreathHoldEvidence.from_analysis` from a separate trial recording); otherwise the holds
-  found in the same recording, if any. With neither, ABC suitability is **not assessed** (row 7):
-  compression is recommended, and the rationale says that ABC remains an option if a
-  breath-hold trial meets the criteria. A clinical user expects this: the protocol prefers ABC
-  for patients who can hold their breath, but nobody can be called able to without a trial, and
-  compression is the protocol's choice for the others.
+  found in the same recording, if any. With neither, ABC suitability is **not assessed** (row 8):
+  the seed names ABC or compression in no order, so the protocol's ``device_preference``
+  decides what to try first; by default motion management is required with a breath-hold (ABC)
+  trial next and compression if ABC is not tolerated. Evidence may come from an ABC device
+  session or a spirometer log (:class:`BreathHoldEvidence`), not only from fluoroscopy.
 - *breath-hold trial*: the holds of the analysed trial recording (or ``hold_evidence``). The
   motion comes from ``free_breathing_analysis`` if given, else from the free breathing between
-  the holds of the trial. A trial in which no hold was found counts as failed (row 6).
+  the holds of the trial. A trial in which no hold was found counts as failed (row 7).
 - *under compression*: the analysed trace was recorded with the compression plate on; its
   excursion is the residual motion. Breath-hold evidence is not used. When escalation is needed
   the rationale says why and that ABC is an alternative if a breath-hold trial qualifies.
@@ -110,6 +122,9 @@ class MotionManagementValues(enum.Enum):
     """Abdominal compression (recommended, or confirmed effective under compression)."""
     GATING_OR_LARGER_MARGIN = "gating_or_larger_margin"
     """Compression leaves too much motion: escalate to gating or a larger internal margin."""
+    BREATH_HOLD_TRIAL_NEXT = "breath_hold_trial_next"
+    """Motion management required, no breath-hold evidence yet: ABC trial next, compression if
+    ABC is not tolerated (when the protocol puts ABC first)."""
     REASSESS = "reassess"
     """No device choice can be made from this recording; the rationale says why."""
 
@@ -130,6 +145,7 @@ class DecisionReasonValues(enum.Enum):
     DEGRADED_ANALYSIS = "degraded_analysis"
     BELOW_THRESHOLD = "below_threshold"
     LARGE_BREATHS = "large_breaths"
+    BASELINE_DRIFT = "baseline_drift"
     BORDERLINE = "borderline"
     ABC_SUITABLE = "abc_suitable"
     ABC_NOT_SUITABLE = "abc_not_suitable"
@@ -405,6 +421,8 @@ class MotionDecision:
         Plain-language sentences for the therapist, in reading order.
     abc_assessment : AbcAssessment or None, optional
         The ABC suitability judgement, when there was breath-hold evidence.
+    provisional : bool, optional
+        Whether the motion was measured over fewer cycles than the protocol asks for.
     """
 
     recommendation: MotionManagementValues
@@ -415,6 +433,7 @@ class MotionDecision:
     thresholds: MappingProxyType[str, Any]
     rationale: tuple[str, ...]
     abc_assessment: AbcAssessment | None = field(default=None)
+    provisional: bool = False
 
     @property
     def needs_motion_management(self) -> bool | None:
@@ -436,6 +455,7 @@ class MotionDecision:
             "abc_assessment": None
             if self.abc_assessment is None
             else self.abc_assessment.to_dict(),
+            "provisional": self.provisional,
         }
 
 
@@ -499,7 +519,7 @@ def recommend_motion_management(
     >>> trace = BreathingTrace(t, -12.0 * np.sin(np.pi * t / 4.0) ** 6, tracking_sd_mm=0.3)
     >>> decision = recommend_motion_management(analyse_breathing(trace))
     >>> decision.recommendation.value, decision.reason.value
-    ('abdominal_compression', 'abc_not_assessed')
+    ('breath_hold_trial_next', 'abc_not_assessed')
     """
     if not isinstance(analysis, BreathingAnalysis):
         raise InvalidInputError("analysis must be a BreathingAnalysis", field="analysis")
@@ -528,285 +548,418 @@ def recommend_motion_management(
             "the analysed trace already is free breathing",
             field="free_breathing_analysis",
         )
-    return _Decider(analysis, protocol, context, hold_evidence, free_breathing_analysis).decide()
+    case = _Case.build(analysis, protocol, context, hold_evidence, free_breathing_analysis)
+    return _decide(case)
 
 
-class _Decider:
-    """Applies the decision table; collects inputs, thresholds and rationale on the way."""
+# --- the decision table as named steps ---------------------------------------------------------
 
-    def __init__(
-        self,
+
+@dataclass(frozen=True)
+class _Case:
+    """Everything the table reads: the motion, the context, the evidence and the thresholds."""
+
+    protocol: MotionProtocol
+    context: AssessmentContextValues
+    analysis: BreathingAnalysis
+    motion: BreathingAnalysis
+    reference: BreathingAnalysis | None
+    evidence: BreathHoldEvidence | None
+    evidence_from_recording: bool
+    ignored_evidence: bool
+
+    @classmethod
+    def build(
+        cls,
         analysis: BreathingAnalysis,
         protocol: MotionProtocol,
         context: AssessmentContextValues,
         hold_evidence: BreathHoldEvidence | None,
         free_breathing_analysis: BreathingAnalysis | None,
-    ) -> None:
-        self.protocol = protocol
-        self.context = context
-        self.compression = context is AssessmentContextValues.ABDOMINAL_COMPRESSION
-        self.trial = context is AssessmentContextValues.BREATH_HOLD_TRIAL
-        self.analysis = analysis
-        self.motion = (
-            free_breathing_analysis if self.trial and free_breathing_analysis else analysis
-        )
-        self.reference = free_breathing_analysis if self.compression else None
-        self.evidence: BreathHoldEvidence | None = None
-        self.evidence_from_recording = False
-        if not self.compression:
+    ) -> _Case:
+        compression = context is AssessmentContextValues.ABDOMINAL_COMPRESSION
+        trial = context is AssessmentContextValues.BREATH_HOLD_TRIAL
+        evidence: BreathHoldEvidence | None = None
+        from_recording = False
+        if not compression:
             if hold_evidence is not None:
-                self.evidence = hold_evidence
-            elif self.trial or analysis.holds:
-                self.evidence = BreathHoldEvidence.from_analysis(analysis)
-                self.evidence_from_recording = True
-        self.ignored_evidence = self.compression and hold_evidence is not None
-        self.threshold = (
-            protocol.compression_residual_threshold_mm
-            if self.compression
-            else protocol.motion_threshold_mm
-        )
-        self.rationale: list[str] = []
-        self.inputs: dict[str, Any] = {}
-        self.thresholds: dict[str, Any] = {}
-        self.abc: AbcAssessment | None = None
-
-    # --- helpers ------------------------------------------------------------------------------
-
-    def result(
-        self, recommendation: MotionManagementValues, reason: DecisionReasonValues
-    ) -> MotionDecision:
-        return MotionDecision(
-            recommendation=recommendation,
-            reason=reason,
-            context=self.context,
-            protocol_version=self.protocol.version,
-            inputs=MappingProxyType(dict(self.inputs)),
-            thresholds=MappingProxyType(dict(self.thresholds)),
-            rationale=tuple(self.rationale),
-            abc_assessment=self.abc,
+                evidence = hold_evidence
+            elif trial or analysis.holds:
+                evidence = BreathHoldEvidence.from_analysis(analysis)
+                from_recording = True
+        return cls(
+            protocol=protocol,
+            context=context,
+            analysis=analysis,
+            motion=free_breathing_analysis if trial and free_breathing_analysis else analysis,
+            reference=free_breathing_analysis if compression else None,
+            evidence=evidence,
+            evidence_from_recording=from_recording,
+            ignored_evidence=compression and hold_evidence is not None,
         )
 
-    def record_inputs(self) -> None:
-        p, motion = self.protocol, self.motion
-        statistic = p.excursion_statistic
-        excursion, uncertainty = motion.excursion_mm(statistic)
-        self.inputs.update(
+    @property
+    def compression(self) -> bool:
+        return self.context is AssessmentContextValues.ABDOMINAL_COMPRESSION
+
+    @property
+    def threshold_mm(self) -> float:
+        p = self.protocol
+        return p.compression_residual_threshold_mm if self.compression else p.motion_threshold_mm
+
+    @property
+    def threshold_name(self) -> str:
+        return "compression residual threshold" if self.compression else "motion threshold"
+
+
+@dataclass(frozen=True)
+class _Band:
+    """The measured excursion, its band ``e ± k·u`` and the 95th percentile (mm)."""
+
+    excursion_mm: float
+    uncertainty_mm: float
+    low_mm: float
+    high_mm: float
+    p95_mm: float
+    k: float
+
+    @property
+    def text(self) -> str:
+        return (
+            f"{_mm(self.excursion_mm)} ± {self.k:g}×{self.uncertainty_mm:.1f} mm spans "
+            f"{self.low_mm:.1f}-{self.high_mm:.1f} mm"
+        )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    recommendation: MotionManagementValues
+    reason: DecisionReasonValues
+    sentences: tuple[str, ...]
+    abc: AbcAssessment | None = None
+
+
+def _decide(case: _Case) -> MotionDecision:
+    """Record the inputs, then apply the rows in order; the first that applies decides."""
+    inputs, thresholds = _recorded_inputs(case), _applied_thresholds(case)
+    preamble = _preamble(case)
+    outcome = _degraded_row(case)
+    if outcome is None:
+        band = _band(case)
+        inputs.update({"band_low_mm": band.low_mm, "band_high_mm": band.high_mm})
+        preamble += _measurement_sentences(case, band)
+        outcome = (
+            _compression_rows(case, band) if case.compression else _free_breathing_rows(case, band)
+        )
+    provisional = case.motion.is_provisional and outcome.reason is not (
+        DecisionReasonValues.DEGRADED_ANALYSIS
+    )
+    closing: tuple[str, ...] = ()
+    if provisional:
+        closing = (
+            f"Provisional: only {case.motion.n_cycles} complete breathing cycles were measured "
+            f"(the protocol asks for {case.protocol.min_cycles}); confirm with a longer recording.",
+        )
+    return MotionDecision(
+        recommendation=outcome.recommendation,
+        reason=outcome.reason,
+        context=case.context,
+        protocol_version=case.protocol.version,
+        inputs=MappingProxyType(inputs),
+        thresholds=MappingProxyType(thresholds),
+        rationale=tuple(preamble) + outcome.sentences + closing,
+        abc_assessment=outcome.abc,
+        provisional=provisional,
+    )
+
+
+def _recorded_inputs(case: _Case) -> dict[str, Any]:
+    motion, statistic = case.motion, case.protocol.excursion_statistic
+    excursion, uncertainty = motion.excursion_mm(statistic)
+    inputs: dict[str, Any] = {
+        "context": case.context.value,
+        "excursion_statistic": statistic.value,
+        "excursion_mm": excursion,
+        "excursion_uncertainty_mm": uncertainty,
+        "excursion_median_mm": motion.excursion_median_mm,
+        "excursion_p95_mm": motion.excursion_p95_mm,
+        "range_without_outliers_mm": motion.range_without_outliers_mm,
+        "drift_mm_per_min": motion.drift_mm_per_min,
+        "n_cycles": motion.n_cycles,
+        "n_outlier_cycles": motion.n_outlier_cycles,
+        "provisional": motion.is_provisional,
+        "quality_flags": sorted(flag.value for flag in motion.quality_flags),
+        "analysis_protocol_version": motion.protocol_version,
+        "hold_evidence": None if case.evidence is None else case.evidence.to_dict(),
+    }
+    if case.reference is not None:
+        inputs["free_breathing_excursion_mm"] = case.reference.excursion_mm(statistic)[0]
+    return inputs
+
+
+def _applied_thresholds(case: _Case) -> dict[str, Any]:
+    p = case.protocol
+    name = "compression_residual_threshold_mm" if case.compression else "motion_threshold_mm"
+    thresholds: dict[str, Any] = {
+        name: case.threshold_mm,
+        "borderline_coverage_factor": p.borderline_coverage_factor,
+        "no_device_max_p95_excursion_mm": p.no_device_max_p95_excursion_mm,
+        "min_cycles": p.min_cycles,
+        "max_lost_fraction": p.max_lost_fraction,
+        "max_outlier_fraction": p.max_outlier_fraction,
+    }
+    if not case.compression:
+        thresholds.update(
             {
-                "context": self.context.value,
-                "excursion_statistic": statistic.value,
-                "excursion_mm": excursion,
-                "excursion_uncertainty_mm": uncertainty,
-                "excursion_median_mm": motion.excursion_median_mm,
-                "excursion_p95_mm": motion.excursion_p95_mm,
-                "range_without_outliers_mm": motion.range_without_outliers_mm,
-                "n_cycles": motion.n_cycles,
-                "n_outlier_cycles": motion.n_outlier_cycles,
-                "quality_flags": sorted(flag.value for flag in motion.quality_flags),
-                "analysis_protocol_version": motion.protocol_version,
-                "hold_evidence": None if self.evidence is None else self.evidence.to_dict(),
+                "max_baseline_drift_mm_per_min": p.max_baseline_drift_mm_per_min,
+                "device_preference": list(p.device_preference),
+                "min_abc_holds": p.min_abc_holds,
+                "min_hold_duration_s": p.min_hold_duration_s,
+                "max_hold_drift_mm": p.max_hold_drift_mm,
+                "max_hold_reproducibility_mm": p.max_hold_reproducibility_mm,
             }
         )
-        if self.reference is not None:
-            self.inputs["free_breathing_excursion_mm"] = self.reference.excursion_mm(statistic)[0]
-        threshold_name = (
-            "compression_residual_threshold_mm" if self.compression else "motion_threshold_mm"
-        )
-        self.thresholds.update(
-            {
-                threshold_name: self.threshold,
-                "borderline_coverage_factor": p.borderline_coverage_factor,
-                "no_device_max_p95_excursion_mm": p.no_device_max_p95_excursion_mm,
-                "min_cycles": p.min_cycles,
-                "max_lost_fraction": p.max_lost_fraction,
-                "max_outlier_fraction": p.max_outlier_fraction,
-            }
-        )
-        if not self.compression:
-            self.thresholds.update(
-                {
-                    "min_abc_holds": p.min_abc_holds,
-                    "min_hold_duration_s": p.min_hold_duration_s,
-                    "max_hold_drift_mm": p.max_hold_drift_mm,
-                    "max_hold_reproducibility_mm": p.max_hold_reproducibility_mm,
-                }
-            )
+    return thresholds
 
-    def degrading_reasons(self) -> list[str]:
-        reasons = [issue.message for issue in self.motion.degrading_issues]
-        if self.evidence_from_recording and self.motion is not self.analysis:
-            lost = [
-                issue.message
-                for issue in self.analysis.degrading_issues
-                if issue.flag is QualityFlagValues.LOST_FRAMES
-            ]
-            reasons += [f"breath-hold trial: {message}" for message in lost]
-        excursion, uncertainty = self.motion.excursion_mm(self.protocol.excursion_statistic)
-        if not reasons and (excursion is None or uncertainty is None):
-            reasons.append("the excursion or its uncertainty could not be measured")
-        return reasons
 
-    # --- the table ------------------------------------------------------------------------------
+def _preamble(case: _Case) -> list[str]:
+    sentences = []
+    if case.motion.protocol_version != case.protocol.version:
+        sentences.append(
+            f"Note: the trace was analysed under protocol {case.motion.protocol_version} "
+            f"and is judged under protocol {case.protocol.version}."
+        )
+    if case.ignored_evidence:
+        sentences.append(
+            "Breath-hold evidence was supplied but is not used for a recording under compression."
+        )
+    return sentences
 
-    def decide(self) -> MotionDecision:
-        p = self.protocol
-        self.record_inputs()
-        what = "residual motion under abdominal compression" if self.compression else "motion"
-        if self.motion.protocol_version != p.version:
-            self.rationale.append(
-                f"Note: the trace was analysed under protocol {self.motion.protocol_version} "
-                f"and is judged under protocol {p.version}."
-            )
-        if self.ignored_evidence:
-            self.rationale.append(
-                "Breath-hold evidence was supplied but is not used for a recording under "
-                "compression."
-            )
 
-        # row 1: degraded analysis
-        reasons = self.degrading_reasons()
-        if reasons:
-            self.rationale.append(
-                "The recording cannot be trusted for a motion-management decision: "
-                + "; ".join(reasons)
-                + "."
-            )
-            self.rationale.append(
-                "Re-assess: repeat the motion recording (coach the patient, check the tracking) "
-                "before choosing any device."
-            )
-            return self.result(
-                MotionManagementValues.REASSESS, DecisionReasonValues.DEGRADED_ANALYSIS
-            )
+def _degraded_row(case: _Case) -> _Outcome | None:
+    """Row 1: the recording cannot be trusted."""
+    reasons = [issue.message for issue in case.motion.degrading_issues]
+    if case.evidence_from_recording and case.motion is not case.analysis:
+        reasons += [
+            f"breath-hold trial: {issue.message}"
+            for issue in case.analysis.degrading_issues
+            if issue.flag is QualityFlagValues.LOST_FRAMES
+        ]
+    excursion, uncertainty = case.motion.excursion_mm(case.protocol.excursion_statistic)
+    if not reasons and (excursion is None or uncertainty is None):
+        reasons.append("the excursion or its uncertainty could not be measured")
+    if not reasons:
+        return None
+    return _Outcome(
+        MotionManagementValues.REASSESS,
+        DecisionReasonValues.DEGRADED_ANALYSIS,
+        (
+            "The recording cannot be trusted for a motion-management decision: "
+            + "; ".join(reasons)
+            + ".",
+            "Re-assess: repeat the motion recording (coach the patient, check the tracking) "
+            "before choosing any device.",
+        ),
+    )
 
-        excursion, uncertainty = self.motion.excursion_mm(p.excursion_statistic)
-        assert excursion is not None  # checked by degrading_reasons
-        assert uncertainty is not None
-        p95 = self.motion.excursion_p95_mm
-        assert p95 is not None
-        k = p.borderline_coverage_factor
-        low = round(excursion - k * uncertainty, _BAND_DECIMALS)
-        high = round(excursion + k * uncertainty, _BAND_DECIMALS)
-        self.inputs["band_low_mm"] = low
-        self.inputs["band_high_mm"] = high
-        label = (
-            "Median"
-            if p.excursion_statistic is ExcursionStatisticValues.MEDIAN
-            else ("95th-percentile")
-        )
-        source = (
-            "the free-breathing recording"
-            if self.trial and self.motion is not self.analysis
-            else "the recording"
-        )
-        self.rationale.append(
-            f"{label} peak-to-peak superior-inferior {what}: {_mm(excursion)} "
-            f"(uncertainty ±{uncertainty:.1f} mm, 1 SD) over {self.motion.n_cycles} breathing "
-            f"cycles of {source}; 95 % of breaths are below {_mm(p95)}."
-        )
-        if self.reference is not None:
-            before = self.reference.excursion_mm(p.excursion_statistic)[0]
-            if before is not None:
-                self.rationale.append(
-                    f"Without compression the excursion was {_mm(before)}: compression changed "
-                    f"it by {excursion - before:+.1f} mm."
-                )
-        name = "compression residual threshold" if self.compression else "motion threshold"
-        band_text = f"{_mm(excursion)} ± {k:g}×{uncertainty:.1f} mm spans {low:.1f}-{high:.1f} mm"
-        if high <= self.threshold:
-            if p95 > p.no_device_max_p95_excursion_mm:
-                self.rationale.append(
-                    f"The typical breath is within the {self.threshold:g} mm {name} "
-                    f"({band_text}), but 5 % of breaths exceed {_mm(p95)}, above the "
-                    f"{p.no_device_max_p95_excursion_mm:g} mm allowed for large breaths."
-                )
-                self.rationale.append(
-                    "Re-assess: the breathing is irregular; coach the patient and repeat the "
-                    "recording, or treat the motion as above the threshold."
-                )
-                return self.result(
-                    MotionManagementValues.REASSESS, DecisionReasonValues.LARGE_BREATHS
-                )
-            if self.compression:
-                self.rationale.append(
-                    f"Compression is effective: the residual motion ({band_text}) is within "
-                    f"the {self.threshold:g} mm threshold (Hu 2016) and large breaths stay "
-                    f"below {p.no_device_max_p95_excursion_mm:g} mm."
-                )
-                self.rationale.append("Treat with abdominal compression at this setting.")
-                return self.result(
-                    MotionManagementValues.ABDOMINAL_COMPRESSION,
-                    DecisionReasonValues.COMPRESSION_EFFECTIVE,
-                )
-            self.rationale.append(
-                f"Motion is within the {self.threshold:g} mm {name} ({band_text}) and large "
-                f"breaths stay below {p.no_device_max_p95_excursion_mm:g} mm: no motion-"
-                "management device is needed."
-            )
-            return self.result(
-                MotionManagementValues.NO_DEVICE, DecisionReasonValues.BELOW_THRESHOLD
-            )
-        if low <= self.threshold:
-            self.rationale.append(
-                f"Borderline: {band_text}, which straddles the {self.threshold:g} mm {name}; "
-                "the measurement cannot tell on which side the motion lies."
-            )
-            self.rationale.append(
-                "Re-assess: repeat the recording over more breathing cycles (or with better "
-                "tracking) before deciding."
-            )
-            return self.result(MotionManagementValues.REASSESS, DecisionReasonValues.BORDERLINE)
-        if self.compression:
-            self.rationale.append(
-                f"Compression is not sufficient: the residual motion ({band_text}) exceeds the "
-                f"{self.threshold:g} mm threshold (Hu 2016)."
-            )
-            self.rationale.append(
-                "Escalate: respiratory gating, or an internal margin that covers the residual "
-                f"motion; active breathing control is an alternative if a breath-hold trial "
-                f"shows {_abc_criteria_text(p)}."
-            )
-            return self.result(
-                MotionManagementValues.GATING_OR_LARGER_MARGIN,
-                DecisionReasonValues.COMPRESSION_INSUFFICIENT,
-            )
-        self.rationale.append(
-            f"Motion exceeds the {self.threshold:g} mm {name} ({band_text}): motion management "
-            "is needed."
-        )
-        return self.choose_device()
 
-    def choose_device(self) -> MotionDecision:
-        p = self.protocol
-        follow_up = (
-            f"Compression must be shown to work: repeat the motion assessment under compression "
-            f"(the residual must be at most {p.compression_residual_threshold_mm:g} mm)."
+def _band(case: _Case) -> _Band:
+    excursion, uncertainty = case.motion.excursion_mm(case.protocol.excursion_statistic)
+    p95 = case.motion.excursion_p95_mm
+    assert excursion is not None
+    assert uncertainty is not None
+    assert p95 is not None
+    k = case.protocol.borderline_coverage_factor
+    return _Band(
+        excursion_mm=excursion,
+        uncertainty_mm=uncertainty,
+        low_mm=round(excursion - k * uncertainty, _BAND_DECIMALS),
+        high_mm=round(excursion + k * uncertainty, _BAND_DECIMALS),
+        p95_mm=p95,
+        k=k,
+    )
+
+
+def _measurement_sentences(case: _Case, band: _Band) -> list[str]:
+    p = case.protocol
+    what = "residual motion under abdominal compression" if case.compression else "motion"
+    label = (
+        "Median" if p.excursion_statistic is ExcursionStatisticValues.MEDIAN else "95th-percentile"
+    )
+    trial = case.context is AssessmentContextValues.BREATH_HOLD_TRIAL
+    source = (
+        "the free-breathing recording"
+        if trial and case.motion is not case.analysis
+        else "the recording"
+    )
+    sentences = [
+        f"{label} peak-to-peak superior-inferior {what}: {_mm(band.excursion_mm)} "
+        f"(uncertainty ±{band.uncertainty_mm:.1f} mm, 1 SD) over {case.motion.n_cycles} "
+        f"breathing cycles of {source}; 95 % of breaths are below {_mm(band.p95_mm)}."
+    ]
+    if case.reference is not None:
+        before = case.reference.excursion_mm(p.excursion_statistic)[0]
+        if before is not None:
+            sentences.append(
+                f"Without compression the excursion was {_mm(before)}: compression changed "
+                f"it by {band.excursion_mm - before:+.1f} mm."
+            )
+    return sentences
+
+
+def _large_breaths(case: _Case, band: _Band) -> _Outcome:
+    """Rows 3 and 10: the typical breath is within the threshold, the large breaths are not."""
+    p = case.protocol
+    return _Outcome(
+        MotionManagementValues.REASSESS,
+        DecisionReasonValues.LARGE_BREATHS,
+        (
+            f"The typical breath is within the {case.threshold_mm:g} mm {case.threshold_name} "
+            f"({band.text}), but 5 % of breaths exceed {_mm(band.p95_mm)}, above the "
+            f"{p.no_device_max_p95_excursion_mm:g} mm allowed for large breaths.",
+            "Re-assess: the breathing is irregular; coach the patient and repeat the "
+            "recording, or treat the motion as above the threshold.",
+        ),
+    )
+
+
+def _borderline(case: _Case, band: _Band) -> _Outcome:
+    """Rows 5 and 11: the band straddles the threshold."""
+    return _Outcome(
+        MotionManagementValues.REASSESS,
+        DecisionReasonValues.BORDERLINE,
+        (
+            f"Borderline: {band.text}, which straddles the {case.threshold_mm:g} mm "
+            f"{case.threshold_name}; the measurement cannot tell on which side the motion lies.",
+            "Re-assess: repeat the recording over more breathing cycles (the uncertainty "
+            "shrinks with them) before deciding.",
+        ),
+    )
+
+
+def _free_breathing_rows(case: _Case, band: _Band) -> _Outcome:
+    """Rows 2-8 (free breathing or a breath-hold trial)."""
+    p = case.protocol
+    drift = case.motion.drift_mm_per_min
+    if band.high_mm <= case.threshold_mm:
+        if band.p95_mm > p.no_device_max_p95_excursion_mm:
+            return _large_breaths(case, band)
+        if drift is not None and abs(drift) > p.max_baseline_drift_mm_per_min:
+            why = (
+                f"The typical breath is within the {case.threshold_mm:g} mm motion threshold "
+                f"({band.text}), but the baseline drifts {drift:+.1f} mm/min, beyond the "
+                f"{p.max_baseline_drift_mm_per_min:g} mm/min the protocol allows: the liver "
+                "leaves its planned position during treatment, so motion management is needed."
+            )
+            return _choose_device(case, DecisionReasonValues.BASELINE_DRIFT, why)
+        return _Outcome(
+            MotionManagementValues.NO_DEVICE,
+            DecisionReasonValues.BELOW_THRESHOLD,
+            (
+                f"Motion is within the {case.threshold_mm:g} mm motion threshold ({band.text}), "
+                f"large breaths stay below {p.no_device_max_p95_excursion_mm:g} mm and the "
+                "baseline drift is within the protocol limit: no motion-management device is "
+                "needed.",
+            ),
         )
-        if self.evidence is None:
-            self.rationale.append(
-                "ABC suitability not assessed: there is no breath hold in this recording and no "
-                f"hold metrics were supplied. Abdominal compression is recommended unless a "
-                f"breath-hold trial shows {_abc_criteria_text(p)}."
+    if band.low_mm <= case.threshold_mm:
+        return _borderline(case, band)
+    why = (
+        f"Motion exceeds the {case.threshold_mm:g} mm motion threshold ({band.text}): motion "
+        "management is needed."
+    )
+    return _choose_device(case, None, why)
+
+
+def _choose_device(case: _Case, reason: DecisionReasonValues | None, why: str) -> _Outcome:
+    """Rows 6-8: ABC when the holds qualify; otherwise compression; no evidence: trial next."""
+    p = case.protocol
+    follow_up = (
+        "Compression must be shown to work: repeat the motion assessment under compression "
+        f"(the residual must be at most {p.compression_residual_threshold_mm:g} mm)."
+    )
+    if case.evidence is None:
+        no_evidence = (
+            "ABC suitability not assessed: there is no breath hold in this recording and no "
+            "hold metrics (ABC session, spirometer log) were supplied."
+        )
+        if p.device_preference[0] == "active_breathing_control":
+            return _Outcome(
+                MotionManagementValues.BREATH_HOLD_TRIAL_NEXT,
+                reason or DecisionReasonValues.ABC_NOT_ASSESSED,
+                (
+                    why,
+                    no_evidence,
+                    "Motion management required: breath-hold (ABC) trial next; compression if "
+                    f"ABC is not tolerated. ABC needs {_abc_criteria_text(p)}.",
+                ),
             )
-            self.rationale.append(follow_up)
-            return self.result(
-                MotionManagementValues.ABDOMINAL_COMPRESSION, DecisionReasonValues.ABC_NOT_ASSESSED
-            )
-        self.abc = assess_abc_suitability(self.evidence, p)
-        self.rationale.append(f"Breath-hold evidence: {self.evidence.source}.")
-        if self.abc.suitable:
-            self.rationale.extend(criterion.sentence for criterion in self.abc.criteria)
-            self.rationale.append(
+        return _Outcome(
+            MotionManagementValues.ABDOMINAL_COMPRESSION,
+            reason or DecisionReasonValues.ABC_NOT_ASSESSED,
+            (
+                why,
+                no_evidence,
+                "The protocol prefers compression: abdominal compression is recommended; ABC "
+                f"remains an option if a breath-hold trial shows {_abc_criteria_text(p)}.",
+                follow_up,
+            ),
+        )
+    abc = assess_abc_suitability(case.evidence, p)
+    evidence = f"Breath-hold evidence: {case.evidence.source}."
+    if abc.suitable:
+        return _Outcome(
+            MotionManagementValues.ACTIVE_BREATHING_CONTROL,
+            reason or DecisionReasonValues.ABC_SUITABLE,
+            (
+                why,
+                evidence,
+                *(c.sentence for c in abc.criteria),
                 "The patient holds the breath long and reproducibly enough: treat with active "
-                "breathing control (ABC)."
-            )
-            return self.result(
-                MotionManagementValues.ACTIVE_BREATHING_CONTROL, DecisionReasonValues.ABC_SUITABLE
-            )
-        self.rationale.extend(criterion.sentence for criterion in self.abc.failed)
-        self.rationale.append(
-            "The breath holds do not meet the ABC criteria: abdominal compression is recommended."
+                "breathing control (ABC).",
+            ),
+            abc,
         )
-        self.rationale.append(follow_up)
-        return self.result(
-            MotionManagementValues.ABDOMINAL_COMPRESSION, DecisionReasonValues.ABC_NOT_SUITABLE
+    return _Outcome(
+        MotionManagementValues.ABDOMINAL_COMPRESSION,
+        reason or DecisionReasonValues.ABC_NOT_SUITABLE,
+        (
+            why,
+            evidence,
+            *(c.sentence for c in abc.failed),
+            "The breath holds do not meet the ABC criteria: abdominal compression is recommended.",
+            follow_up,
+        ),
+        abc,
+    )
+
+
+def _compression_rows(case: _Case, band: _Band) -> _Outcome:
+    """Rows 9-12 (recorded under abdominal compression)."""
+    p = case.protocol
+    if band.high_mm <= case.threshold_mm:
+        if band.p95_mm > p.no_device_max_p95_excursion_mm:
+            return _large_breaths(case, band)
+        return _Outcome(
+            MotionManagementValues.ABDOMINAL_COMPRESSION,
+            DecisionReasonValues.COMPRESSION_EFFECTIVE,
+            (
+                f"Compression is effective: the residual motion ({band.text}) is within the "
+                f"{case.threshold_mm:g} mm threshold (Hu 2016) and large breaths stay below "
+                f"{p.no_device_max_p95_excursion_mm:g} mm.",
+                "Treat with abdominal compression at this setting.",
+            ),
         )
+    if band.low_mm <= case.threshold_mm:
+        return _borderline(case, band)
+    return _Outcome(
+        MotionManagementValues.GATING_OR_LARGER_MARGIN,
+        DecisionReasonValues.COMPRESSION_INSUFFICIENT,
+        (
+            f"Compression is not sufficient: the residual motion ({band.text}) exceeds the "
+            f"{case.threshold_mm:g} mm threshold (Hu 2016).",
+            "Escalate: respiratory gating, or an internal margin that covers the residual "
+            "motion; active breathing control is an alternative if a breath-hold trial "
+            f"shows {_abc_criteria_text(p)}.",
+        ),
+    )

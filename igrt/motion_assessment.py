@@ -29,6 +29,7 @@ from igrt.errors import GeometryError, ImageReadError, InvalidInputError, Proces
 from igrt.geometry import ProjectionGeometry
 from igrt.margins import MarginSuggestion, suggest_margins
 from igrt.protocol import DEFAULT_PROTOCOL, MotionProtocol
+from igrt.protocol_file import LoadedProtocol
 from igrt.sequence import FluoroSequence
 from igrt.trace import BreathingTrace
 from igrt.tracking import DomeTrack, TrackerSettings, TrackingStatusValues, track_dome
@@ -38,6 +39,7 @@ __all__ = [
     "GeometryOptions",
     "MotionAssessment",
     "assess_motion",
+    "geometry_record",
     "load_recording",
     "trace_from_track",
 ]
@@ -54,12 +56,17 @@ _FRAME_SUFFIXES = {".png", ".tif", ".tiff"}
 class GeometryOptions:
     """Imaging geometry for recordings that do not carry it (frame folders, foreign files).
 
+    Nothing is assumed: the panel pixel pitch of frames without geometry must be stated (a
+    folder of PNG frames says nothing about the panel, its binning or its distances), and the
+    geometry used is written into the result.
+
     Parameters
     ----------
     sad_mm, sdd_mm : float
-        Source-to-isocentre and source-to-detector distances, mm (XVI by default).
-    pixel_pitch_mm : float
-        Panel pixel pitch of the frames as stored (after any binning), mm.
+        Source-to-isocentre and source-to-detector distances, mm (XVI by default, recorded).
+    pixel_pitch_mm : float or None
+        Panel pixel pitch of the frames as stored (after any binning), mm; ``None``: not
+        stated, and a recording without geometry is refused.
     gantry_deg : float
         kV source angle, degrees.
     fps : float or None
@@ -68,12 +75,23 @@ class GeometryOptions:
 
     sad_mm: float = 1000.0
     sdd_mm: float = 1536.0
-    pixel_pitch_mm: float = 0.8
+    pixel_pitch_mm: float | None = None
     gantry_deg: float = 0.0
     fps: float | None = None
 
     def geometry(self, detector_shape: tuple[int, int]) -> ProjectionGeometry:
-        """The geometry of a panel of ``detector_shape`` (rows, columns)."""
+        """The geometry of a panel of ``detector_shape`` (rows, columns).
+
+        Raises
+        ------
+        GeometryError
+            If the pixel pitch was not stated.
+        """
+        if self.pixel_pitch_mm is None:
+            raise GeometryError(
+                "the recording carries no imaging geometry: state the panel pixel pitch "
+                "(--pixel-mm, after binning) and, if not an XVI, --sad-mm and --sdd-mm"
+            )
         return ProjectionGeometry(
             sad_mm=self.sad_mm,
             sdd_mm=self.sdd_mm,
@@ -81,6 +99,30 @@ class GeometryOptions:
             detector_shape=detector_shape,
             gantry_deg=self.gantry_deg,
         )
+
+
+def geometry_record(sequence: FluoroSequence, options: GeometryOptions | None) -> dict[str, Any]:
+    """The geometry a sequence was measured with and where it came from (for the result)."""
+    first = sequence.geometries[0]
+    stated = None
+    if options is not None and options.pixel_pitch_mm is not None:
+        try:
+            stated = options.geometry(first.detector_shape)
+        except GeometryError:
+            stated = None
+    same = stated is not None and (
+        stated.sad_mm,
+        stated.sdd_mm,
+        tuple(stated.pixel_pitch_mm),
+    ) == (first.sad_mm, first.sdd_mm, tuple(first.pixel_pitch_mm))
+    return {
+        "source": "stated by the user (the recording has none)" if same else "recording",
+        "sad_mm": float(first.sad_mm),
+        "sdd_mm": float(first.sdd_mm),
+        "pixel_pitch_mm": [float(v) for v in first.pixel_pitch_mm],
+        "detector_shape": [int(v) for v in first.detector_shape],
+        "magnification": float(first.sdd_mm / first.sad_mm),
+    }
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +146,11 @@ class MotionAssessment:
         Per-frame tracking when the input was images.
     setup_error_model : dict
         The setup-error SDs the margins assume, mm.
+    geometry : dict or None
+        The imaging geometry used for images (with its source); ``None`` for a trace.
+    protocol : dict
+        The protocol applied: version, file hash and path (``None`` for the built-in one) and
+        every value with its provenance.
     """
 
     source: str
@@ -114,6 +161,8 @@ class MotionAssessment:
     margins_reason: str | None
     track: DomeTrack | None
     setup_error_model: dict[str, float]
+    protocol: dict[str, Any]
+    geometry: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready document of the whole assessment (units in every key)."""
@@ -124,6 +173,8 @@ class MotionAssessment:
             "margins": self.margins.to_dict() if self.margins is not None else None,
             "margins_reason": self.margins_reason,
             "setup_error_model_mm": self.setup_error_model,
+            "protocol": self.protocol,
+            "geometry": self.geometry,
             "trace": {
                 "n_samples": self.trace.n_samples,
                 "lost_fraction": self.trace.lost_fraction,
@@ -151,6 +202,12 @@ class MotionAssessment:
                 f"  excursion {a.excursion_median_mm:.1f} +/- {uncertainty:.1f} mm (median of "
                 f"{a.n_cycles} cycles), period {a.period_median_s or float('nan'):.1f} s, "
                 f"drift {a.drift_mm_per_min or 0.0:+.1f} mm/min"
+            )
+        if self.geometry is not None:
+            g = self.geometry
+            lines.append(
+                f"  geometry ({g['source']}): SAD {g['sad_mm']:g} mm, SDD {g['sdd_mm']:g} mm, "
+                f"pixel {g['pixel_pitch_mm'][0]:g} mm"
             )
         lines.extend(f"  {sentence}" for sentence in d.rationale)
         if self.margins is not None:
@@ -301,8 +358,9 @@ def assess_motion(
     context: AssessmentContextValues | str = AssessmentContextValues.FREE_BREATHING,
     protocol: MotionProtocol = DEFAULT_PROTOCOL,
     tracker: TrackerSettings | None = None,
-    systematic_setup_sd_mm: float = 1.0,
-    random_setup_sd_mm: float = 1.5,
+    systematic_setup_sd_mm: float | None = None,
+    random_setup_sd_mm: float | None = None,
+    protocol_file: LoadedProtocol | None = None,
 ) -> MotionAssessment:
     """Track, analyse and decide on one recording.
 
@@ -320,7 +378,9 @@ def assess_motion(
         Dome-tracker settings (hemidiaphragm, patient position, seed).
     systematic_setup_sd_mm, random_setup_sd_mm : float, optional
         Setup-error model for the margin suggestion (SD of systematic and random setup
-        errors after image guidance, mm); state your own centre's values.
+        errors after image guidance, mm); ``None`` takes the protocol's (the site's model).
+    protocol_file : LoadedProtocol, optional
+        The site protocol file ``protocol`` came from: its version, hash and path are recorded.
 
     Raises
     ------
@@ -341,7 +401,9 @@ def assess_motion(
         else recording
     )
     track: DomeTrack | None = None
+    geometry_used: dict[str, Any] | None = None
     if isinstance(loaded, FluoroSequence):
+        geometry_used = geometry_record(loaded, geometry)
         track = track_dome(loaded, tracker)
         if track.tracked_fraction == 0.0:
             raise ProcessingError(f"{source}: the diaphragm dome was not found on any frame")
@@ -352,14 +414,21 @@ def assess_motion(
         raise InvalidInputError(f"cannot assess a {type(loaded).__name__}", field="recording")
     analysis = analyse_breathing(trace, protocol=protocol)
     decision = recommend_motion_management(analysis, protocol=protocol, context=context)
+    systematic = (
+        protocol.systematic_setup_sd_mm
+        if systematic_setup_sd_mm is None
+        else systematic_setup_sd_mm
+    )
+    random = protocol.random_setup_sd_mm if random_setup_sd_mm is None else random_setup_sd_mm
     margins: MarginSuggestion | None = None
     margins_reason: str | None = None
     try:
         margins = suggest_margins(
             analysis,
-            systematic_setup_sd_mm=systematic_setup_sd_mm,
-            random_setup_sd_mm=random_setup_sd_mm,
+            systematic_setup_sd_mm=systematic,
+            random_setup_sd_mm=random,
             protocol=protocol,
+            decision=decision,
         )
     except ProcessingError as error:
         margins_reason = str(error)
@@ -372,7 +441,14 @@ def assess_motion(
         margins_reason=margins_reason,
         track=track,
         setup_error_model={
-            "systematic_setup_sd_mm": systematic_setup_sd_mm,
-            "random_setup_sd_mm": random_setup_sd_mm,
+            "systematic_setup_sd_mm": systematic,
+            "random_setup_sd_mm": random,
+        },
+        geometry=geometry_used,
+        protocol={
+            "version": protocol.version,
+            "sha256": None if protocol_file is None else protocol_file.sha256,
+            "file": None if protocol_file is None else protocol_file.path,
+            "values": protocol.to_dict(),
         },
     )

@@ -93,6 +93,33 @@ field                                  default      justification
                                                     no longer typical; the analysis is degraded.
 ``max_irregularity_cv``                0.3          Informational flag when the coefficient of
                                                     variation of amplitude or period exceeds it.
+``van_herk_penumbra_sd_mm``            3.2 mm       van Herk, IJROBP 2000: σp of the beam penumbra
+                                                    in the full form ``1.64·(sqrt(σ²+σp²) - σp)``.
+``systematic_setup_sd_mm``             1.0 mm       Site choice: SI setup-error model (Σ) after
+                                                    daily image guidance; measure your own.
+``random_setup_sd_mm``                 1.5 mm       Site choice: SI setup-error model (σ).
+``exhale_reference``                   true         Seed: the GTV is drawn on an exhale CT, so the
+                                                    mean breathing position lies inferior to it.
+``max_rare_event_fraction``            0.10         Site choice: amplitude outliers are excluded
+                                                    only while they are rare (coughs, sighs); more
+                                                    frequent large breaths are breathing.
+``exhale_hold_min_s``                  10 s         Site choice: a still interval at end-exhale is
+                                                    a breath hold when it lasts this long (natural
+                                                    end-exhale pauses last a few seconds).
+``max_baseline_drift_mm_per_min``      3.0 mm/min   Site choice: drift that moves the liver by the
+                                                    3 mm repositioning threshold within a minute
+                                                    needs motion management.
+``device_preference``                  ABC, comp.   Site choice: the seed names ABC or compression
+                                                    in no order; without hold evidence the first
+                                                    is the trial to do next.
+``tracking_scale_fraction``            0.03         Site choice: relative (correlated) tracking
+                                                    error of an excursion; the dome lies up to
+                                                    ±30 mm off the isocentre plane (SAD 1000 mm).
+``device_approver_roles``              physician,   Site choice: who approves the device choice and
+                                       physicist    margins (motion-assessment reviews); daily
+                                                    registrations stay with the therapists.
+``provenance``                         per field    Kind (seed / literature / site choice) and
+                                                    source of every value, in ``to_dict()``.
 =====================================  ===========  ===============================================
 
 Examples
@@ -110,6 +137,7 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from igrt.errors import InvalidInputError
@@ -120,12 +148,108 @@ from igrt.validation import real_number as _number
 __all__ = [
     "DEFAULT_PROTOCOL",
     "DEFAULT_PROTOCOL_VERSION",
+    "DEVICE_VALUES",
     "ExcursionStatisticValues",
     "MotionProtocol",
+    "Provenance",
+    "ProvenanceValues",
 ]
 
-DEFAULT_PROTOCOL_VERSION = "pmh-liver-sbrt-2026.1"
-"""Version string of the defaults below (Princess Margaret liver SBRT, CLINICAL.md)."""
+DEFAULT_PROTOCOL_VERSION = "seed-lee2009-liver-sbrt-2026.2"
+"""Version string of the defaults below: the seed's four rules (Lee et al., JCO 2009) plus this
+project's choices where the seed is silent. It is not Princess Margaret's own protocol."""
+
+DEVICE_VALUES = ("active_breathing_control", "abdominal_compression")
+"""The motion-management devices ``device_preference`` orders."""
+
+APPROVER_ROLE_VALUES = ("physician", "physicist", "therapist")
+"""Roles ``device_approver_roles`` may name."""
+
+
+class ProvenanceValues(enum.Enum):
+    """Where a protocol value comes from."""
+
+    SEED = "seed"
+    """Fixed by the seed paper (Lee et al., JCO 2009; CLINICAL.md)."""
+    LITERATURE = "literature"
+    """Taken from a published figure (the reference is given)."""
+    SITE_CHOICE = "site_choice"
+    """A choice of the site (or of this project for the defaults) where the seed is silent."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The origin of one protocol value: its kind and the reference or justification."""
+
+    kind: ProvenanceValues
+    source: str
+
+    def __post_init__(self) -> None:
+        try:
+            kind = ProvenanceValues(
+                self.kind.value if isinstance(self.kind, ProvenanceValues) else self.kind
+            )
+        except ValueError:
+            raise InvalidInputError(
+                f"provenance kind must be one of {[k.value for k in ProvenanceValues]}, "
+                f"got {self.kind!r}",
+                field="provenance",
+            ) from None
+        object.__setattr__(self, "kind", kind)
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise InvalidInputError("a provenance needs a source", field="provenance")
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready mapping."""
+        return {"kind": self.kind.value, "source": self.source}
+
+
+_S, _L, _C = ProvenanceValues.SEED, ProvenanceValues.LITERATURE, ProvenanceValues.SITE_CHOICE
+_DEFAULT_PROVENANCE_TABLE: dict[str, tuple[ProvenanceValues, str]] = {
+    "motion_threshold_mm": (_S, "Lee 2009: motion management when liver motion > 5 mm"),
+    "excursion_statistic": (_C, "typical breath; Eccles 2011 mean, Liang 2018 median"),
+    "borderline_coverage_factor": (_C, "k = 1 SD band around the threshold"),
+    "no_device_max_p95_excursion_mm": (_C, "5 mm trigger + 2 mm SBRT tolerance (MPPG 9.a)"),
+    "min_abc_holds": (_C, "reproducibility needs two holds"),
+    "min_hold_duration_s": (_C, "holds of ~24 s observed (Khot, BJR 2020)"),
+    "max_hold_drift_mm": (_L, "Eccles, IJROBP 2006: within-hold motion 0-3.4 mm"),
+    "max_hold_reproducibility_mm": (_C, "equals the 3 mm repositioning threshold"),
+    "compression_residual_threshold_mm": (_L, "Hu, Radiat Oncol 2016: effective if <= 5 mm"),
+    "min_ptv_margin_mm": (_S, "Lee 2009: PTV margin at least 5 mm"),
+    "van_herk_systematic_coefficient": (_L, "van Herk, IJROBP 2000: 2.5 Sigma"),
+    "van_herk_random_coefficient": (_L, "van Herk, IJROBP 2000: 0.7 sigma (linear form)"),
+    "van_herk_penumbra_sd_mm": (_L, "van Herk, IJROBP 2000: beam penumbra sigma_p 3.2 mm"),
+    "systematic_setup_sd_mm": (_C, "site setup-error model, SI Sigma after image guidance"),
+    "random_setup_sd_mm": (_C, "site setup-error model, SI sigma after image guidance"),
+    "exhale_reference": (_S, "Lee 2009: GTV drawn on an exhale CT or MRI"),
+    "repositioning_threshold_mm": (_S, "Lee 2009: reposition when liver offset > 3 mm"),
+    "intrafraction_alert_mm": (_L, "KIM action rule (Keall et al.; LARK): > 3 mm"),
+    "intrafraction_alert_duration_s": (_L, "KIM action rule (Keall et al.; LARK): > 5 s"),
+    "min_cycles": (_C, "5 cycles pin the median to ~8 %; fewer give a provisional result"),
+    "max_lost_fraction": (_C, "more than 10 % lost frames: tracking untrustworthy"),
+    "max_gap_s": (_C, "a quarter of a 4 s breath"),
+    "min_sample_confidence": (_C, "tracker confidence below which a sample is lost"),
+    "min_period_s": (_C, "5-40 breaths per minute"),
+    "max_period_s": (_C, "5-40 breaths per minute"),
+    "min_cycle_distance_fraction": (_C, "adaptive minimum period"),
+    "min_prominence_fraction": (_C, "adaptive prominence"),
+    "outlier_z": (_L, "Iglewicz & Hoaglin modified z-score 3.5"),
+    "outlier_min_scale_fraction": (_C, "floor of the robust spread"),
+    "max_rare_event_fraction": (_C, "outliers are rare events (coughs, sighs); more is breathing"),
+    "max_outlier_fraction": (_C, "more than a third outliers: no typical breath"),
+    "hold_detection_min_s": (_C, "shortest inhale hold reported"),
+    "exhale_hold_min_s": (_C, "natural end-exhale pauses last a few seconds"),
+    "hold_max_speed_mm_per_s": (_L, "above Khot 2020 creep (0.23 mm/s), far below breathing"),
+    "hold_min_depth_fraction": (_C, "an inhale hold lies half an excursion below end-exhale"),
+    "max_irregularity_cv": (_C, "informational irregularity flag"),
+    "max_baseline_drift_mm_per_min": (_C, "3 mm (the repositioning threshold) per minute"),
+    "device_preference": (_C, "seed: ABC or compression, no order; ABC trial first here"),
+    "device_approver_roles": (_C, "device choice and margins are a physician's decision"),
+    "tracking_scale_fraction": (
+        _C,
+        "dome +-30 mm off the isocentre plane at SAD 1000 mm: 3 % magnification uncertainty",
+    ),
+}
 
 
 class ExcursionStatisticValues(enum.Enum):
@@ -246,6 +370,10 @@ class MotionProtocol:
     min_ptv_margin_mm: float = 5.0
     van_herk_systematic_coefficient: float = 2.5
     van_herk_random_coefficient: float = 0.7
+    van_herk_penumbra_sd_mm: float = 3.2
+    systematic_setup_sd_mm: float = 1.0
+    random_setup_sd_mm: float = 1.5
+    exhale_reference: bool = True
     repositioning_threshold_mm: float = 3.0
     intrafraction_alert_mm: float = 3.0
     intrafraction_alert_duration_s: float = 5.0
@@ -259,11 +387,20 @@ class MotionProtocol:
     min_prominence_fraction: float = 0.3
     outlier_z: float = 3.5
     outlier_min_scale_fraction: float = 0.1
+    max_rare_event_fraction: float = 0.1
     max_outlier_fraction: float = 0.33
     hold_detection_min_s: float = 5.0
+    exhale_hold_min_s: float = 10.0
     hold_max_speed_mm_per_s: float = 1.0
     hold_min_depth_fraction: float = 0.5
     max_irregularity_cv: float = 0.3
+    max_baseline_drift_mm_per_min: float = 3.0
+    device_preference: tuple[str, ...] = DEVICE_VALUES
+    tracking_scale_fraction: float = 0.03
+    device_approver_roles: tuple[str, ...] = ("physician", "physicist")
+    provenance: Mapping[str, Provenance] = dataclasses.field(
+        default_factory=lambda: MappingProxyType(_default_provenance())
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.version, str) or not self.version.strip():
@@ -298,12 +435,17 @@ class MotionProtocol:
             "hold_detection_min_s",
             "hold_max_speed_mm_per_s",
             "max_irregularity_cv",
+            "exhale_hold_min_s",
+            "max_baseline_drift_mm_per_min",
         )
         non_negative = (
             "borderline_coverage_factor",
             "max_hold_drift_mm",
             "max_hold_reproducibility_mm",
             "min_ptv_margin_mm",
+            "van_herk_penumbra_sd_mm",
+            "systematic_setup_sd_mm",
+            "random_setup_sd_mm",
         )
         fractions = (
             "max_lost_fraction",
@@ -313,6 +455,8 @@ class MotionProtocol:
             "outlier_min_scale_fraction",
             "max_outlier_fraction",
             "hold_min_depth_fraction",
+            "max_rare_event_fraction",
+            "tracking_scale_fraction",
         )
         for name in positive:
             object.__setattr__(self, name, _positive(getattr(self, name), name))
@@ -320,6 +464,15 @@ class MotionProtocol:
             object.__setattr__(self, name, _non_negative(getattr(self, name), name))
         for name in fractions:
             object.__setattr__(self, name, _fraction(getattr(self, name), name))
+        if not isinstance(self.exhale_reference, bool):
+            raise InvalidInputError(
+                "exhale_reference must be true or false", field="exhale_reference"
+            )
+        object.__setattr__(self, "device_preference", _device_order(self.device_preference))
+        object.__setattr__(
+            self, "device_approver_roles", _approver_roles(self.device_approver_roles)
+        )
+        object.__setattr__(self, "provenance", _complete_provenance(self.provenance))
         _count(self.min_abc_holds, "min_abc_holds", 1)
         _count(self.min_cycles, "min_cycles", 2)
         if self.min_period_s >= self.max_period_s:
@@ -339,8 +492,11 @@ class MotionProtocol:
             changed = [
                 f.name
                 for f in dataclasses.fields(self)
-                if f.name != "version" and getattr(self, f.name) != f.default
+                if f.name not in {"version", "provenance"}
+                and getattr(self, f.name) != getattr(_DEFAULT_VALUES, f.name)
             ]
+            if dict(self.provenance) != _default_provenance():
+                changed.append("provenance")
             if changed:
                 raise InvalidInputError(
                     f"this protocol differs from {DEFAULT_PROTOCOL_VERSION!r} in "
@@ -349,11 +505,18 @@ class MotionProtocol:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping of every field (the statistic as its string value)."""
+        """JSON-ready mapping of every field, with ``provenance``: kind and source per field."""
         result: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            result[f.name] = value.value if isinstance(value, enum.Enum) else value
+            if f.name == "provenance":
+                result[f.name] = {name: p.to_dict() for name, p in value.items()}
+            elif isinstance(value, enum.Enum):
+                result[f.name] = value.value
+            elif isinstance(value, tuple):
+                result[f.name] = list(value)
+            else:
+                result[f.name] = value
         return result
 
     @classmethod
@@ -383,8 +546,78 @@ class MotionProtocol:
                 raise InvalidInputError(f"unknown protocol field {key!r}", field=str(key))
         if "version" not in values:
             raise InvalidInputError("a protocol needs a version", field="version")
-        return cls(**dict(values))
+        arguments = dict(values)
+        for name in ("device_preference", "device_approver_roles"):
+            if isinstance(arguments.get(name), list):
+                arguments[name] = tuple(arguments[name])
+        if "provenance" in arguments:
+            arguments["provenance"] = _parse_provenance(arguments["provenance"])
+        return cls(**arguments)
 
+
+def _default_provenance() -> dict[str, Provenance]:
+    return {
+        name: Provenance(kind, source) for name, (kind, source) in _DEFAULT_PROVENANCE_TABLE.items()
+    }
+
+
+def _parse_provenance(values: object) -> dict[str, Provenance]:
+    if not isinstance(values, Mapping):
+        raise InvalidInputError(
+            "provenance must map field names to kind and source", field="provenance"
+        )
+    parsed: dict[str, Provenance] = {}
+    for name, entry in values.items():
+        if isinstance(entry, Provenance):
+            parsed[str(name)] = entry
+        elif isinstance(entry, Mapping) and set(entry) == {"kind", "source"}:
+            parsed[str(name)] = Provenance(entry["kind"], entry["source"])
+        else:
+            raise InvalidInputError(
+                f"provenance of {name!r} needs exactly a kind and a source", field="provenance"
+            )
+    return parsed
+
+
+def _complete_provenance(given: object) -> MappingProxyType[str, Provenance]:
+    """Every field with a provenance: the defaults', overridden by what was given."""
+    merged = _default_provenance()
+    for name, entry in _parse_provenance(given).items():
+        if name not in _DEFAULT_PROVENANCE_TABLE:
+            raise InvalidInputError(f"provenance for unknown field {name!r}", field="provenance")
+        merged[name] = entry
+    return MappingProxyType(merged)
+
+
+def _approver_roles(value: object) -> tuple[str, ...]:
+    if (
+        not isinstance(value, tuple | list)
+        or not value
+        or any(role not in APPROVER_ROLE_VALUES for role in value)
+    ):
+        raise InvalidInputError(
+            f"device_approver_roles must be a non-empty list of {list(APPROVER_ROLE_VALUES)}, "
+            f"got {value!r}",
+            field="device_approver_roles",
+        )
+    return tuple(str(role) for role in value)
+
+
+def _device_order(value: object) -> tuple[str, ...]:
+    if not isinstance(value, tuple | list) or sorted(value) != sorted(DEVICE_VALUES):
+        raise InvalidInputError(
+            f"device_preference must order exactly {list(DEVICE_VALUES)}, got {value!r}",
+            field="device_preference",
+        )
+    return tuple(str(v) for v in value)
+
+
+_DEFAULT_VALUES = SimpleNamespace(
+    **{
+        f.name: (f.default if f.default is not dataclasses.MISSING else None)
+        for f in dataclasses.fields(MotionProtocol)
+    }
+)
 
 DEFAULT_PROTOCOL = MotionProtocol()
 """The protocol of CLINICAL.md, version :data:`DEFAULT_PROTOCOL_VERSION`."""

@@ -896,8 +896,7 @@ def _register(
             (float(estimate_lps[0]), float(estimate_lps[1]), float(estimate_lps[2]))
         )
         correction = displacement.couch_correction()
-        axes = displacement.exceeds(protocol.repositioning_threshold_mm, position)
-        flag = RepositioningFlag(bool(axes), protocol.repositioning_threshold_mm, axes)
+        flag = protocol.repositioning_flag(displacement, position)
     result = Pair2DResult(
         quality=quality,
         reasons=tuple(failures + warnings),

@@ -3,8 +3,8 @@
 =================================  =========  ==================================================
 field                              default    justification
 =================================  =========  ==================================================
-``repositioning_threshold_mm``     3.0 mm     CLINICAL.md §4: the patient is repositioned when
-                                              the liver offset exceeds 3 mm (per IEC axis).
+``repositioning_threshold_mm``     3.0 mm     Seed (Lee 2009, CLINICAL.md §4): the patient is
+                                              repositioned when the liver offset exceeds 3 mm.
                                               Not defined here: the default is
                                               ``igrt.protocol.DEFAULT_PROTOCOL``'s, the one
                                               source of truth; ``from_motion_protocol``
@@ -32,6 +32,16 @@ field                              default    justification
                                               beyond what a 6-DOF couch corrects (typically 3
                                               degrees) and suggest a set-up to redo:
                                               QUESTIONABLE.
+``repositioning_rule``             axis or   Site choice: the seed says "offsets in liver
+                                   vector     position more than 3 mm", not per axis; (2.9,
+                                              2.9, 2.9) mm is a 5 mm offset. Flag when any
+                                              IEC axis **or** the 3D vector exceeds the
+                                              threshold (``per_axis`` or ``vector`` alone
+                                              are the alternatives).
+``rotation_tolerance_deg``         3.0        Site choice: rotations (6 DOF estimate) are
+                                              always reported; beyond 3 degrees about an IEC
+                                              axis (a typical 6-DOF couch range) the flag
+                                              asks for repositioning.
 ``min_search_ambiguity``           0.02       A second NCC peak of the coarse search within
                                               0.02 of the best, more than 8 mm away, makes
                                               the capture ambiguous: QUESTIONABLE.
@@ -42,12 +52,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from igrt.errors import InvalidInputError
+from igrt.frame_of_reference import AnatomyDisplacement, IecAxisValues, PatientPositionValues
 from igrt.protocol import DEFAULT_PROTOCOL, MotionProtocol
 
-__all__ = ["DEFAULT_REGISTRATION_PROTOCOL", "RegistrationProtocol"]
+if TYPE_CHECKING:
+    from registration.result import RepositioningFlag
+
+__all__ = ["DEFAULT_REGISTRATION_PROTOCOL", "REPOSITIONING_RULES", "RegistrationProtocol"]
+
+REPOSITIONING_RULES = ("per_axis", "vector", "per_axis_or_vector")
+"""How the 3 mm rule reads an offset: any IEC axis, the 3D vector, or either."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,10 @@ class RegistrationProtocol:
         Rotations (6 DOF) above this about any axis make the result QUESTIONABLE, degrees.
     min_search_ambiguity : float
         Smallest accepted NCC gap between the coarse search's peak and a distinct runner-up.
+    rotation_tolerance_deg : float
+        Rotation about an IEC axis beyond which repositioning is flagged, degrees.
+    repositioning_rule : str
+        ``"per_axis_or_vector"`` (default), ``"per_axis"`` or ``"vector"``.
 
     Raises
     ------
@@ -91,9 +112,19 @@ class RegistrationProtocol:
     good_overlap_fraction: float = 0.8
     max_rotation_deg: float = 5.0
     min_search_ambiguity: float = 0.02
+    rotation_tolerance_deg: float = 3.0
+    repositioning_rule: str = "per_axis_or_vector"
 
     def __post_init__(self) -> None:
+        if self.repositioning_rule not in REPOSITIONING_RULES:
+            raise InvalidInputError(
+                f"repositioning_rule must be one of {list(REPOSITIONING_RULES)}, got "
+                f"{self.repositioning_rule!r}",
+                field="repositioning_rule",
+            )
         for name, value in asdict(self).items():
+            if name == "repositioning_rule":
+                continue
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
@@ -118,7 +149,7 @@ class RegistrationProtocol:
 
     @classmethod
     def from_motion_protocol(
-        cls, motion_protocol: MotionProtocol, **thresholds: float
+        cls, motion_protocol: MotionProtocol, **thresholds: Any
     ) -> RegistrationProtocol:
         """The registration thresholds that apply under ``motion_protocol``.
 
@@ -126,7 +157,7 @@ class RegistrationProtocol:
         ----------
         motion_protocol : igrt.protocol.MotionProtocol
             The session's clinical protocol; its ``repositioning_threshold_mm`` is used.
-        **thresholds : float
+        **thresholds : float or str
             Any other field of this class (``repositioning_threshold_mm`` cannot be given:
             it would contradict the clinical protocol).
 
@@ -152,7 +183,51 @@ class RegistrationProtocol:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able thresholds."""
-        return {name: float(value) for name, value in asdict(self).items()}
+        return {
+            name: value if isinstance(value, str) else float(value)
+            for name, value in asdict(self).items()
+        }
+
+    def repositioning_flag(
+        self,
+        displacement: AnatomyDisplacement,
+        position: PatientPositionValues | str,
+        rotation_iec_deg: tuple[float, float, float] | None = None,
+    ) -> RepositioningFlag:
+        """Whether the anatomy displacement (and rotation, if estimated) calls for repositioning.
+
+        The translation is judged per IEC axis and as a 3D vector; ``repositioning_rule`` says
+        which of the two decide. Rotations beyond ``rotation_tolerance_deg`` about an IEC
+        patient-support axis also ask for repositioning. Values equal to a limit do not exceed it.
+        """
+        from registration.result import RepositioningFlag
+
+        threshold = self.repositioning_threshold_mm
+        axes = displacement.exceeds(threshold, position)
+        vector_mm = displacement.magnitude_mm
+        exceeds_vector = vector_mm > threshold
+        by_rule = {
+            "per_axis": bool(axes),
+            "vector": exceeds_vector,
+            "per_axis_or_vector": bool(axes) or exceeds_vector,
+        }[self.repositioning_rule]
+        rotations = () if rotation_iec_deg is None else tuple(float(a) for a in rotation_iec_deg)
+        exceeding_rotations = tuple(
+            axis
+            for axis, angle in zip(IecAxisValues, rotations, strict=False)
+            if abs(angle) > self.rotation_tolerance_deg
+        )
+        return RepositioningFlag(
+            required=by_rule or bool(exceeding_rotations),
+            threshold_mm=threshold,
+            exceeding_axes=axes,
+            vector_mm=vector_mm,
+            exceeds_vector=exceeds_vector,
+            rule=self.repositioning_rule,
+            rotation_iec_deg=rotations or None,
+            rotation_tolerance_deg=self.rotation_tolerance_deg,
+            exceeding_rotation_axes=exceeding_rotations,
+        )
 
 
 DEFAULT_REGISTRATION_PROTOCOL = RegistrationProtocol()

@@ -140,24 +140,50 @@ class RepositioningFlag:
     Parameters
     ----------
     required : bool
-        Whether any axis exceeds the threshold.
+        Whether the offset (by the protocol's rule) or a rotation calls for repositioning.
     threshold_mm : float
         Per-axis threshold, mm (a component equal to it does not exceed it).
     exceeding_axes : tuple of IecAxisValues
         The IEC patient-support axes whose component exceeds the threshold.
+    vector_mm : float or None
+        Length of the 3D displacement, mm.
+    exceeds_vector : bool
+        Whether that length exceeds the threshold.
+    rule : str
+        The protocol's rule: ``per_axis``, ``vector`` or ``per_axis_or_vector``.
+    rotation_iec_deg : tuple of float or None
+        Anatomy rotation about the IEC axes when estimated (6 DOF), degrees.
+    rotation_tolerance_deg : float or None
+        The protocol's rotation tolerance, degrees.
+    exceeding_rotation_axes : tuple of IecAxisValues
+        IEC axes about which the rotation exceeds the tolerance.
     """
 
     required: bool
     threshold_mm: float
     exceeding_axes: tuple[IecAxisValues, ...]
+    vector_mm: float | None = None
+    exceeds_vector: bool = False
+    rule: str = "per_axis"
+    rotation_iec_deg: tuple[float, ...] | None = None
+    rotation_tolerance_deg: float | None = None
+    exceeding_rotation_axes: tuple[IecAxisValues, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary, one boolean per IEC axis."""
+        """JSON-able summary: per IEC axis, the 3D vector, the rule applied and rotations."""
         return {
             "required": self.required,
             "threshold_mm": float(self.threshold_mm),
             "exceeding_axes": [axis.value for axis in self.exceeding_axes],
             "per_axis": {axis.value: axis in self.exceeding_axes for axis in IecAxisValues},
+            "vector_mm": None if self.vector_mm is None else float(self.vector_mm),
+            "exceeds_vector": self.exceeds_vector,
+            "rule": self.rule,
+            "rotation_iec_deg": None
+            if self.rotation_iec_deg is None
+            else [float(a) for a in self.rotation_iec_deg],
+            "rotation_tolerance_deg": self.rotation_tolerance_deg,
+            "exceeding_rotation_axes": [axis.value for axis in self.exceeding_rotation_axes],
         }
 
 

@@ -91,7 +91,6 @@ from registration.result import (
     DomeCheckValues,
     LevelRecord,
     QualityValues,
-    RepositioningFlag,
     RigidRegistrationResult,
     rotations_from_matrix,
 )
@@ -844,12 +843,7 @@ def _assemble(
     displacement = None if failed else AnatomyDisplacement(tuple(displacement_lps))
     repositioning = None
     if displacement is not None:
-        axes = displacement.exceeds(protocol.repositioning_threshold_mm, position)
-        repositioning = RepositioningFlag(
-            required=bool(axes),
-            threshold_mm=protocol.repositioning_threshold_mm,
-            exceeding_axes=axes,
-        )
+        repositioning = protocol.repositioning_flag(displacement, position, rotation_iec)
     overlay_images = None
     if want_overlays:
         half = 0.5 * reference.clip_box.size_mm + _OVERLAY_MARGIN_MM

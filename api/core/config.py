@@ -35,6 +35,9 @@ database and a local file store under one data directory (``./data``).
                                 (``false``: both load scripts from a CDN, which a closed
                                 hospital network blocks and which would run on the sign-in
                                 cookie's origin); ``/openapi.json`` is always served
+``IGRT_PROTOCOL_FILE``          site motion protocol (TOML, :mod:`igrt.protocol_file`),
+                                read once at start; unset: the built-in seed-derived one.
+                                Its version and SHA-256 are stored with every result
 ``IGRT_LOG_LEVEL``              ``INFO`` by default
 ``IGRT_LOG_FORMAT``             ``json`` (one object per line) or ``text``
 ==============================  ==========================================================
@@ -75,6 +78,9 @@ class Settings(BaseSettings):
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
     token_pepper: SecretStr | None = None
     demo_data: bool = True
+    protocol_file: Path | None = Field(
+        default=None, description="Site motion protocol (TOML); the built-in one when unset."
+    )
     first_run_token: bool = True
     # 30 s at 2 fps: enough breathing cycles (>= 5) for the demo to reach a decision.
     demo_duration_s: float = Field(default=30.0, gt=0, le=120)

@@ -19,6 +19,7 @@ from api.schemas.assessments import (
     MotionAssessmentPublic,
     MotionAssessmentsPublic,
 )
+from igrt.decision import BreathHoldEvidence
 from igrt.errors import InvalidInputError
 from igrt.frame_of_reference import PatientPositionValues
 
@@ -69,6 +70,8 @@ def create_motion_assessment(
             context=body.context,
             protocol_version=session.protocol_version,
             source=f"upload {upload.id}",
+            protocol=service.protocol,
+            hold_evidence=_hold_evidence(body),
         )
     except InvalidInputError as exc:  # e.g. a single radiograph: nothing to track
         raise ApiError(422, f"this upload cannot be assessed: {exc}", field="upload_id") from exc
@@ -135,3 +138,21 @@ def read_motion_assessment(
     """One assessment with its track and, when completed, its decision and rationale."""
     row = get_or_404(db, MotionAssessment, assessment_id, "motion assessment", "assessment_id")
     return MotionAssessmentPublic.model_validate(row)
+
+
+def _hold_evidence(body: MotionAssessmentCreate) -> BreathHoldEvidence | None:
+    """The request's breath-hold evidence (ABC session, spirometer log), checked like the CLI's."""
+    given = body.hold_evidence
+    if given is None:
+        return None
+    names = {"abc_session": "an ABC device session", "spirometer_log": "a spirometer log"}
+    try:
+        return BreathHoldEvidence(
+            n_holds=given.n_holds,
+            shortest_hold_s=given.shortest_hold_s,
+            largest_hold_drift_mm=given.largest_hold_drift_mm,
+            hold_reproducibility_mm=given.hold_reproducibility_mm,
+            source=f"{given.n_holds} breath hold(s) from {names[given.source]}",
+        )
+    except InvalidInputError as exc:
+        raise ApiError(422, str(exc), field=f"hold_evidence.{exc.field}") from exc

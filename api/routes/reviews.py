@@ -13,7 +13,9 @@ audit trail (``review.create``).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -21,8 +23,13 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404
 from api.db.models import MotionAssessment, RegistrationJob, Review
-from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent
-from api.enums import RegistrationStatusValues, ReviewOutcomeValues, ReviewSubjectValues
+from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent, ServiceDep, require_roles
+from api.enums import (
+    RegistrationStatusValues,
+    ReviewOutcomeValues,
+    ReviewSubjectValues,
+    RoleValues,
+)
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.schemas.reviews import ReviewCreate, ReviewPublic, ReviewsPublic
 from api.security import Principal
@@ -33,6 +40,27 @@ __all__ = ["router"]
 router = APIRouter(prefix=API_PREFIX, tags=["reviews"], responses=PROBLEM_RESPONSES)
 
 _DECISIONS = frozenset(value.value for value in MotionManagementValues)
+_People = Annotated[
+    Principal,
+    Depends(require_roles(RoleValues.THERAPIST, RoleValues.PHYSICIST, RoleValues.PHYSICIAN)),
+]
+"""People who may review a motion assessment; device choices need a protocol approver role."""
+
+
+def _check_device_approver(
+    principal: Principal, decision: str | None, approvers: tuple[str, ...]
+) -> None:
+    """Device choice and margins (any decision but ``reassess``) need an approver role."""
+    if decision is None or decision == MotionManagementValues.REASSESS.value:
+        return
+    if principal.role.value not in approvers:
+        raise ApiError(
+            403,
+            f"device choice and margins are approved by the protocol's roles "
+            f"({', '.join(approvers)}), not by a {principal.role.value}",
+        )
+
+
 REGISTRATION_DECISIONS = frozenset({"reposition", "no_repositioning", "repeat_cbct"})
 """Decisions a registration review may stand on."""
 
@@ -206,18 +234,25 @@ def _append_review(
     },
 )
 def create_motion_assessment_review(
-    principal: ClinicalStaff,
+    principal: _People,
     _: JsonContent,
+    service: ServiceDep,
     db: DbSession,
     assessment_id: str,
     body: ReviewCreate,
     response: Response,
 ) -> ReviewPublic:
-    """Approve an assessment's decision, or override it with a reason (therapists, physicists)."""
+    """Approve an assessment's decision, or override it with a reason.
+
+    A device choice (any decision but ``reassess``) and the margins that go with it are approved
+    by the roles the active protocol names (``device_approver_roles``: physician, physicist);
+    therapists may approve a ``reassess``.
+    """
     assessment = get_or_404(
         db, MotionAssessment, assessment_id, "motion assessment", "assessment_id"
     )
     decision = _check_decision(body, assessment)
+    _check_device_approver(principal, decision, service.protocol.protocol.device_approver_roles)
     review = _append_review(
         db,
         principal,
@@ -289,6 +324,12 @@ def create_registration_review(
     computed = None
     if trusted and job.repositioning_required is not None:
         computed = "reposition" if job.repositioning_required else "no_repositioning"
+    if (
+        job.quality == "questionable"
+        and body.outcome == ReviewOutcomeValues.APPROVED
+        and not (body.reason and body.reason.strip())
+    ):
+        raise ApiError(422, "approving a QUESTIONABLE registration needs a reason", field="reason")
     decision = _decide(
         body,
         computed=computed,

@@ -41,7 +41,7 @@ _EXAMPLE: JsonDict = {
     "status": "completed",
     "reason": None,
     "context": "free_breathing",
-    "protocol_version": "pmh-liver-sbrt-2026.1",
+    "protocol_version": "seed-lee2009-liver-sbrt-2026.2",
     "tracked_fraction": 1.0,
     "recommendation": "abdominal_compression",
     "track": [_OBSERVATION],
@@ -56,6 +56,20 @@ _EXAMPLE: JsonDict = {
     "software_version": "0.1.0",
     "created_at": "2026-11-28T09:30:00Z",
 }
+
+
+class BreathHoldEvidenceIn(BaseModel):
+    """Breath holds measured elsewhere: an ABC device session or a spirometer log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["abc_session", "spirometer_log"] = Field(
+        description="Where the holds were measured."
+    )
+    n_holds: int = Field(ge=0, le=100)
+    shortest_hold_s: float | None = Field(default=None, ge=0, le=600, allow_inf_nan=False)
+    largest_hold_drift_mm: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    hold_reproducibility_mm: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
 
 
 class MotionAssessmentCreate(BaseModel):
@@ -73,6 +87,11 @@ class MotionAssessmentCreate(BaseModel):
     upload_id: str = Field(min_length=1, max_length=64, description="A fluoroscopy upload.")
     context: AssessmentContext = Field(
         default="free_breathing", description="How the fluoroscopy was recorded."
+    )
+    hold_evidence: BreathHoldEvidenceIn | None = Field(
+        default=None,
+        description="Breath holds from an ABC device session or a spirometer log; used for the "
+        "ABC suitability instead of holds in the fluoroscopy.",
     )
 
 

@@ -195,7 +195,7 @@ _OPENED_EXAMPLE: dict[str, Any] = {
     "reference_mode": "initial",
     "reference_window_s": 10.0,
     "window_s": 8.0,
-    "protocol_version": "pmh-liver-sbrt-2026.1",
+    "protocol_version": "seed-lee2009-liver-sbrt-2026.2",
     "alert_threshold_mm": 3.0,
     "alert_persistence_s": 5.0,
     "max_frame_bytes": 8388608,

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from igrt.errors import InvalidInputError, ProcessingError
-from igrt.margins import DEFAULT_RANDOM_SETUP_SD_MM, DEFAULT_SYSTEMATIC_SETUP_SD_MM
 
 _RECORDING_SUFFIXES = {".dcm", ".mha", ".mhd", ".nrrd", ".csv"}
 _SUMMARY_COLUMNS = (
@@ -80,14 +79,24 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     geometry = parser.add_argument_group("geometry for recordings that lack it")
     geometry.add_argument("--sad-mm", type=float, default=1000.0)
     geometry.add_argument("--sdd-mm", type=float, default=1536.0)
-    geometry.add_argument("--pixel-mm", type=float, default=0.8, help="panel pixel pitch")
+    geometry.add_argument(
+        "--pixel-mm",
+        type=float,
+        default=None,
+        help="panel pixel pitch after binning; required for frames without geometry",
+    )
     geometry.add_argument("--gantry-deg", type=float, default=0.0)
     geometry.add_argument("--fps", type=float, default=None)
-    margins = parser.add_argument_group("setup-error model for the margin suggestion")
-    margins.add_argument(
-        "--systematic-setup-sd-mm", type=float, default=DEFAULT_SYSTEMATIC_SETUP_SD_MM
+    parser.add_argument(
+        "--protocol",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="site protocol (TOML); default: the built-in seed-derived protocol",
     )
-    margins.add_argument("--random-setup-sd-mm", type=float, default=DEFAULT_RANDOM_SETUP_SD_MM)
+    margins = parser.add_argument_group("setup-error model (default: the protocol's)")
+    margins.add_argument("--systematic-setup-sd-mm", type=float, default=None)
+    margins.add_argument("--random-setup-sd-mm", type=float, default=None)
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
 
 
@@ -106,6 +115,7 @@ def _settings(arguments: argparse.Namespace) -> dict[str, Any]:
         },
         "systematic_setup_sd_mm": arguments.systematic_setup_sd_mm,
         "random_setup_sd_mm": arguments.random_setup_sd_mm,
+        "protocol": None if arguments.protocol is None else str(arguments.protocol),
         "plot": not arguments.no_plot,
     }
 
@@ -113,10 +123,13 @@ def _settings(arguments: argparse.Namespace) -> dict[str, Any]:
 def _assess_one(path: Path, out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """Assess one recording into ``out``; returns its summary row (never raises IgrtError)."""
     from igrt.motion_assessment import GeometryOptions, assess_motion
+    from igrt.protocol import DEFAULT_PROTOCOL
+    from igrt.protocol_file import load_protocol_file
     from igrt.tracking import HemidiaphragmValues, TrackerSettings
 
     row: dict[str, Any] = {"recording": str(path)}
     try:
+        loaded = None if settings["protocol"] is None else load_protocol_file(settings["protocol"])
         assessment = assess_motion(
             path,
             geometry=GeometryOptions(**settings["geometry"]),
@@ -127,6 +140,8 @@ def _assess_one(path: Path, out: Path, settings: dict[str, Any]) -> dict[str, An
             ),
             systematic_setup_sd_mm=settings["systematic_setup_sd_mm"],
             random_setup_sd_mm=settings["random_setup_sd_mm"],
+            protocol=DEFAULT_PROTOCOL if loaded is None else loaded.protocol,
+            protocol_file=loaded,
         )
         assessment.write(out, plot=settings["plot"])
     except InvalidInputError as error:

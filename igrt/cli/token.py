@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-_ROLES = ("console", "therapist", "physicist")
+_ROLES = ("console", "therapist", "physicist", "physician")
 
 
 def register(commands: Any) -> None:

@@ -49,7 +49,7 @@ def test_a_recording_with_12_mm_breathing_gets_motion_management(
     assert response.headers["location"] == f"/api/v1/motion-assessments/{assessment['id']}"
     assert assessment["status"] == "completed"
     assert assessment["reason"] is None
-    assert assessment["recommendation"] == "abdominal_compression"  # > 5 mm, no breath holds
+    assert assessment["recommendation"] == "breath_hold_trial_next"  # > 5 mm, no breath holds
     assert assessment["tracked_fraction"] == 1.0
     track = assessment["track"]
     assert len(track) == 60
@@ -58,7 +58,7 @@ def test_a_recording_with_12_mm_breathing_gets_motion_management(
     # The dome tracked at the isocentre plane follows the truth's shape within 1 mm.
     assert np.ptp(measured) == pytest.approx(np.ptp(truth), abs=1.0)
     decision = assessment["result"]["decision"]
-    assert decision["recommendation"] == "abdominal_compression"
+    assert decision["recommendation"] == "breath_hold_trial_next"
     assert decision["protocol_version"] == assessment["protocol_version"]
     assert decision["rationale"]
     excursion = assessment["result"]["analysis"]["excursion_median_mm"]
@@ -77,7 +77,7 @@ def test_a_recording_with_12_mm_breathing_gets_motion_management(
         params={"resource_id": assessment["id"]},
         headers=big_api.headers(RoleValues.PHYSICIST),
     ).json()["data"]
-    assert audit[0]["detail"]["recommendation"] == "abdominal_compression"
+    assert audit[0]["detail"]["recommendation"] == "breath_hold_trial_next"
 
 
 def test_too_short_a_recording_asks_to_reassess(
@@ -170,3 +170,30 @@ def test_a_single_radiograph_cannot_be_assessed(api: InProcessApi, raw_bytes: by
     response = _assess(api, session_id, upload.json()["id"])
     assert response.status_code == 422
     assert response.json()["field"] == "upload_id"
+
+
+def test_breath_hold_evidence_from_an_abc_session_or_a_spirometer_log(
+    big_api: InProcessApi, make_breathing_dicom: Callable[..., bytes]
+) -> None:
+    session_id, upload_id = _session_with_upload(big_api, make_breathing_dicom())
+    evidence = {
+        "source": "abc_session",
+        "n_holds": 3,
+        "shortest_hold_s": 24.0,
+        "largest_hold_drift_mm": 1.2,
+        "hold_reproducibility_mm": 0.9,
+    }
+    response = _assess(big_api, session_id, upload_id, hold_evidence=evidence)
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["recommendation"] == "active_breathing_control"
+    assert "ABC device session" in result["result"]["decision"]["inputs"]["hold_evidence"]["source"]
+    assert result["result"]["margins"]["motion_source"] == "abc_residual"
+    assert len(result["result"]["protocol"]["sha256"]) == 64
+    poor = {**evidence, "source": "spirometer_log", "shortest_hold_s": 8.0}
+    response = _assess(big_api, session_id, upload_id, hold_evidence=poor)
+    assert response.json()["recommendation"] == "abdominal_compression"
+    broken = {**evidence, "n_holds": 0}  # holds measured but none counted
+    response = _assess(big_api, session_id, upload_id, hold_evidence=broken)
+    assert response.status_code == 422
+    assert response.json()["field"].startswith("hold_evidence")

@@ -232,7 +232,7 @@ def test_margins_follow_the_van_herk_recipe(
     big_api: InProcessApi, make_breathing_dicom: Callable[..., bytes]
 ) -> None:
     assessment = _assess(big_api, make_breathing_dicom(), "MRN-TEST-0001")
-    assert assessment["recommendation"] == "abdominal_compression"
+    assert assessment["recommendation"] == "breath_hold_trial_next"
     result = assessment["result"]
     assert "margins_reason" not in result
     margins = result["margins"]
@@ -246,7 +246,13 @@ def test_margins_follow_the_van_herk_recipe(
     b = protocol.van_herk_random_coefficient
     motion_sd = excursion / (2.0 * math.sqrt(2.0))
     total = math.sqrt(random**2 + motion_sd**2)
-    recipe = a * systematic + b * total
+    penumbra = protocol.van_herk_penumbra_sd_mm
+
+    def full(sd_mm: float) -> float:  # van Herk's full random term
+        return 1.64 * (math.hypot(sd_mm, penumbra) - penumbra)
+
+    recipe = a * systematic + full(total)
+    assert margins["ptv_margin_linear_recipe_mm"] == pytest.approx(a * systematic + b * total)
     assert margins["direction"] == "SI"
     assert margins["excursion_statistic"] == statistic
     assert margins["excursion_mm"] == pytest.approx(excursion)
@@ -254,8 +260,8 @@ def test_margins_follow_the_van_herk_recipe(
     assert margins["random_setup_sd_mm"] == random
     assert margins["motion_sd_mm"] == pytest.approx(motion_sd)
     assert margins["total_random_sd_mm"] == pytest.approx(total)
-    assert margins["setup_margin_mm"] == pytest.approx(a * systematic + b * random)
-    assert margins["internal_margin_mm"] == pytest.approx(b * (total - random))
+    assert margins["setup_margin_mm"] == pytest.approx(a * systematic + full(random))
+    assert margins["internal_margin_mm"] == pytest.approx(full(total) - full(random))
     assert margins["ptv_margin_recipe_mm"] == pytest.approx(recipe)
     assert margins["ptv_margin_mm"] == pytest.approx(max(recipe, protocol.min_ptv_margin_mm))
     assert margins["minimum_applied"] is (recipe < protocol.min_ptv_margin_mm)

@@ -228,3 +228,12 @@ def test_motion_assessment_reviews_take_no_correction(
     approved = api.client.post(url, json={"outcome": "approved"}, headers=api.headers())
     assert approved.status_code == 201, approved.text
     assert approved.json()[FIELD] is None
+
+
+def test_approving_a_questionable_registration_needs_a_reason(api: InProcessApi) -> None:
+    registration_id = add_registration(api, _session(api), quality="questionable")
+    bare = _review(api, registration_id, outcome="approved")
+    assert bare.status_code == 422, bare.text
+    assert bare.json()["field"] == "reason"
+    reasoned = _review(api, registration_id, outcome="approved", reason="dome overlay checked")
+    assert reasoned.status_code == 201, reasoned.text

@@ -92,7 +92,12 @@ def test_replacing_a_standing_review_needs_a_reason_even_to_approve(
 ) -> None:
     assessment = _assessment(api, make_dicom())
     override = _review(
-        api, assessment["id"], outcome="overridden", reason="ABC trial first", decision="no_device"
+        api,
+        assessment["id"],
+        RoleValues.PHYSICIAN,
+        outcome="overridden",
+        reason="ABC trial first",
+        decision="no_device",
     ).json()
     silent = _review(api, assessment["id"], outcome="approved", supersedes_id=override["id"])
     assert silent.status_code == 422
@@ -157,3 +162,32 @@ def test_unknown_ids_are_404(api: InProcessApi) -> None:
     assert api.client.get("/api/v1/reviews/nope", headers=api.headers()).status_code == 404
     listed = api.client.get("/api/v1/motion-assessments/nope/reviews", headers=api.headers())
     assert listed.status_code == 404
+
+
+# --- issue 13: physician role -------------------------------------------------------------------
+
+
+def test_device_choice_is_approved_by_a_physician_not_a_therapist(
+    api: InProcessApi, make_dicom: Callable[..., bytes]
+) -> None:
+    assessment = _assessment(api, make_dicom())
+    therapist = _review(
+        api,
+        assessment["id"],
+        RoleValues.THERAPIST,
+        outcome="overridden",
+        reason="looks regular",
+        decision="no_device",
+    )
+    assert therapist.status_code == 403, therapist.text
+    assert "physician" in therapist.json()["detail"]
+    physician = _review(
+        api,
+        assessment["id"],
+        RoleValues.PHYSICIAN,
+        outcome="overridden",
+        reason="looks regular",
+        decision="no_device",
+    )
+    assert physician.status_code == 201, physician.text
+    assert physician.json()["reviewer_role"] == "physician"

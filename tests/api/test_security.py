@@ -77,14 +77,15 @@ def test_token_names_are_bounded(tmp_path: Path, name: str) -> None:
     engine.dispose()
 
 
+_ANY = {"console", "therapist", "physicist", "physician"}
 ROLE_MATRIX = [
     # (method, path template, roles allowed)
     ("POST", "/api/v1/patients", {"therapist", "physicist"}),
-    ("GET", "/api/v1/patients", {"console", "therapist", "physicist"}),
-    ("POST", "/api/v1/patients/{patient}/sessions", {"console", "therapist", "physicist"}),
+    ("GET", "/api/v1/patients", {"console", "therapist", "physicist", "physician"}),
+    ("POST", "/api/v1/patients/{patient}/sessions", _ANY),
     ("GET", "/api/v1/audit-events", {"physicist"}),
-    ("GET", "/api/v1/me", {"console", "therapist", "physicist"}),
-    ("GET", "/metrics", {"console", "therapist", "physicist"}),
+    ("GET", "/api/v1/me", _ANY),
+    ("GET", "/metrics", _ANY),
 ]
 
 

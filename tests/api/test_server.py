@@ -63,7 +63,7 @@ def test_everything_acknowledged_survives_a_crash_and_restart(
             demo_assessments = client.get(
                 f"/api/v1/sessions/{demo_session['id']}/motion-assessments"
             ).json()["data"]
-            assert [a["recommendation"] for a in demo_assessments] == ["abdominal_compression"]
+            assert [a["recommendation"] for a in demo_assessments] == ["breath_hold_trial_next"]
 
             patient = client.post("/api/v1/patients", json={"external_id": EXTERNAL_ID})
             assert patient.status_code == 201, patient.text
@@ -91,7 +91,7 @@ def test_everything_acknowledged_survives_a_crash_and_restart(
                 json={"upload_id": upload_id},
             )
             assert assessment.status_code == 201, assessment.text
-            assert assessment.json()["recommendation"] == "abdominal_compression"
+            assert assessment.json()["recommendation"] == "breath_hold_trial_next"
             assessment_id = assessment.json()["id"]
             before = {
                 "patient": client.get(f"/api/v1/patients/{patient_id}").json(),

@@ -65,7 +65,7 @@ def test_real_ct_fluoroscopy_dicom_gives_the_simulators_amplitude_within_half_a_
     assessment = assess_motion(path)
     true_amplitude = np.ptp(simulation.truth.apex_si_isocentre_mm)
     assert assessment.analysis.excursion_median_mm == pytest.approx(true_amplitude, abs=0.5)
-    assert assessment.decision.recommendation is MotionManagementValues.ABDOMINAL_COMPRESSION
+    assert assessment.decision.recommendation is MotionManagementValues.BREATH_HOLD_TRIAL_NEXT
 
 
 def test_dicom_to_decision_on_the_phantom(clip_dicom: Path) -> None:
@@ -73,7 +73,7 @@ def test_dicom_to_decision_on_the_phantom(clip_dicom: Path) -> None:
     # The phantom's strong static ribs cost ~4 % of the excursion at these 1 mm pixels
     # (see tests/igrt/tracking); the real-CT check above holds the 0.5 mm criterion.
     assert assessment.analysis.excursion_median_mm == pytest.approx(AMPLITUDE_MM, abs=0.8)
-    assert assessment.decision.recommendation is MotionManagementValues.ABDOMINAL_COMPRESSION
+    assert assessment.decision.recommendation is MotionManagementValues.BREATH_HOLD_TRIAL_NEXT
     assert assessment.margins is not None
     assert assessment.margins.ptv_margin_mm >= 5.0
     assert assessment.track is not None
@@ -91,7 +91,7 @@ def test_write_gives_json_csv_and_plot_and_leaves_no_temporary_file(
         "trace.csv",
     ]
     document = json.loads(written["json"].read_text())
-    assert document["decision"]["recommendation"] == "abdominal_compression"
+    assert document["decision"]["recommendation"] == "breath_hold_trial_next"
     assert document["analysis"]["excursion_median_mm"] == pytest.approx(AMPLITUDE_MM, abs=0.8)
     trace = BreathingTrace.from_csv(written["trace"])
     np.testing.assert_allclose(trace.si_mm, assessment.trace.si_mm)
@@ -120,3 +120,29 @@ def test_missing_or_unsupported_input_is_bad_input(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageReadError, match="PNG or TIFF"):
         load_recording(tmp_path / "empty")
+
+
+# --- issue 13, item 11 --------------------------------------------------------------------------
+
+
+def test_a_frame_folder_without_stated_geometry_is_refused_and_a_stated_one_recorded(
+    clip: FluoroSimulation, tmp_path: Path
+) -> None:
+    import cv2
+
+    from igrt.errors import GeometryError
+    from igrt.motion_assessment import GeometryOptions, geometry_record, load_recording
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(clip.sequence.frames[:4]):
+        cv2.imwrite(str(folder / f"f{index:03d}.png"), frame)
+    with pytest.raises(GeometryError, match="pixel"):
+        load_recording(folder)
+    options = GeometryOptions(pixel_pitch_mm=0.8, fps=5.0)
+    sequence = load_recording(folder, options)
+    assert isinstance(sequence, FluoroSequence)
+    record = geometry_record(sequence, options)
+    assert record["source"].startswith("stated by the user")
+    assert record["pixel_pitch_mm"] == [0.8, 0.8]
+    assert record["sdd_mm"] == 1536.0

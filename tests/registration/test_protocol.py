@@ -76,3 +76,34 @@ def test_from_motion_protocol_refuses_contradictions(
     with pytest.raises(InvalidInputError) as info:
         RegistrationProtocol.from_motion_protocol(motion_protocol, **thresholds)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+# --- issue 13, item 7 ---------------------------------------------------------------------------
+
+
+def test_three_mm_rule_flags_the_3d_vector_as_well_as_each_axis() -> None:
+    from igrt.frame_of_reference import AnatomyDisplacement
+
+    protocol = RegistrationProtocol()
+    diagonal = AnatomyDisplacement((2.9, 2.9, 2.9))  # 5.0 mm, no axis above 3 mm
+    flag = protocol.repositioning_flag(diagonal, "HFS")
+    assert flag.required
+    assert flag.exceeding_axes == ()
+    assert flag.exceeds_vector
+    assert flag.vector_mm == pytest.approx(5.02, abs=0.01)
+    assert flag.to_dict()["rule"] == "per_axis_or_vector"
+    per_axis = RegistrationProtocol(repositioning_rule="per_axis")
+    assert not per_axis.repositioning_flag(diagonal, "HFS").required
+    assert not protocol.repositioning_flag(AnatomyDisplacement((1.0, 1.0, 1.0)), "HFS").required
+
+
+def test_rotations_are_reported_with_a_protocol_tolerance() -> None:
+    from igrt.frame_of_reference import AnatomyDisplacement
+
+    protocol = RegistrationProtocol(rotation_tolerance_deg=2.0)
+    flag = protocol.repositioning_flag(AnatomyDisplacement((0.5, 0.0, 0.0)), "HFS", (0.5, 2.5, 0))
+    assert flag.required
+    assert [axis.value for axis in flag.exceeding_rotation_axes] == ["longitudinal"]
+    assert flag.to_dict()["rotation_iec_deg"] == [0.5, 2.5, 0.0]
+    with pytest.raises(InvalidInputError):
+        RegistrationProtocol(repositioning_rule="sometimes")

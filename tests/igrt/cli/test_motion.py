@@ -48,7 +48,7 @@ def test_assess_prints_a_summary_and_writes_results(
 ) -> None:
     assert main(["motion", "assess", str(dicom_clip), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "ABDOMINAL COMPRESSION" in printed
+    assert "BREATH HOLD TRIAL NEXT" in printed
     excursion_mm = float(printed.split("excursion ")[1].split()[0])
     assert excursion_mm == pytest.approx(10.0, abs=0.8)  # phantom ribs: see test_tracker
     assert (tmp_path / "clip" / "assessment.json").exists()
@@ -142,3 +142,68 @@ def test_assess_refuses_a_metaimage_pointing_at_another_file(
     code = main(["motion", "assess", str(hostile), "--out", str(tmp_path / "o")])
     assert code == EXIT_BAD_INPUT
     assert "ElementDataFile" in capsys.readouterr().err
+
+
+# --- issue 13 targets (a)-(d): the decision through ``igrt motion assess`` on CSV traces ------
+
+
+def _assess_csv(
+    tmp_path: Path, name: str, times_s: np.ndarray, si_mm: np.ndarray, *options: str
+) -> dict[str, object]:
+    import json
+
+    from tests.igrt.traces import write_csv
+
+    path = write_csv(tmp_path / f"{name}.csv", times_s, si_mm)
+    assert main(["motion", "assess", str(path), "--out", str(tmp_path), "--no-plot", *options]) == 0
+    document = json.loads((tmp_path / name / "assessment.json").read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def test_target_a_frequent_deep_breaths_are_not_no_device(tmp_path: Path) -> None:
+    from tests.igrt.traces import lujan_cycles
+
+    amplitudes = [9.0 if i % 10 in (2, 5, 8) else 4.0 for i in range(30)]  # 30 % at 9 mm
+    document = _assess_csv(tmp_path, "deep", *lujan_cycles(amplitudes))
+    decision = document["decision"]
+    assert isinstance(decision, dict)
+    assert decision["recommendation"] != "no_device"
+    analysis = document["analysis"]
+    assert isinstance(analysis, dict)
+    assert analysis["excursion_p95_mm"] == pytest.approx(9.0, abs=0.3)
+
+
+def test_target_b_drifting_baseline_is_not_no_device(tmp_path: Path) -> None:
+    from tests.igrt.traces import lujan_cycles
+
+    document = _assess_csv(tmp_path, "drift", *lujan_cycles([4.0] * 30, drift_mm_per_min=8.0))
+    decision = document["decision"]
+    assert isinstance(decision, dict)
+    assert decision["recommendation"] != "no_device"
+    assert "drift" in " ".join(decision["rationale"]).lower()
+
+
+def test_target_c_exhale_breath_holds_are_found_and_give_abc(tmp_path: Path) -> None:
+    from tests.igrt.traces import exhale_hold_trial
+
+    document = _assess_csv(
+        tmp_path, "trial", *exhale_hold_trial(), "--context", "breath_hold_trial"
+    )
+    analysis, decision = document["analysis"], document["decision"]
+    assert isinstance(analysis, dict)
+    assert isinstance(decision, dict)
+    assert len(analysis["holds"]) == 2
+    assert all(hold["duration_s"] >= 24.0 for hold in analysis["holds"])
+    assert decision["recommendation"] == "active_breathing_control"
+
+
+def test_target_d_no_hold_evidence_means_abc_trial_next(tmp_path: Path) -> None:
+    from tests.igrt.traces import lujan_cycles
+
+    document = _assess_csv(tmp_path, "fb10", *lujan_cycles([10.0] * 15))
+    decision = document["decision"]
+    assert isinstance(decision, dict)
+    assert decision["recommendation"] == "breath_hold_trial_next"
+    text = " ".join(decision["rationale"]).lower()
+    assert "compression if abc is not tolerated" in text

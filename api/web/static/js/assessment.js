@@ -12,6 +12,7 @@ const MOTION_DECISIONS = [
   "no_device",
   "active_breathing_control",
   "abdominal_compression",
+  "breath_hold_trial_next",
   "gating_or_larger_margin",
   "reassess",
 ];

@@ -58,6 +58,7 @@ export const RECOMMENDATION_LABELS = {
   no_device: "No motion-management device",
   active_breathing_control: "Active breathing control (ABC)",
   abdominal_compression: "Abdominal compression",
+  breath_hold_trial_next: "Motion management required: breath-hold (ABC) trial next",
   gating_or_larger_margin: "Gating or a larger margin",
   reassess: "Re-assess (no trustworthy decision)",
 };
