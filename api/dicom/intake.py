@@ -146,6 +146,17 @@ def _common_columns(
     }
 
 
+def _initial_processing(identity: InstanceIdentity) -> tuple[ProcessingStatusValues, str | None]:
+    if identity.kind not in _PROCESSED_KINDS:
+        return ProcessingStatusValues.STORED, None
+    if identity.kind is ObjectKindValues.CT and identity.series_instance_uid is None:
+        return (
+            ProcessingStatusValues.FAILED,
+            "the CT instance has no Series Instance UID: it cannot be put into a volume",
+        )
+    return ProcessingStatusValues.PENDING, None
+
+
 def _record(
     db: Session,
     decision: Filing | Hold,
@@ -160,15 +171,15 @@ def _record(
         "sha256": stored.sha256,
     }
     if isinstance(decision, Filing):
-        pending = identity.kind in _PROCESSED_KINDS
+        status, reason = _initial_processing(identity)
+        pending = status is ProcessingStatusValues.PENDING
         row = DicomInstance(
             **columns,
             patient_id=decision.patient.id,
             session_id=decision.session.id,
             n_frames=identity.n_frames,
-            processing_status=(
-                ProcessingStatusValues.PENDING if pending else ProcessingStatusValues.STORED
-            ).value,
+            processing_status=status.value,
+            processing_reason=reason,
         )
         db.add(row)
         db.flush()

@@ -132,7 +132,10 @@ class InstanceIdentity:
 
     ``patient_id`` and ``patient_name`` are identifiers: stored with the instance, never
     logged. ``frame_of_reference_uid`` is None for objects without one (RT Plan may carry it
-    only in references).
+    only in references); ``study_instance_uid`` and ``series_instance_uid`` are None when an
+    anonymising export emptied them (they are Type 1, but real archives hold such instances:
+    they are accepted as they are, filed without the study rule, and a CT without a series
+    cannot become a volume).
     """
 
     sop_class_uid: str
@@ -140,8 +143,8 @@ class InstanceIdentity:
     kind: ObjectKindValues
     patient_id: str
     patient_name: str
-    study_instance_uid: str
-    series_instance_uid: str
+    study_instance_uid: str | None
+    series_instance_uid: str | None
     frame_of_reference_uid: str | None
     modality: str
     n_frames: int
@@ -209,6 +212,10 @@ def read_identity(
         raise InvalidInputError(
             f"the instance is not readable DICOM ({type(exc).__name__})", field="dataset"
         ) from exc
+    if not _text(values["Modality"], 16):
+        # Every accepted IOD has a Type 1 Modality: without it, the bytes are no such object
+        # (the command's UIDs alone must not make a stored instance).
+        raise InvalidInputError("the instance has no Modality", field="Modality")
     sop_class = _request_uid(values["SOPClassUID"], requested_sop_class_uid, "SOPClassUID")
     kind = ACCEPTED_SOP_CLASSES.get(sop_class)
     if kind is None:
@@ -225,8 +232,8 @@ def read_identity(
         kind=kind,
         patient_id=_text(values["PatientID"], 64),
         patient_name=_text(values["PatientName"], 200),
-        study_instance_uid=_uid(values["StudyInstanceUID"], "StudyInstanceUID") or "",
-        series_instance_uid=_uid(values["SeriesInstanceUID"], "SeriesInstanceUID") or "",
+        study_instance_uid=_uid(values["StudyInstanceUID"], "StudyInstanceUID", required=False),
+        series_instance_uid=_uid(values["SeriesInstanceUID"], "SeriesInstanceUID", required=False),
         frame_of_reference_uid=_uid(
             values["FrameOfReferenceUID"], "FrameOfReferenceUID", required=False
         ),

@@ -120,14 +120,14 @@ class DicomProcessor:
         instance_id: str,
         kind: ObjectKindValues,
         session_id: str,
-        series_uid: str,
+        series_uid: str | None,
         *,
         settled: bool = False,
     ) -> None:
         """Queue the work for a filed, committed instance."""
         if kind is ObjectKindValues.FLUOROSCOPY:
             self._put(lambda: self._fluoroscopy(instance_id))
-        elif kind is ObjectKindValues.CT:
+        elif kind is ObjectKindValues.CT and series_uid is not None:
             with self._lock:
                 self._series_seen[(session_id, series_uid)] = 0.0 if settled else time.monotonic()
 

@@ -66,8 +66,8 @@ class _Received(BaseModel):
     transfer_syntax_uid: str
     kind: ObjectKindValues
     modality: str
-    study_instance_uid: str
-    series_instance_uid: str
+    study_instance_uid: str | None
+    series_instance_uid: str | None
     frame_of_reference_uid: str | None
     calling_ae: str = Field(description="The sender's AE title.")
     source_role: SourceRoleValues = Field(description="The sender's configured role.")
