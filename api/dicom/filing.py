@@ -9,9 +9,10 @@ which the site configures per AE title):
    this catches.
 2. A Study Instance UID or Frame of Reference UID already filed for *another* patient makes it
    ``wrong_patient``: one study, one scan geometry, one patient.
-3. An instance of a study already filed goes to that study's session; an instance sharing the
-   Frame of Reference of planning objects already filed goes to their session (the RT Plan and
-   Structure Set follow their planning CT).
+3. An instance of a study, or of a Frame of Reference, already filed from a sender of the same
+   role goes to that session (the RT Plan and Structure Set follow their planning CT; a CBCT's
+   later slices follow its first). Not across roles: a department often keeps a course's plan
+   and its treatment images in one study, and a kV image is no planning object.
 4. Otherwise by the sender's role: a *planning* sender's objects go to the patient's one
    simulation session; a *treatment* sender's to the patient's most recent fraction session,
    if it was created within the configured window (an image must not land on yesterday's
@@ -161,7 +162,7 @@ def choose_session(
                 patient,
             )
     for owner in (by_study, by_frame):
-        if owner is not None and (owner is by_study or owner.source_role == role.value):
+        if owner is not None and owner.source_role == role.value:
             session = db.get(TreatmentSession, owner.session_id)
             if session is not None:
                 return Filing(patient, session)
