@@ -3,9 +3,10 @@
 * A fluoroscopy (XA/RF multi-frame) instance becomes a fluoroscopy upload through
   :func:`api.ingest.ingest_fluoroscopy` and is assessed with :func:`api.assessment.assess_sequence`
   (the ``POST .../motion-assessments`` default context, free breathing).
-* CT instances are collected per series; once a series has been quiet for ``settle_s`` seconds
-  (DICOM has no "series complete" message), its filed instances are zipped and become a volume
-  upload through :func:`api.volumes.ingest_volume`: a planning CT from a planning sender, a
+* CT instances are collected per series; once no association that sent some of it is still
+  open and the series has been quiet for ``settle_s`` seconds (DICOM has no "series complete"
+  message), its filed instances are zipped and become a volume upload through
+  :func:`api.volumes.ingest_volume`: a planning CT from a planning sender, a
   CBCT from a treatment sender, ready for ``POST .../registrations``. Slices arriving later
   make a new volume upload of the whole series (uploads are immutable).
 * RT Image, RT Plan and RT Structure Set instances are kept and filed (status ``stored``).
@@ -80,6 +81,7 @@ class DicomProcessor:
         self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._series_seen: dict[_SeriesKey, float] = {}
+        self._series_senders: dict[_SeriesKey, set[int]] = {}
         self._busy = 0
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="dicom-processing", daemon=True)
@@ -123,13 +125,25 @@ class DicomProcessor:
         series_uid: str | None,
         *,
         settled: bool = False,
+        association: int | None = None,
     ) -> None:
-        """Queue the work for a filed, committed instance."""
+        """Queue the work for a filed, committed instance (``association``: who sent it)."""
         if kind is ObjectKindValues.FLUOROSCOPY:
             self._put(lambda: self._fluoroscopy(instance_id))
         elif kind is ObjectKindValues.CT and series_uid is not None:
+            key = (session_id, series_uid)
             with self._lock:
-                self._series_seen[(session_id, series_uid)] = 0.0 if settled else time.monotonic()
+                self._series_seen[key] = 0.0 if settled else time.monotonic()
+                if association is not None:
+                    self._series_senders.setdefault(key, set()).add(association)
+
+    def association_ended(self, association: int) -> None:
+        """The association has ended: its series may settle."""
+        with self._lock:
+            for key in [k for k, senders in self._series_senders.items() if association in senders]:
+                self._series_senders[key].discard(association)
+                if not self._series_senders[key]:
+                    del self._series_senders[key]
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until nothing is queued, settling or running (tests, a graceful stop)."""
@@ -164,7 +178,9 @@ class DicomProcessor:
             now = time.monotonic()
             with self._lock:
                 ready = [
-                    key for key, seen in self._series_seen.items() if now - seen >= self.settle_s
+                    key
+                    for key, seen in self._series_seen.items()
+                    if now - seen >= self.settle_s and key not in self._series_senders
                 ]
                 for key in ready:
                     del self._series_seen[key]

@@ -278,6 +278,7 @@ class DicomReceiver:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_DATA_RECV, self._on_data),
+            (evt.EVT_CONN_CLOSE, self._on_close),
         ]
 
     # --- handlers (pynetdicom threads) --------------------------------------------------
@@ -301,6 +302,9 @@ class DicomReceiver:
                     event.assoc.abort()
                 if last:
                     state.dataset_bytes = 0
+
+    def _on_close(self, event: Any) -> None:
+        self.processor.association_ended(id(event.assoc))
 
     def _on_echo(self, event: Any) -> int:
         return Status.SUCCESS
@@ -345,10 +349,10 @@ class DicomReceiver:
             _LOG.exception("dicom instance not stored")
             return _status(Status.OUT_OF_RESOURCES, "not stored: storage or database failure")
         if result.pending:
-            self._submit(result.row_id)
+            self._submit(result.row_id, id(event.assoc))
         return Status.SUCCESS
 
-    def _submit(self, instance_id: str) -> None:
+    def _submit(self, instance_id: str, association: int) -> None:
         from api.db.models import DicomInstance
         from api.dicom.objects import ObjectKindValues
 
@@ -357,4 +361,6 @@ class DicomReceiver:
             if row is None:  # pragma: no cover - committed just before
                 return
             kind, session_id, series = row.kind, row.session_id, row.series_instance_uid
-        self.processor.submit(instance_id, ObjectKindValues(kind), session_id, series)
+        self.processor.submit(
+            instance_id, ObjectKindValues(kind), session_id, series, association=association
+        )

@@ -212,3 +212,25 @@ def test_an_instance_over_the_size_limit_aborts_the_association_and_stores_nothi
     assert _count(receiver, DicomInstance) == 0
     assert _count(receiver, DicomQuarantineItem) == 0
     assert not any(receiver.store.root.rglob("*.dcm"))
+
+
+def test_associations_beyond_the_limit_are_rejected(
+    start_receiver: Callable[..., DicomReceiver],
+) -> None:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    receiver = start_receiver(max_associations=1)
+    ae = AE(ae_title="XVI")
+    ae.add_requested_context(Verification)
+    first = ae.associate("127.0.0.1", receiver.port, ae_title="IGRT")
+    assert first.is_established
+    try:
+        second = ae.associate("127.0.0.1", receiver.port, ae_title="IGRT")
+        assert second.is_rejected
+        assert second.acceptor.primitive.result == 0x02  # rejected, transient
+    finally:
+        first.release()
+    third = ae.associate("127.0.0.1", receiver.port, ae_title="IGRT")
+    assert third.is_established
+    third.release()
