@@ -41,7 +41,7 @@ from api.dicom.objects import (
 from api.dicom.processing import DicomProcessor, ProcessingContext
 from api.service import Service
 from api.storage import FileStore
-from igrt.errors import InvalidInputError
+from igrt.errors import InvalidInputError, ProcessingError
 
 __all__ = [
     "DicomReceiver",
@@ -222,6 +222,8 @@ class DicomReceiver:
         ------
         InvalidInputError
             No calling AE is configured: a receiver that accepts anyone is not offered.
+        ProcessingError
+            The address cannot be listened on.
         """
         from api.db.migrate import upgrade
 
@@ -235,11 +237,17 @@ class DicomReceiver:
         self.store.prepare()
         upgrade(self.service.engine)
         self.processor.start()
-        self._server = self._make_ae(list(senders)).start_server(
-            (self.settings.host, self.settings.port),
-            block=False,
-            evt_handlers=self._handlers(),
-        )
+        try:
+            self._server = self._make_ae(list(senders)).start_server(
+                (self.settings.host, self.settings.port),
+                block=False,
+                evt_handlers=self._handlers(),
+            )
+        except OSError as exc:  # the port is taken, or the address is not ours
+            self.processor.stop()
+            raise ProcessingError(
+                f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}"
+            ) from exc
         _LOG.info(
             "dicom receiver listening",
             extra={"ae_title": self.settings.ae_title, "port": self.port},

@@ -81,10 +81,12 @@ def _run(arguments: argparse.Namespace) -> int:
         ) from exc
     configure_logging(service_settings.log_level, service_settings.log_format)
     receiver = DicomReceiver.from_settings(service_settings, settings)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     receiver.start()
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
     print(
         f"igrt dicom-receiver: {settings.ae_title} listening on {settings.host}:{receiver.port}",
         flush=True,
@@ -93,4 +95,6 @@ def _run(arguments: argparse.Namespace) -> int:
         stop.wait()
     finally:
         receiver.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
