@@ -25,6 +25,7 @@ from api.middleware import RequestContextMiddleware
 from api.routes import (
     assessments,
     audit,
+    dicom,
     health,
     metrics,
     monitor,
@@ -98,6 +99,7 @@ _TAGS = [
         "description": "Sign-in of the review page (cookie and CSRF token; browsers only).",
     },
     {"name": "audit", "description": "The append-only audit trail (physicists)."},
+    {"name": "dicom", "description": "What the DICOM receiver stored, and its quarantine."},
 ]
 
 
@@ -191,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens.router,
         web_session.router,
         audit.router,
+        dicom.router,
     ):
         app.include_router(router)
     install_web_ui(app)

@@ -18,11 +18,18 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    UniqueConstraint,
     event,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from api.db.base import Base, new_id, utc_now
+from api.dicom.objects import (
+    ObjectKindValues,
+    ProcessingStatusValues,
+    QuarantineReasonValues,
+    SourceRoleValues,
+)
 from api.enums import (
     AssessmentStatusValues,
     GeometrySourceValues,
@@ -41,6 +48,8 @@ from igrt.frame_of_reference import PatientPositionValues
 __all__ = [
     "ApiToken",
     "AuditEvent",
+    "DicomInstance",
+    "DicomQuarantineItem",
     "ImmutableRowError",
     "MotionAssessment",
     "Patient",
@@ -306,7 +315,97 @@ class RegistrationJob(Base):
     created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
 
 
-_IMMUTABLE: tuple[type[Base], ...] = (AuditEvent, MotionAssessment, Review, Upload, VolumeUpload)
+class DicomInstance(Base):
+    """A DICOM instance the receiver stored and filed to a patient's session.
+
+    ``stored_path`` is the instance as received (Part-10, content-addressed). The SOP Instance
+    UID is unique: a resend of the same content is acknowledged without a second row. The
+    processing columns are written once, after the acknowledgement (:mod:`api.dicom.processing`).
+    """
+
+    __tablename__ = "dicom_instances"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ObjectKindValues), name="kind"),
+        CheckConstraint(_one_of("source_role", SourceRoleValues), name="source_role"),
+        CheckConstraint(
+            _one_of("processing_status", ProcessingStatusValues), name="processing_status"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str] = mapped_column(String(16))
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("treatment_sessions.id"), index=True)
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    series_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    frame_of_reference_uid: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    n_frames: Mapped[int]
+    calling_ae: Mapped[str] = mapped_column(String(16))
+    source_role: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    stored_path: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    processing_status: Mapped[str] = mapped_column(String(16), index=True)
+    processing_reason: Mapped[str | None] = mapped_column(String(2000), default=None)
+    upload_id: Mapped[str | None] = mapped_column(ForeignKey("uploads.id"), default=None)
+    volume_upload_id: Mapped[str | None] = mapped_column(
+        ForeignKey("volume_uploads.id"), default=None
+    )
+    assessment_id: Mapped[str | None] = mapped_column(
+        ForeignKey("motion_assessments.id"), default=None
+    )
+
+
+class DicomQuarantineItem(Base):
+    """A received instance held back: unknown or wrong patient, no fitting session, conflict.
+
+    Never attached to a session. ``patient_id_in_file`` and ``patient_name_in_file`` are what
+    the instance said (identifiers: shown to therapists and physicists, never logged);
+    ``patient_id`` is the patient that Patient ID named, when one did. Immutable.
+    """
+
+    __tablename__ = "dicom_quarantine"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ObjectKindValues), name="kind"),
+        CheckConstraint(_one_of("reason_code", QuarantineReasonValues), name="reason_code"),
+        UniqueConstraint("sop_instance_uid", "sha256"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str] = mapped_column(String(16))
+    patient_id_in_file: Mapped[str] = mapped_column(String(64))
+    patient_name_in_file: Mapped[str] = mapped_column(String(200))
+    patient_id: Mapped[str | None] = mapped_column(ForeignKey("patients.id"), default=None)
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), default=None)
+    series_instance_uid: Mapped[str | None] = mapped_column(String(64), default=None)
+    frame_of_reference_uid: Mapped[str | None] = mapped_column(String(64), default=None)
+    reason_code: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(2000))
+    calling_ae: Mapped[str] = mapped_column(String(16))
+    source_role: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    stored_path: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+
+
+_IMMUTABLE: tuple[type[Base], ...] = (
+    AuditEvent,
+    DicomQuarantineItem,
+    MotionAssessment,
+    Review,
+    Upload,
+    VolumeUpload,
+)
 
 
 @event.listens_for(Session, "before_flush")

@@ -23,7 +23,7 @@ EXIT_PROCESSING_FAILED = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from igrt.cli import motion, register, serve, simulate, token
+    from igrt.cli import dicom_receiver, motion, register, serve, simulate, token
 
     parser = argparse.ArgumentParser(
         prog="igrt",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"igrt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dicom_receiver.register(commands)
     motion.register(commands)
     register.register(commands)
     serve.register(commands)

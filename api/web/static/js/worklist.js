@@ -3,6 +3,7 @@
 import { ApiError, api } from "./api.js";
 import { h, recommendationLabel, statusBadge, when, words } from "./dom.js";
 import { rerender } from "./navigation.js";
+import { quarantinePanel } from "./quarantine.js";
 
 const STATUSES = [
   "alert_during_monitoring",
@@ -149,7 +150,12 @@ export async function showWorklist(view) {
       table,
     ),
   );
-  await load();
-  const timer = setInterval(() => refresh(true), 15000);
+  const quarantine = quarantinePanel();
+  if (quarantine) view.append(quarantine.element);
+  await Promise.all([load(), quarantine && quarantine.refresh()]);
+  const timer = setInterval(() => {
+    refresh(true);
+    if (quarantine) quarantine.refresh(true);
+  }, 15000);
   return () => clearInterval(timer);
 }

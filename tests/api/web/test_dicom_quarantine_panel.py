@@ -1,0 +1,56 @@
+"""The review page's DICOM quarantine panel, fed by a real receiver on the demo server's data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.dicom.receiver import DicomReceiver, DicomReceiverSettings, Status
+from api.enums import RoleValues
+from tests.api.conftest import make_settings
+from tests.api.dicom.conftest import identify, rt_files, send
+from tests.api.web.conftest import DemoServer, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.shared_data]
+
+STRANGER = "MRN-NOT-HERE"
+
+
+def test_the_worklist_shows_the_quarantine_to_clinical_staff_only(
+    page: Any,
+    demo_server: DemoServer,
+    shared_data: Path,
+    tmp_path: Path,
+    screenshot_dir: Path,
+) -> None:
+    from api.service import Service
+
+    settings = make_settings(Path(demo_server.server.env["IGRT_DATA_DIR"]))
+    receiver = DicomReceiver(
+        Service.from_settings(settings),
+        DicomReceiverSettings(port=0, allowed_aes="CTSIM=planning"),
+    )
+    receiver.start()
+    try:
+        stranger = identify(
+            rt_files(shared_data)["RP"],
+            tmp_path / "stranger.dcm",
+            PatientID=STRANGER,
+            SOPInstanceUID="1.2.826.0.1.3680043.8.498.70004",
+        )
+        assert send(receiver.port, [stranger]) == [Status.SUCCESS]
+    finally:
+        receiver.stop()
+    sign_in(page, demo_server)
+    row = page.locator("tr.quarantine-row", has_text=STRANGER)
+    row.wait_for()
+    assert "unknown patient" in row.inner_text()
+    assert "CTSIM" in row.inner_text()
+    page.locator("section.quarantine").scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir / "dicom-quarantine.png"), full_page=True)
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, demo_server, RoleValues.CONSOLE)
+    page.locator("tr.worklist-row").first.wait_for()
+    assert page.locator("section.quarantine").count() == 0
