@@ -51,6 +51,7 @@ from api.storage import FileStore
 from api.volumes import VolumeLimits, ingest_volume
 from igrt.errors import IgrtError
 from igrt.frame_of_reference import PatientPositionValues
+from igrt.patient_identity import PatientIdentity
 
 __all__ = ["DicomProcessor", "ProcessingContext"]
 
@@ -222,7 +223,7 @@ class DicomProcessor:
             stored_path, sha256 = row.stored_path, row.sha256
             position = PatientPositionValues(session.patient_position)
             protocol_version, session_id = session.protocol_version, session.id
-            external_id = patient.external_id
+            identity = PatientIdentity(patient.external_id, patient.name or "")
         try:
             with store.staging(".dcm") as staged:
                 shutil.copyfile(store.path(stored_path), staged)
@@ -232,7 +233,7 @@ class DicomProcessor:
                     staged,
                     FluoroscopyUploadForm(format=UploadFormatValues.DICOM),
                     patient_position=position,
-                    patient_external_id=external_id,
+                    patient=identity,
                 )
             upload_id = new_id()
             outcome = assess_sequence(
@@ -323,6 +324,9 @@ class DicomProcessor:
             paths = [r.stored_path for r in rows]
             planning = rows[-1].source_role == SourceRoleValues.PLANNING.value
             position = PatientPositionValues(session.patient_position)
+            patient = db.get(Patient, session.patient_id)
+            assert patient is not None
+            identity = PatientIdentity(patient.external_id, patient.name or "")
         kind = VolumeKindValues.PLANNING_CT if planning else VolumeKindValues.CBCT
         try:
             with store.staging(".zip") as staged:
@@ -335,6 +339,7 @@ class DicomProcessor:
                     staged,
                     VolumeFormatValues.DICOM_ZIP,
                     session_position=position,
+                    patient=identity,
                 )
         except IgrtError as exc:
             self._finish(pending, ProcessingStatusValues.FAILED, str(exc))
