@@ -309,7 +309,8 @@ def run_ours(
             result.anatomy_displacement.lps_mm if result.trusted else [np.inf] * 3
         )
         error = float(np.linalg.norm(estimated - true_iso))
-        return Outcome(error, error, seconds, result.quality.value, {"reasons": result.reasons})
+        reasons = {"reasons": result.reasons}
+        return Outcome(error, error, seconds, result.quality.value, reasons, estimated - true_iso)
     static_error = point_error_mm(result.cbct_from_ct, case.cbct_from_ct, isocentre)
     return scored(
         result.cbct_from_ct,
