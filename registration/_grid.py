@@ -335,18 +335,24 @@ def padding_value_of(volume: Volume) -> float | None:
     A reconstruction writes one constant outside its cylinder, and the corners of every axial
     slice lie outside the cylinder. The value is taken as padding when all eight corner voxels
     hold the same value, that value is at most -500 (air or lower), and at least 1 % of the
-    voxels hold exactly it (noise makes exact repeats inside the field of view rare). A volume
-    without such a fill keeps all its voxels.
+    voxels hold exactly it (noise makes exact repeats inside the field of view rare). A CBCT
+    stored uncalibrated (air near 0, no negative HU) fills with its air or its minimum value:
+    such a value is also taken when at least 10 % of the voxels hold it exactly (the corners
+    outside an inscribed cylinder are 21 % of a grid) and at most 5 % lie below it (air noise).
+    Missing the fill would put the field-of-view edge, which does not move with the anatomy,
+    into the metric. A volume without such a fill keeps all its voxels.
     """
     array = volume.array
     corners = np.array(
         [array[k, j, i] for k in (0, -1) for j in (0, -1) for i in (0, -1)], dtype=np.float64
     )
     value = float(corners[0])
-    if not np.all(corners == value) or value > -500.0:
+    if not np.all(corners == value):
         return None
     step = max(1, array.shape[0] // 16)
     sample = array[::step]
-    if float(np.mean(sample == sample.dtype.type(value))) < 0.01:
-        return None
-    return value
+    repeats = float(np.mean(sample == sample.dtype.type(value)))
+    if value <= -500.0:
+        return value if repeats >= 0.01 else None
+    below = float(np.mean(sample < sample.dtype.type(value)))
+    return value if repeats >= 0.1 and below <= 0.05 else None

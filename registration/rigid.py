@@ -10,25 +10,36 @@ Method
    (Gaussian, sigma 0.65 mm) and block-averaged to 2 and 4 mm. Each level
    keeps its template points and their fixed steepest-descent images (1 mm: the 20 % of voxels
    with the strongest gradient).
-2. **Metric domain = clip box** (``STYLE.md`` pitfall 11): the template points are planning-CT
+2. **CBCT values onto the CT's HU** (:mod:`registration._intensity`): a CBCT's stored values
+   are not calibrated HU (``HU + 1000``, vendor units, gain errors), and both images are
+   clipped to one HU window before any comparison. The CBCT crop is first mapped linearly so
+   that its air/lung and soft-tissue class medians (Otsu split) match the CT's in the box;
+   clipping unmapped values cut through the soft tissue and moved the edges by 1.7 mm on
+   RTK-FDK CBCTs stored as ``0.85 (HU + 1000)``.
+3. **Metric domain = clip box** (``STYLE.md`` pitfall 11): the template points are planning-CT
    points in the box; the CBCT is only sampled where they map to, and CBCT voxels outside its
    reconstructed field of view are invalid (NaN) and leave the sums. Nothing is initialised by
    aligning image centres: both images share the planning frame, so the start is the identity.
-3. **Capture range** (:mod:`registration._search`): an exhaustive search of every translation
+4. **Capture range** (:mod:`registration._search`): an exhaustive search of every translation
    on a 4 mm lattice within ``capture_range_mm`` + 8 mm, by masked normalised
    cross-correlation computed with FFTs (17^3 shifts in ~20 ms), sub-voxel by parabolas.
-4. **Local refinement** (:mod:`registration._gauss_newton`): inverse-compositional
-   Gauss-Newton at 4, 2 and 1 mm, 3 or 6 degrees of freedom, with a per-iteration fit of the
+5. **Local refinement** (:mod:`registration._gauss_newton`): inverse-compositional
+   Gauss-Newton at 4, 2 and 1 mm, always 6 degrees of freedom (a translation-only fit absorbs
+   a rotation into the translation: 1-2 mm for 2 degrees), with a per-iteration fit of the
    CBCT's gain, offset and linear shading (a normalised cross-correlation robust to the
    CBCT's HU scale, offset and cupping).
-5. **Uncertainty**: delete-one-octant jackknife of the final level at the reference point
+6. **Uncertainty**: delete-one-octant jackknife of the final level at the reference point
    (spread of the estimate when one eighth of the clip box is left out: it grows when parts of
    the box disagree, through noise, artefacts or deformation, and does not assume independent
    voxel noise as the inverse Hessian would), plus a 0.1 mm floor for common biases.
-6. **Dome check**: the dome apex found independently in the CBCT (searched around the planning
+7. **Dome check**: the dome apex found independently in the CBCT (searched around the planning
    apex within the capture range, never around the registration's answer); its SI offset is
    compared with the registration's SI displacement at the planning apex.
-7. **Quality**: every check that fails adds a reason; ``FAILED`` results carry no numbers.
+8. **Quality**: every check that fails adds a reason; ``FAILED`` results carry no numbers.
+   Rotations are always reported. ``degrees_of_freedom`` says what the couch corrects: with 3
+   the rotation is not applied, the displacement given is the one right at the isocentre, and
+   a rotation above the rotation tolerance (the protocol's ``rotation_tolerance_deg`` when it
+   has one, else :data:`ROTATION_TOLERANCE_DEG`) makes the result QUESTIONABLE.
 
 Determinism: no random sampling anywhere; the 1 mm template points are chosen by a gradient
 threshold (ties all kept); resampling (SimpleITK) and FFTs (scipy) run on ``threads`` threads
@@ -75,6 +86,7 @@ from registration._grid import (
     padding_value_of,
     resample_onto,
 )
+from registration._intensity import IntensityLandmarks, LinearMap, landmarks_of
 from registration._search import masked_ncc_search
 from registration.clip_box import ClipBox, volume_bounds_lps_mm
 from registration.dome import DomeApex, DomeNotFoundError, find_dome_apex
@@ -91,6 +103,7 @@ from registration.result import (
     DomeCheckValues,
     LevelRecord,
     QualityValues,
+    RepositioningFlag,
     RigidRegistrationResult,
     rotations_from_matrix,
 )
@@ -124,6 +137,13 @@ _LEVELS: tuple[tuple[float, int, float], ...] = (
     (1.0, 10, 0.01),
 )
 _NOT_CONVERGED_FAIL_MM = 0.1
+_FITTED_DOF = 6
+ROTATION_TOLERANCE_DEG = 1.0
+"""Largest rotation about any axis (degrees) a translation-only (3-DOF) correction leaves
+uncorrected before the result is QUESTIONABLE; used while
+:class:`~registration.protocol.RegistrationProtocol` has no ``rotation_tolerance_deg``.
+Site choice: 1 degree turns a point 50 mm from the isocentre (the clip box's reach) by 0.9 mm,
+under half of the 2 mm SBRT positioning tolerance (AAPM MPPG 9.a)."""
 _DOME_SEARCH_EXTRA_MM = 20.0
 _OVERLAY_MARGIN_MM = 20.0
 _MIN_CLIP_BOX_IN_CBCT = 0.25
@@ -157,6 +177,9 @@ class PlanningReference:
         Template points of the 4, 2 and 1 mm levels.
     preparation_s : float
         Wall time of the preparation, s.
+    ct_landmarks : IntensityLandmarks or None
+        Air/lung and soft-tissue class medians of the clipped CT in the box (HU): the target
+        of the CBCT's intensity map (:mod:`registration._intensity`).
     """
 
     planning_ct: Volume
@@ -168,6 +191,7 @@ class PlanningReference:
     search_grid: IsoGrid
     levels: tuple[TemplateLevel, ...]
     preparation_s: float
+    ct_landmarks: IntensityLandmarks | None = None
 
 
 def _as_volume(value: Volume | LoadedVolume, name: str) -> tuple[Volume, str | None]:
@@ -256,6 +280,7 @@ def prepare_planning_reference(
     if crop is None:  # pragma: no cover - excluded by the inside check above
         raise ClipBoxError("the clip box misses the planning CT", field="clip_box")
     template_1mm = np.clip(resample_onto(crop, grid_1mm, threads=threads), *CLIP_WINDOW)
+    ct_landmarks = landmarks_of(template_1mm)
     # Bring the planning CT to about a CBCT's resolution (Gaussian, 1.5 mm FWHM) so that the
     # blurrier CBCT's edges are not compared with sharper ones (a bias of up to 0.07 mm).
     template_1mm = nan_gaussian(template_1mm.astype(np.float64), TEMPLATE_SMOOTHING_MM).astype(
@@ -292,6 +317,7 @@ def prepare_planning_reference(
         search_grid=search_grid,
         levels=tuple(levels),
         preparation_s=time.perf_counter() - started,
+        ct_landmarks=ct_landmarks,
     )
 
 
@@ -323,7 +349,7 @@ def register_cbct_to_ct(
     *,
     patient_position: PatientPositionValues | str | None = None,
     clip_box: ClipBox | None = None,
-    degrees_of_freedom: Literal[3, 6] = 3,
+    degrees_of_freedom: Literal[3, 6] = 6,
     isocentre_lps_mm: npt.ArrayLike | None = None,
     protocol: RegistrationProtocol | None = None,
     cbct_padding_value: float | Literal["auto"] | None = "auto",
@@ -347,7 +373,11 @@ def register_cbct_to_ct(
         Region whose anatomy is aligned, LPS mm; automatic around the right dome by default.
         Must be ``None`` when ``planning_ct`` is a :class:`PlanningReference`.
     degrees_of_freedom : {3, 6}, optional
-        Translations only (default), or rotations too.
+        What the couch corrects: rotations too (6, default) or translations only (3). The fit
+        always has 6 degrees of freedom and always reports the rotations: with 3 the
+        displacement is still the one right at the isocentre, and a rotation above the
+        protocol's rotation tolerance makes the result QUESTIONABLE (a translation-only fit
+        would absorb the rotation into the translation).
     isocentre_lps_mm : array_like of float, optional
         Treatment isocentre (the reference point of the displacement), LPS mm; the CBCT grid
         centre by default (a linac reconstructs its CBCT about the isocentre).
@@ -448,7 +478,7 @@ def register_cbct_to_ct(
             f"cbct_padding_value must be a finite number, 'auto' or None, got {padding!r}",
             field="cbct_padding_value",
         )
-    engine = _Engine(reference, cbct_volume, padding, protocol, degrees_of_freedom, threads)
+    engine = _Engine(reference, cbct_volume, padding, protocol, _FITTED_DOF, threads)
     outcome = engine.run(reference_point)
     dome_check = _dome_check(
         reference, cbct_volume, padding, outcome.cbct_from_ct, protocol, threads
@@ -569,6 +599,8 @@ class _Engine:
         )
         if crop is None:
             raise ClipBoxError("the clip box misses the CBCT", field="clip_box")
+        self.intensity_map = _cbct_to_hu_map(reference.ct_landmarks, crop.array)
+        self.intensity_map.apply_in_place(crop.array)
         np.clip(crop.array, *CLIP_WINDOW, out=crop.array)
         self.moving: dict[float, SampledImage] = {
             spacing: crop.coarsened(spacing) for spacing, _, _ in _LEVELS
@@ -643,6 +675,11 @@ class _Engine:
             reference_lps_mm=reference_point,
         )
         gain, offset = _intensity_fit(finest, self.moving[_LEVELS[-1][0]], transform)
+        # The overlays compare the stored CBCT values: undo the map to HU.
+        gain, offset = (
+            gain / self.intensity_map.gain,
+            (offset - self.intensity_map.offset) / self.intensity_map.gain,
+        )
         return _Outcome(
             transform,
             tuple(records),
@@ -656,6 +693,16 @@ class _Engine:
             gain,
             offset,
         )
+
+
+def _cbct_to_hu_map(
+    ct_landmarks: IntensityLandmarks | None, cbct_values: npt.NDArray[np.float32]
+) -> LinearMap:
+    """Linear map of the CBCT's stored values onto the CT's HU before the clip window."""
+    cbct_landmarks = landmarks_of(cbct_values)
+    if ct_landmarks is None or cbct_landmarks is None:
+        return LinearMap()
+    return LinearMap.between(cbct_landmarks, ct_landmarks)
 
 
 def _intensity_fit(
@@ -745,6 +792,160 @@ def _dome_check(
 # --- quality and the result ----------------------------------------------------------------
 
 
+def rotation_tolerance_deg(protocol: RegistrationProtocol) -> float:
+    """The protocol's rotation tolerance when it has one, else :data:`ROTATION_TOLERANCE_DEG`."""
+    value = getattr(protocol, "rotation_tolerance_deg", None)
+    return ROTATION_TOLERANCE_DEG if value is None else float(value)
+
+
+class _Findings:
+    """Failures (the result is FAILED) and warnings (QUESTIONABLE), in the order found."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.warnings: list[str] = []
+
+    def quality(self) -> QualityValues:
+        if self.failures:
+            return QualityValues.FAILED
+        return QualityValues.QUESTIONABLE if self.warnings else QualityValues.GOOD
+
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(self.failures + self.warnings)
+
+
+def _check_convergence(final: LevelOutcome, findings: _Findings) -> None:
+    if final.valid_fraction == 0.0:
+        findings.failures.append(final.stop_condition)
+    elif not final.converged:
+        far = final.last_step_mm > _NOT_CONVERGED_FAIL_MM
+        (findings.failures if far else findings.warnings).append(
+            f"the 1 mm level did not converge: {final.stop_condition}"
+        )
+
+
+def _check_similarity(
+    ncc_after: float, protocol: RegistrationProtocol, findings: _Findings
+) -> None:
+    if ncc_after < protocol.min_ncc:
+        findings.failures.append(
+            f"similarity too low (NCC {ncc_after:.3f} < {protocol.min_ncc}): the CBCT does "
+            "not show the clip box's anatomy"
+        )
+    elif ncc_after < protocol.good_ncc:
+        findings.warnings.append(f"similarity low (NCC {ncc_after:.3f} < {protocol.good_ncc})")
+
+
+def _check_overlap_fraction(
+    overlap: float, protocol: RegistrationProtocol, findings: _Findings
+) -> None:
+    if overlap < protocol.min_overlap_fraction:
+        findings.failures.append(
+            f"only {100 * overlap:.0f} % of the clip box lies in the CBCT's field of view "
+            f"at the result (< {100 * protocol.min_overlap_fraction:.0f} %)"
+        )
+    elif overlap < protocol.good_overlap_fraction:
+        findings.warnings.append(
+            f"only {100 * overlap:.0f} % of the clip box lies in the CBCT's field of view"
+        )
+
+
+def _check_search(outcome: _Outcome, protocol: RegistrationProtocol, findings: _Findings) -> None:
+    if outcome.search_at_edge:
+        findings.failures.append(
+            "the coarse search peaked at the edge of the capture range "
+            f"(+/-{protocol.capture_range_mm} mm): the displacement may be larger"
+        )
+    elif outcome.search_runner_up > outcome.search_ncc - protocol.min_search_ambiguity:
+        findings.warnings.append(
+            f"ambiguous coarse search: a second peak (NCC {outcome.search_runner_up:.3f}) "
+            f"rivals the best ({outcome.search_ncc:.3f})"
+        )
+
+
+def _check_capture_range(
+    displacement_lps: FloatArray, protocol: RegistrationProtocol, findings: _Findings
+) -> None:
+    if np.any(np.abs(displacement_lps) > protocol.capture_range_mm + 4.0):
+        findings.failures.append(
+            f"displacement {np.round(displacement_lps, 1).tolist()} mm lies beyond the capture "
+            f"range (+/-{protocol.capture_range_mm} mm)"
+        )
+
+
+def _uncertainty_of(
+    outcome: _Outcome, protocol: RegistrationProtocol, findings: _Findings
+) -> tuple[tuple[float, float, float], float]:
+    """Per-axis and vector 1-SD uncertainty at the reference point (jackknife plus floor)."""
+    if outcome.covariance is None:
+        if outcome.final is not None and not findings.failures:
+            findings.warnings.append(
+                "no uncertainty estimate (too few octants of the clip box hold data)"
+            )
+        return (math.nan, math.nan, math.nan), math.nan
+    floor_per_axis = UNCERTAINTY_FLOOR_MM / math.sqrt(3.0)
+    sd = np.sqrt(np.clip(np.diag(outcome.covariance), 0.0, None) + floor_per_axis**2)
+    uncertainty = float(np.linalg.norm(sd))
+    if uncertainty > protocol.max_uncertainty_mm:
+        findings.warnings.append(
+            f"uncertainty {uncertainty:.2f} mm above {protocol.max_uncertainty_mm} mm"
+        )
+    return (float(sd[0]), float(sd[1]), float(sd[2])), uncertainty
+
+
+def _check_rotations(
+    rotation_lps: tuple[float, float, float],
+    dof: int,
+    protocol: RegistrationProtocol,
+    findings: _Findings,
+) -> None:
+    """Rotations beyond what a couch corrects; with 3 DOF, rotations beyond the tolerance."""
+    largest = max(abs(a) for a in rotation_lps)
+    rounded_deg = np.round(rotation_lps, 2).tolist()
+    if largest > protocol.max_rotation_deg:
+        findings.warnings.append(
+            f"rotation {rounded_deg} deg exceeds {protocol.max_rotation_deg} deg about an axis: "
+            "consider a new set-up"
+        )
+    tolerance = rotation_tolerance_deg(protocol)
+    if dof == 3 and largest > tolerance:
+        findings.warnings.append(
+            f"rotation {rounded_deg} deg (LPS x, y, z) exceeds the {tolerance:g} deg rotation "
+            "tolerance and a 3-DOF correction does not apply it: the translation given is "
+            "right at the isocentre only; consider a 6-DOF correction or a new set-up"
+        )
+
+
+def _findings_of(
+    outcome: _Outcome,
+    displacement_lps: FloatArray,
+    protocol: RegistrationProtocol,
+) -> _Findings:
+    findings = _Findings()
+    if outcome.failure is not None:
+        findings.failures.append(outcome.failure)
+    final = outcome.final
+    if final is not None:
+        _check_convergence(final, findings)
+        _check_similarity(final.ncc, protocol, findings)
+        _check_overlap_fraction(final.valid_fraction, protocol, findings)
+        _check_search(outcome, protocol, findings)
+        _check_capture_range(displacement_lps, protocol, findings)
+    return findings
+
+
+def _repositioning_of(
+    displacement: AnatomyDisplacement | None,
+    rotation_iec_deg: tuple[float, float, float],
+    protocol: RegistrationProtocol,
+    position: PatientPositionValues,
+) -> RepositioningFlag | None:
+    """The protocol's repositioning rule (translation per axis and 3D, rotations) or None."""
+    if displacement is None:
+        return None
+    return protocol.repositioning_flag(displacement, position, rotation_iec_deg)
+
+
 def _assemble(
     *,
     reference: PlanningReference,
@@ -760,105 +961,36 @@ def _assemble(
     want_overlays: bool,
     started: float,
 ) -> RigidRegistrationResult:
-    failures: list[str] = []
-    warnings: list[str] = []
-    final = outcome.final
-    if outcome.failure is not None:
-        failures.append(outcome.failure)
-    ncc_after, overlap = -1.0, 0.0
-    if final is not None:
-        ncc_after, overlap = final.ncc, final.valid_fraction
-        if final.valid_fraction == 0.0:
-            failures.append(final.stop_condition)
-        elif not final.converged:
-            message = f"the 1 mm level did not converge: {final.stop_condition}"
-            (failures if final.last_step_mm > _NOT_CONVERGED_FAIL_MM else warnings).append(message)
-        if ncc_after < protocol.min_ncc:
-            failures.append(
-                f"similarity too low (NCC {ncc_after:.3f} < {protocol.min_ncc}): the CBCT does "
-                "not show the clip box's anatomy"
-            )
-        elif ncc_after < protocol.good_ncc:
-            warnings.append(f"similarity low (NCC {ncc_after:.3f} < {protocol.good_ncc})")
-        if overlap < protocol.min_overlap_fraction:
-            failures.append(
-                f"only {100 * overlap:.0f} % of the clip box lies in the CBCT's field of view "
-                f"at the result (< {100 * protocol.min_overlap_fraction:.0f} %)"
-            )
-        elif overlap < protocol.good_overlap_fraction:
-            warnings.append(
-                f"only {100 * overlap:.0f} % of the clip box lies in the CBCT's field of view"
-            )
-        if outcome.search_at_edge:
-            failures.append(
-                "the coarse search peaked at the edge of the capture range "
-                f"(+/-{protocol.capture_range_mm} mm): the displacement may be larger"
-            )
-        elif outcome.search_runner_up > outcome.search_ncc - protocol.min_search_ambiguity:
-            warnings.append(
-                f"ambiguous coarse search: a second peak (NCC {outcome.search_runner_up:.3f}) "
-                f"rivals the best ({outcome.search_ncc:.3f})"
-            )
+    # The displacement of the 6-DOF fit at the isocentre is the translation that is right
+    # there whether or not the couch applies the rotation.
     displacement_lps = np.array(_displacement_at(outcome.cbct_from_ct, reference_point))
-    beyond = np.abs(displacement_lps) > protocol.capture_range_mm + 4.0
-    if final is not None and np.any(beyond):
-        failures.append(
-            f"displacement {np.round(displacement_lps, 1).tolist()} mm lies beyond the capture "
-            f"range (+/-{protocol.capture_range_mm} mm)"
-        )
-    if outcome.covariance is None:
-        uncertainty_lps = (math.nan, math.nan, math.nan)
-        uncertainty = math.nan
-        if final is not None and not failures:
-            warnings.append("no uncertainty estimate (too few octants of the clip box hold data)")
-    else:
-        # Jackknife variance plus a floor for what it cannot see (see UNCERTAINTY_FLOOR_MM).
-        floor_per_axis = UNCERTAINTY_FLOOR_MM / math.sqrt(3.0)
-        sd = np.sqrt(np.clip(np.diag(outcome.covariance), 0.0, None) + floor_per_axis**2)
-        uncertainty_lps = (float(sd[0]), float(sd[1]), float(sd[2]))
-        uncertainty = float(np.linalg.norm(sd))
-        if uncertainty > protocol.max_uncertainty_mm:
-            warnings.append(
-                f"uncertainty {uncertainty:.2f} mm above {protocol.max_uncertainty_mm} mm"
-            )
+    findings = _findings_of(outcome, displacement_lps, protocol)
+    uncertainty_lps, uncertainty = _uncertainty_of(outcome, protocol, findings)
     if dome_check.status is not DomeCheckValues.AGREES:
-        warnings.append(f"dome check {dome_check.status.value}: {dome_check.reason}")
-    rotation_lps = rotation_iec = rotation_correction = None
-    if dof == 6:
-        rotation_lps, rotation_iec, rotation_correction = rotations_from_matrix(
-            outcome.cbct_from_ct[:3, :3], position
-        )
-        if max(abs(a) for a in rotation_lps) > protocol.max_rotation_deg:
-            warnings.append(
-                f"rotation {np.round(rotation_lps, 2).tolist()} deg exceeds "
-                f"{protocol.max_rotation_deg} deg about an axis: consider a new set-up"
-            )
-    if failures:
-        quality = QualityValues.FAILED
-    elif warnings:
-        quality = QualityValues.QUESTIONABLE
-    else:
-        quality = QualityValues.GOOD
+        findings.warnings.append(f"dome check {dome_check.status.value}: {dome_check.reason}")
+    rotation_lps, rotation_iec, rotation_correction = rotations_from_matrix(
+        outcome.cbct_from_ct[:3, :3], position
+    )
+    if outcome.final is not None:
+        _check_rotations(rotation_lps, dof, protocol, findings)
+    quality = findings.quality()
     failed = quality is QualityValues.FAILED
     displacement = None if failed else AnatomyDisplacement(tuple(displacement_lps))
-    repositioning = None
-    if displacement is not None:
-        repositioning = protocol.repositioning_flag(displacement, position, rotation_iec)
-    overlay_images = None
-    if want_overlays:
-        half = 0.5 * reference.clip_box.size_mm + _OVERLAY_MARGIN_MM
-        overlay_images = make_overlays(
+    overlay_images = (
+        make_overlays(
             reference.planning_ct,
             cbct,
             outcome.cbct_from_ct,
             centre_lps_mm=reference_point,
-            half_extent_mm=half,
+            half_extent_mm=0.5 * reference.clip_box.size_mm + _OVERLAY_MARGIN_MM,
             cbct_gain=outcome.gain,
             cbct_offset=outcome.offset,
             cbct_padding_value=padding,
         )
-    iterations = sum(record.iterations for record in outcome.levels)
-    stop = final.stop_condition if final is not None else (outcome.failure or "not run")
+        if want_overlays
+        else None
+    )
+    final = outcome.final
     return RigidRegistrationResult(
         cbct_from_ct=outcome.cbct_from_ct,
         reference_point_lps_mm=reference_point,
@@ -866,20 +998,24 @@ def _assemble(
         patient_position=position,
         degrees_of_freedom=dof,
         quality=quality,
-        reasons=tuple(failures + warnings),
+        reasons=findings.reasons(),
         anatomy_displacement=displacement,
         couch_correction=None if displacement is None else displacement.couch_correction(),
         anatomy_rotation_lps_deg=None if failed else rotation_lps,
         anatomy_rotation_iec_support_deg=None if failed else rotation_iec,
-        couch_rotation_correction_iec_support_deg=None if failed else rotation_correction,
-        repositioning=repositioning,
+        couch_rotation_correction_iec_support_deg=(
+            None if failed or dof == 3 else rotation_correction
+        ),
+        repositioning=_repositioning_of(displacement, rotation_iec, protocol, position),
         uncertainty_mm=uncertainty,
         uncertainty_lps_mm=uncertainty_lps,
         ncc_before=outcome.ncc_before,
-        ncc_after=ncc_after,
-        overlap_fraction=overlap,
-        iterations=iterations,
-        stop_condition=stop,
+        ncc_after=-1.0 if final is None else final.ncc,
+        overlap_fraction=0.0 if final is None else final.valid_fraction,
+        iterations=sum(record.iterations for record in outcome.levels),
+        stop_condition=(
+            final.stop_condition if final is not None else (outcome.failure or "not run")
+        ),
         levels=outcome.levels,
         dome_check=dome_check,
         clip_box=reference.clip_box,
@@ -893,5 +1029,8 @@ def _assemble(
             "search_ncc": outcome.search_ncc,
             "search_runner_up_ncc": outcome.search_runner_up,
             "preparation_s": reference.preparation_s,
+            "rotation_tolerance_deg": rotation_tolerance_deg(protocol),
+            "rotations_fitted": True,
+            "rotations_applied": dof == 6,
         },
     )

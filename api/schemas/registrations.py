@@ -81,7 +81,12 @@ class RegistrationCreate(BaseModel):
         min_length=1, max_length=64, description="A CBCT volume upload of this session."
     )
     degrees_of_freedom: Literal[3, 6] = Field(
-        default=3, description="3: translations only; 6: rotations too."
+        default=6,
+        description=(
+            "What the couch corrects: 6 (translations and rotations) or 3 (translations only). "
+            "The fit is always 6 DOF; with 3 the translation is the one right at the isocentre "
+            "and a rotation beyond the protocol's tolerance makes the result QUESTIONABLE."
+        ),
     )
     clip_box_lps_mm: ClipBoxLps | None = Field(
         default=None, description="Region aligned, LPS mm; automatic around the right dome."

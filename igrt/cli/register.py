@@ -4,7 +4,8 @@ Reads both images (DICOM folders or MHA/NRRD/NIfTI files), registers the CBCT to
 (:func:`registration.register_cbct_to_ct`) and writes into ``--out``:
 
 - ``result.json``: the full result (:meth:`RigidRegistrationResult.to_dict`), also when the
-  registration failed;
+  registration failed, with the command's wall time split into ``read``, ``prepare`` (the
+  planning CT's reference), ``register`` and ``write`` (``timing_s``; written last);
 - ``overlay_<plane>_<before|after>_<checkerboard|blend>.png``: review images;
 - ``registration.dcm``: a DICOM Spatial Registration object (only for a result that did not
   fail; :mod:`registration.dicom_reg` says which way its matrix goes).
@@ -20,10 +21,15 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from igrt.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from igrt.imageio import LoadedVolume
+    from registration import RigidRegistrationResult
 
 __all__ = ["register"]
 
@@ -52,7 +58,13 @@ def register(commands: Any) -> None:
         help="DICOM patient position, e.g. HFS (default: from the CBCT's, else the CT's, file)",
     )
     parser.add_argument(
-        "--dof", type=int, choices=(3, 6), default=3, help="degrees of freedom (default 3)"
+        "--dof",
+        type=int,
+        choices=(3, 6),
+        default=6,
+        help="degrees of freedom the couch corrects (default 6; rotations are always fitted and "
+        "reported, and with 3 a rotation above the protocol's tolerance makes the result "
+        "questionable)",
     )
     parser.add_argument(
         "--isocentre",
@@ -62,6 +74,22 @@ def register(commands: Any) -> None:
         "grid centre)",
     )
     parser.set_defaults(handler=_run)
+
+
+class _Stopwatch:
+    """Wall time between laps, s, by name (``time.perf_counter``)."""
+
+    def __init__(self) -> None:
+        self._started = self._last = time.perf_counter()
+        self._laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self._laps[name] = now - self._last
+        self._last = now
+
+    def laps(self) -> dict[str, float]:
+        return {**self._laps, "total": time.perf_counter() - self._started}
 
 
 def _parse_isocentre(text: str | None) -> tuple[float, float, float] | None:
@@ -87,43 +115,58 @@ def _format_mm(values: tuple[float, float, float] | None) -> str:
     return f"lateral X {x:+.1f} mm, longitudinal Y {y:+.1f} mm, vertical Z {z:+.1f} mm"
 
 
+def _write_outputs(
+    out: Path, result: RigidRegistrationResult, ct: LoadedVolume, cbct: LoadedVolume
+) -> None:
+    """Overlay PNGs and, for a result that did not fail, the DICOM Spatial Registration."""
+    from registration import PlaneValues, QualityValues, write_spatial_registration
+
+    out.mkdir(parents=True, exist_ok=True)
+    if result.overlays is not None:
+        for stage in ("before", "after"):
+            for plane in PlaneValues:
+                images = result.overlays.image(plane, stage=stage)
+                for kind in ("checkerboard", "blend"):
+                    name = f"overlay_{plane.value}_{stage}_{kind}.png"
+                    (out / name).write_bytes(images.png(kind))
+    if result.quality is not QualityValues.FAILED:
+        write_spatial_registration(
+            result, out / "registration.dcm", planning_ct=ct, cbct=cbct, overwrite=True
+        )
+
+
 def _run(arguments: argparse.Namespace) -> int:
     from igrt.imageio import read_volume
-    from registration import (
-        PlaneValues,
-        QualityValues,
-        register_cbct_to_ct,
-        write_spatial_registration,
-    )
+    from registration import QualityValues, prepare_planning_reference, register_cbct_to_ct
 
     isocentre = _parse_isocentre(arguments.isocentre)
+    clock = _Stopwatch()
     ct = read_volume(arguments.ct)
     cbct = read_volume(arguments.cbct)
+    clock.lap("read")
     position = arguments.patient_position or cbct.patient_position or ct.patient_position
     if position is None:
         raise InvalidInputError(
             "neither file states the patient position; pass --patient-position (e.g. HFS)",
             field="patient_position",
         )
+    reference = prepare_planning_reference(ct)
+    clock.lap("prepare")
     result = register_cbct_to_ct(
-        ct,
+        reference,
         cbct,
         patient_position=position,
         degrees_of_freedom=arguments.dof,
         isocentre_lps_mm=isocentre,
         overlays=True,
     )
+    clock.lap("register")
     out: Path = arguments.out
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        if result.overlays is not None:
-            for stage in ("before", "after"):
-                for plane in PlaneValues:
-                    images = result.overlays.image(plane, stage=stage)
-                    for kind in ("checkerboard", "blend"):
-                        name = f"overlay_{plane.value}_{stage}_{kind}.png"
-                        (out / name).write_bytes(images.png(kind))
+        _write_outputs(out, result, ct, cbct)
+        clock.lap("write")
+        document = {**result.to_dict(), "timing_s": clock.laps()}
+        (out / "result.json").write_text(json.dumps(document, indent=2) + "\n")
     except OSError as error:
         raise InvalidInputError(f"cannot write to {out}: {error}", field="out") from error
 
@@ -133,9 +176,6 @@ def _run(arguments: argparse.Namespace) -> int:
     if result.quality is QualityValues.FAILED:
         print(f"igrt: registration failed; details in {out / 'result.json'}", file=sys.stderr)
         return EXIT_REGISTRATION_FAILED
-    write_spatial_registration(
-        result, out / "registration.dcm", planning_ct=ct, cbct=cbct, overwrite=True
-    )
     print(
         f"anatomy displacement (IEC patient support): "
         f"{_format_mm(result.anatomy_displacement_iec_support_mm)}"

@@ -57,7 +57,13 @@ def test_register_writes_everything_and_prints_the_couch_correction(
     assert "REPOSITION" in printed
     summary = json.loads((tmp_path / "result.json").read_text())
     assert summary["quality"] == "good"
+    assert summary["degrees_of_freedom"] == 6
     np.testing.assert_allclose(summary["couch_correction_iec_support_mm"], (0, -5, 0), atol=0.5)
+    timing = summary["timing_s"]
+    assert set(timing) == {"read", "prepare", "register", "write", "total"}
+    assert all(value >= 0 for value in timing.values())
+    steps = timing["read"] + timing["prepare"] + timing["register"] + timing["write"]
+    assert steps <= timing["total"]
     assert (tmp_path / "overlay_axial_after_checkerboard.png").stat().st_size > 0
     reg = read_spatial_registration(tmp_path / "registration.dcm")
     np.testing.assert_allclose(reg.cbct_from_ct[2, 3], 5.0, atol=0.5)

@@ -16,6 +16,8 @@ from registration import (
     prepare_planning_reference,
     register_cbct_to_ct,
 )
+from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL
+from registration.rigid import rotation_tolerance_deg
 from tests.registration._support import (
     CBCT_OPTIONS,
     PHANTOM_APEX_LPS_MM,
@@ -75,16 +77,50 @@ def test_six_degrees_of_freedom_recover_a_rotation(
     np.testing.assert_allclose(
         result.couch_rotation_correction_iec_support_deg, (-2.0, -2.5, -3.0), atol=0.3
     )
-    # Translation-only registration of the same CBCT reports no rotation at all.
+    # A translation-only (3-DOF) request still fits and reports the rotation, gives the
+    # translation that is right at the isocentre, applies no rotation, and is QUESTIONABLE
+    # when the rotation exceeds the tolerance in force (1 degree here; the protocol's own
+    # rotation_tolerance_deg once it has one).
     translation_only = register_cbct_to_ct(
         phantom_reference,
         simulation.cbct_hu,
         patient_position="HFS",
         isocentre_lps_mm=PHANTOM_ISOCENTRE_LPS_MM,
+        degrees_of_freedom=3,
         overlays=False,
     )
-    assert translation_only.anatomy_rotation_lps_deg is None
-    np.testing.assert_allclose(translation_only.cbct_from_ct[:3, :3], np.eye(3))
+    tolerance = rotation_tolerance_deg(DEFAULT_REGISTRATION_PROTOCOL)
+    flagged = any("rotation tolerance" in r for r in translation_only.reasons)
+    assert translation_only.anatomy_rotation_lps_deg is not None
+    assert flagged == (max(abs(a) for a in translation_only.anatomy_rotation_lps_deg) > tolerance)
+    assert translation_only.quality is (
+        QualityValues.QUESTIONABLE if flagged else result.quality
+    ), translation_only.reasons
+    assert translation_only.anatomy_rotation_lps_deg == result.anatomy_rotation_lps_deg
+    assert translation_only.couch_rotation_correction_iec_support_deg is None
+    assert translation_only.anatomy_displacement is not None
+    true_at_iso = truth[:3, :3] @ PHANTOM_ISOCENTRE_LPS_MM + truth[:3, 3] - PHANTOM_ISOCENTRE_LPS_MM
+    np.testing.assert_allclose(translation_only.anatomy_displacement.lps_mm, true_at_iso, atol=0.3)
+
+
+def test_three_dof_request_without_rotation_stays_good(
+    phantom_reference: PlanningReference, simulate_phantom_cbct: Simulate
+) -> None:
+    simulation = simulate_phantom_cbct((4.0, 3.0, -5.0), (0.3, -0.2, 0.4))
+    result = register_cbct_to_ct(
+        phantom_reference,
+        simulation.cbct_hu,
+        patient_position="HFS",
+        isocentre_lps_mm=PHANTOM_ISOCENTRE_LPS_MM,
+        degrees_of_freedom=3,
+        overlays=False,
+    )
+    assert result.quality is QualityValues.GOOD, result.reasons
+    assert result.extra["rotation_tolerance_deg"] == rotation_tolerance_deg(
+        DEFAULT_REGISTRATION_PROTOCOL
+    )
+    assert result.anatomy_rotation_lps_deg is not None
+    assert max(abs(a) for a in result.anatomy_rotation_lps_deg) < 1.0
 
 
 def test_two_runs_are_identical(
@@ -134,7 +170,8 @@ def test_dome_check_warns_when_the_dome_moved_differently(phantom_ct: Volume) ->
     check = result.dome_check
     assert check.status is DomeCheckValues.DISAGREES
     assert check.dome_si_offset_mm == pytest.approx(-6.0, abs=0.3)
-    assert check.registration_si_mm == pytest.approx(0.0, abs=0.3)
+    # The 6-DOF fit's small rotation acts at the apex, 70 mm from the box centre.
+    assert check.registration_si_mm == pytest.approx(0.0, abs=0.6)
     assert check.disagreement_mm is not None
     assert check.disagreement_mm > check.tolerance_mm
     assert result.quality is QualityValues.QUESTIONABLE
