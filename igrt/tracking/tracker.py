@@ -367,8 +367,13 @@ class DomeTracker:
         """Pick up the dome lost earlier with its old template, keeping its calibrated apex."""
         state = self._lost_state
         assert state is not None
-        state.row = candidate.apex_row - state.steepest_offset_rows
-        state.column = candidate.apex_column
+        # Same view: the dome moves along the rows, so the template keeps its column and the
+        # candidate's curve gives the row there (detection may place the apex a few columns off).
+        same_view = abs(math.remainder(geometry.gantry_deg - state.gantry_deg, 360.0)) < 1e-6
+        if not same_view:
+            state.column = candidate.apex_column
+        on_curve = candidate.curvature_per_px * (state.column - candidate.apex_column) ** 2
+        state.row = candidate.apex_row + on_curve - state.steepest_offset_rows
         self._state = state
         observation = self._follow(frame, index, time_s, geometry, math.inf)
         if observation.status is TrackingStatusValues.TRACKED:
