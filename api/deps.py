@@ -35,6 +35,7 @@ __all__ = [
     "Physicist",
     "ServiceDep",
     "SettingsDep",
+    "WriteDbSession",
     "require_roles",
 ]
 
@@ -77,6 +78,16 @@ def get_db(service: ServiceDep) -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(get_db)]
+
+
+def get_write_db(service: ServiceDep) -> Iterator[Session]:
+    """A session for routes that read, check and then write (on SQLite: ``BEGIN IMMEDIATE``)."""
+    with service.write_sessions() as db:
+        yield db
+
+
+WriteDbSession = Annotated[Session, Depends(get_write_db)]
+"""For read-check-write routes: the check cannot be invalidated by a concurrent writer."""
 
 
 def get_principal(

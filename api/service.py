@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.core.config import Settings
-from api.db.engine import make_engine, make_session_factory
+from api.db.engine import make_engine, make_session_factory, make_write_session_factory
 from api.ingest import ImageLimits
 from api.live_monitor import LiveMonitorHub
 from api.metrics import Metrics
@@ -32,11 +32,13 @@ class Service:
     metrics: Metrics
     volume_limits: VolumeLimits
     pepper: bytes = field(default=b"", repr=False)
+    write_sessions: sessionmaker[Session] = field(init=False, repr=False)
     registrations: RegistrationWorker = field(init=False, repr=False)
     previews: FramePreviews = field(init=False, repr=False)
     live: LiveMonitorHub = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.write_sessions = make_write_session_factory(self.engine)
         self.registrations = RegistrationWorker(self)
         self.previews = FramePreviews(self.store)
         self.live = LiveMonitorHub()

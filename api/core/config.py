@@ -14,6 +14,11 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_MAX_DECODED_BYTES``      largest decoded pixel data (guards decompression bombs)
 ``IGRT_MAX_VOLUME_VOXELS``      most voxels in one planning CT or CBCT upload
 ``IGRT_REGISTRATION_WORKERS``   registration jobs run at the same time (thread pool)
+``IGRT_REGISTRATION_TIME_LIMIT_S``  a registration still running after this long is failed
+                                with the reason (900 s; one takes seconds to a minute)
+``IGRT_JOB_LEASE_S``            a running job's claim lasts this long unless its worker
+                                renews it (30 s, renewed every 10 s): a job whose worker
+                                died is failed within about this long
 ``IGRT_STREAM_MAX_FRAME_BYTES``  largest frame on the real-time stream (8 MiB: 2048 x 2048
                                 uint16)
 ``IGRT_TOKEN_PEPPER``           secret mixed into every stored token hash; generated once
@@ -72,6 +77,8 @@ class Settings(BaseSettings):
     max_decoded_bytes: int = Field(default=2048 * _MIB, gt=0)
     max_volume_voxels: int = Field(default=512 * 512 * 1024, gt=0)
     registration_workers: int = Field(default=2, ge=1, le=16)
+    registration_time_limit_s: float = Field(default=900.0, gt=0, le=24 * 3600)
+    job_lease_s: float = Field(default=30.0, ge=0.5, le=3600)
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
     token_pepper: SecretStr | None = None
     demo_data: bool = True

@@ -20,7 +20,7 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
 from api.db.models import RegistrationJob, TreatmentSession, Upload, VolumeUpload
-from api.deps import AnyRole, DbSession, JsonContent, ServiceDep
+from api.deps import AnyRole, DbSession, JsonContent, ServiceDep, WriteDbSession
 from api.enums import RegistrationStatusValues, VolumeKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.registration_jobs import overlay_key
@@ -114,7 +114,7 @@ def create_registration(
     principal: AnyRole,
     _: JsonContent,
     service: ServiceDep,
-    db: DbSession,
+    db: WriteDbSession,
     session_id: str,
     body: RegistrationCreate,
     response: Response,

@@ -21,7 +21,7 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404
 from api.db.models import MotionAssessment, RegistrationJob, Review
-from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent
+from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent, WriteDbSession
 from api.enums import RegistrationStatusValues, ReviewOutcomeValues, ReviewSubjectValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.schemas.reviews import ReviewCreate, ReviewPublic, ReviewsPublic
@@ -167,11 +167,15 @@ def _append_review(
     db.add(review)
     try:
         db.flush()
-    except IntegrityError as exc:  # a concurrent correction of the same review won
+    except IntegrityError as exc:
+        # A concurrent review won (uq_reviews_first_review, or the unique supersedes_id).
         db.rollback()
         raise ApiError(
             409,
-            "that review was superseded already; correct the standing one",
+            f"this {what} was reviewed at the same moment by someone else; read its reviews "
+            "and, to correct the standing one, send its id as supersedes_id"
+            if body.supersedes_id is None
+            else "that review was superseded already; correct the standing one",
             field="supersedes_id",
         ) from exc
     record_audit(
@@ -208,7 +212,7 @@ def _append_review(
 def create_motion_assessment_review(
     principal: ClinicalStaff,
     _: JsonContent,
-    db: DbSession,
+    db: WriteDbSession,
     assessment_id: str,
     body: ReviewCreate,
     response: Response,
@@ -263,7 +267,7 @@ def list_motion_assessment_reviews(
 def create_registration_review(
     principal: ClinicalStaff,
     _: JsonContent,
-    db: DbSession,
+    db: WriteDbSession,
     registration_id: str,
     body: ReviewCreate,
     response: Response,
