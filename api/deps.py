@@ -54,8 +54,12 @@ SESSION_COOKIE_SCHEME = APIKeyCookie(
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def get_service(request: Request) -> Service:
-    """The running service (set by :func:`api.main.create_app`)."""
+async def get_service(request: Request) -> Service:
+    """The running service (set by :func:`api.main.create_app`).
+
+    Async so that it runs on the event loop: routes that must not wait behind the request
+    thread pool (``/readyz``) can depend on it.
+    """
     service: Service = request.app.state.service
     return service
 

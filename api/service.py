@@ -15,6 +15,7 @@ from api.metrics import Metrics
 from api.previews import FramePreviews
 from api.registration_jobs import RegistrationWorker
 from api.storage import FileStore
+from api.stream_slots import StreamSlots
 from api.volumes import VolumeLimits
 
 __all__ = ["Service"]
@@ -34,11 +35,20 @@ class Service:
     pepper: bytes = field(default=b"", repr=False)
     write_sessions: sessionmaker[Session] = field(init=False, repr=False)
     registrations: RegistrationWorker = field(init=False, repr=False)
+    stream_slots: StreamSlots = field(init=False, repr=False)
+    monitor_slots: StreamSlots = field(init=False, repr=False)
     previews: FramePreviews = field(init=False, repr=False)
     live: LiveMonitorHub = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.write_sessions = make_write_session_factory(self.engine)
+        settings = self.settings
+        self.stream_slots = StreamSlots(
+            max_total=settings.stream_max_open, max_per_token=settings.stream_max_per_token
+        )
+        self.monitor_slots = StreamSlots(
+            max_total=settings.monitor_max_open, max_per_token=settings.monitor_max_per_token
+        )
         self.registrations = RegistrationWorker(self)
         self.previews = FramePreviews(self.store)
         self.live = LiveMonitorHub()
@@ -46,7 +56,11 @@ class Service:
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:
         """Build everything; nothing touches the disk or the database until start-up."""
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         return cls(
             settings=settings,
             engine=engine,

@@ -21,6 +21,17 @@ database and a local file store under one data directory (``./data``).
                                 died is failed within about this long
 ``IGRT_STREAM_MAX_FRAME_BYTES``  largest frame on the real-time stream (8 MiB: 2048 x 2048
                                 uint16)
+``IGRT_STREAM_MAX_OPEN``        real-time streams (WebSocket and HTTP together) open at
+                                once in this process (32; 429 or WebSocket close 1013)
+``IGRT_STREAM_MAX_PER_TOKEN``   streams one token may hold open (16)
+``IGRT_STREAM_IDLE_TIMEOUT_S``  a stream without a message or frame this long is closed (60)
+``IGRT_MONITOR_MAX_OPEN``       live-monitor WebSockets open at once (64), and
+``IGRT_MONITOR_MAX_PER_TOKEN``  per token (8)
+``IGRT_CREDENTIAL_RECHECK_S``   open WebSockets re-check their token or sign-in this often
+                                and close (1008) once it is revoked, expired or ended (2 s)
+``IGRT_DB_POOL_SIZE``           database connections kept per process (10, plus as many
+                                on demand); no request holds one while it waits on a client
+``IGRT_DB_POOL_TIMEOUT_S``      wait for a free connection before answering 503 (10 s)
 ``IGRT_TOKEN_PEPPER``           secret mixed into every stored token hash; generated once
                                 into ``<data_dir>/token-pepper`` when unset
 ``IGRT_DEMO_DATA``              create a demo patient on first start (``true``): simulated
@@ -80,6 +91,14 @@ class Settings(BaseSettings):
     registration_time_limit_s: float = Field(default=900.0, gt=0, le=24 * 3600)
     job_lease_s: float = Field(default=30.0, ge=0.5, le=3600)
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
+    stream_max_open: int = Field(default=32, ge=1, le=1024)
+    stream_max_per_token: int = Field(default=16, ge=1, le=1024)
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    monitor_max_open: int = Field(default=64, ge=1, le=1024)
+    monitor_max_per_token: int = Field(default=8, ge=1, le=1024)
+    credential_recheck_s: float = Field(default=2.0, gt=0, le=60)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0, le=120)
     token_pepper: SecretStr | None = None
     demo_data: bool = True
     first_run_token: bool = True

@@ -48,15 +48,20 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the durability settings this service relies on."""
+def make_engine(url: str, *, pool_size: int = 10, pool_timeout_s: float = 10.0) -> Engine:
+    """An engine for ``url`` with the durability settings this service relies on.
+
+    The pool keeps ``pool_size`` connections and opens as many again on demand; a request that
+    finds none free waits ``pool_timeout_s`` and then fails (503), instead of the default 30 s.
+    """
     normalised = normalise_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": pool_timeout_s}
     if make_url(normalised).get_backend_name() == "sqlite":
-        engine = create_engine(normalised, connect_args={"check_same_thread": False})
+        engine = create_engine(normalised, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(normalised, pool_pre_ping=True)
+    return create_engine(normalised, pool_pre_ping=True, **pool)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
