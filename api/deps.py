@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.core.config import Settings
 from api.enums import RoleValues
 from api.errors import ApiError
+from api.request_guard import PRE_AUTHENTICATED
 from api.security import Principal, authenticate_token
 from api.service import Service
 from api.web_sessions import (
@@ -109,7 +110,13 @@ def get_principal(
     if credentials is not None:
         if credentials.scheme.lower() != "bearer":
             raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
-        principal = authenticate_token(db, service.pepper, credentials.credentials)
+        # The middleware authenticated this very header before reading the body.
+        checked = getattr(request.state, PRE_AUTHENTICATED, None)
+        principal = (
+            checked
+            if isinstance(checked, Principal)
+            else authenticate_token(db, service.pepper, credentials.credentials)
+        )
         if principal is None:
             raise ApiError(401, "unknown or revoked token", headers=_CHALLENGE)
     else:

@@ -8,6 +8,7 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_DATABASE_URL``           SQLAlchemy URL; ``sqlite:///<data_dir>/igrt.sqlite3`` by
                                 default; ``postgresql://...`` uses psycopg 3
 ``IGRT_MAX_UPLOAD_BYTES``       largest accepted upload (413 above)
+``IGRT_MAX_JSON_BYTES``         largest body of every other route (64 KiB; frames: one frame)
 ``IGRT_MAX_FRAMES``             most frames in one fluoroscopy upload
 ``IGRT_MAX_IMAGE_ROWS``         largest frame height, pixels
 ``IGRT_MAX_IMAGE_COLUMNS``      largest frame width, pixels
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
         default="", description="SQLAlchemy database URL; SQLite in data_dir when empty."
     )
     max_upload_bytes: int = Field(default=512 * _MIB, gt=0)
+    max_json_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * _MIB)
     max_frames: int = Field(default=3000, gt=0)
     max_image_rows: int = Field(default=4096, gt=0)
     max_image_columns: int = Field(default=4096, gt=0)
