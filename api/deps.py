@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.core.config import Settings
 from api.enums import RoleValues
 from api.errors import ApiError
+from api.permissions import PermissionValues, check_permission
 from api.request_guard import PRE_AUTHENTICATED
 from api.security import Principal, authenticate_token
 from api.service import Service
@@ -33,10 +34,13 @@ __all__ = [
     "DbSession",
     "JsonContent",
     "MultipartContent",
+    "OriginalsReader",
+    "PatientReader",
     "Physicist",
     "ServiceDep",
     "SettingsDep",
     "WriteDbSession",
+    "require_permission",
     "require_roles",
 ]
 
@@ -140,6 +144,7 @@ def get_principal(
     # older than another request's commit would be refused ("database is locked").
     db.commit()
     request.state.principal = principal
+    service.first_run.used_by(principal.token_id)
     return principal
 
 
@@ -172,6 +177,25 @@ ClinicalStaff = Annotated[
 
 Physicist = Annotated[Principal, Depends(require_roles(RoleValues.PHYSICIST))]
 """Physicists (administrators) only."""
+
+
+def require_permission(permission: PermissionValues) -> Callable[[Principal], Principal]:
+    """A dependency admitting only roles that grant ``permission`` (:mod:`api.permissions`)."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        check_permission(principal, permission)
+        return principal
+
+    return check
+
+
+PatientReader = Annotated[Principal, Depends(require_permission(PermissionValues.READ_PATIENTS))]
+"""Roles that may list, search and read every patient (not consoles)."""
+
+OriginalsReader = Annotated[
+    Principal, Depends(require_permission(PermissionValues.DOWNLOAD_ORIGINALS))
+]
+"""Roles that may download uploaded files byte for byte (not consoles)."""
 
 
 def require_media_type(*media_types: str) -> Callable[[Request], None]:

@@ -21,6 +21,7 @@ from api.request_guard import (
     needs_pre_authentication,
     pre_authenticate,
 )
+from api.security_headers import security_headers
 from api.service import Service
 
 __all__ = ["MULTIPART_OVERHEAD_BYTES", "RequestContextMiddleware"]
@@ -45,6 +46,7 @@ def _route_template(scope: Scope) -> str:
 class RequestContextMiddleware:
     """Pure ASGI middleware (streams untouched) around every HTTP request.
 
+    - adds the security headers to every response (:mod:`api.security_headers`);
     - takes a well-formed ``X-Request-ID`` from the client or makes one, exposes it to logs
       (:data:`api.core.logging.REQUEST_ID`) and returns it in the response header;
     - answers 401 before reading the body of a request to ``/api/v1`` that carries no valid
@@ -90,6 +92,7 @@ class RequestContextMiddleware:
                 state["started"] = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(security_headers(headers, scope, self.service.settings))
                 message = {**message, "headers": headers}
             await send(message)
 

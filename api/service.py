@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.audit import ReadAudit
 from api.core.config import Settings
 from api.db.engine import make_engine, make_session_factory, make_write_session_factory
+from api.first_run import FirstRunFile
 from api.ingest import ImageLimits
 from api.live_monitor import LiveMonitorHub
 from api.metrics import Metrics
@@ -36,12 +38,18 @@ class Service:
     write_sessions: sessionmaker[Session] = field(init=False, repr=False)
     registrations: RegistrationWorker = field(init=False, repr=False)
     stream_slots: StreamSlots = field(init=False, repr=False)
+    read_audit: ReadAudit = field(init=False, repr=False)
+    first_run: FirstRunFile = field(init=False, repr=False)
     monitor_slots: StreamSlots = field(init=False, repr=False)
     previews: FramePreviews = field(init=False, repr=False)
     live: LiveMonitorHub = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.write_sessions = make_write_session_factory(self.engine)
+        self.read_audit = ReadAudit(self.sessions)
+        self.first_run = FirstRunFile(
+            self.settings.first_run_token_path, self.settings.first_run_token_ttl_s
+        )
         settings = self.settings
         self.stream_slots = StreamSlots(
             max_total=settings.stream_max_open, max_per_token=settings.stream_max_per_token

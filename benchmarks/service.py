@@ -400,16 +400,25 @@ def _upload_volume(client: httpx.Client, session_id: str, kind: str, content: by
 
 
 def measure_registrations(
-    base_url: str, token: str, session_id: str, volumes: BenchVolumes
+    base_url: str, token: str, session_id: str, volumes: BenchVolumes, planning_token: str
 ) -> dict[str, Any]:
-    """Seconds from each CBCT upload's 201 to its registration result's 200."""
+    """Seconds from each CBCT upload's 201 to its registration result's 200.
+
+    The planning CT is uploaded with ``planning_token`` (a therapist's: consoles upload CBCTs
+    only); the CBCTs and jobs with the console's ``token``.
+    """
     headers = {"Authorization": f"Bearer {token}"}
     delays_s: list[float] = []
     engine_s: list[float] = []
     errors_mm: list[float] = []
     failed = 0
     with httpx.Client(base_url=base_url, headers=headers, timeout=REGISTRATION_TIMEOUT_S) as client:
-        planning_id = _upload_volume(client, session_id, "planning_ct", volumes.planning_mha)
+        with httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {planning_token}"},
+            timeout=REGISTRATION_TIMEOUT_S,
+        ) as planner:
+            planning_id = _upload_volume(planner, session_id, "planning_ct", volumes.planning_mha)
         for cbct in volumes.cbcts_mha:
             cbct_id = _upload_volume(client, session_id, "cbct", cbct)
             uploaded = time.perf_counter()
@@ -688,7 +697,9 @@ def main() -> None:
                 )
                 for n in levels
             ]
-            registration = measure_registrations(server.base_url, token, session["id"], volumes)
+            registration = measure_registrations(
+                server.base_url, token, session["id"], volumes, therapist
+            )
         finally:
             server.stop()
 

@@ -47,6 +47,11 @@ database and a local file store under one data directory (``./data``).
                                 signed in does not stay open to the next person)
 ``IGRT_COOKIE_SECURE``          mark the sign-in cookie ``Secure`` (``false``; set ``true``
                                 behind HTTPS, which every clinical deployment should be)
+``IGRT_HSTS``                   send ``Strict-Transport-Security`` on every response
+                                (``false``; HTTPS requests get it anyway); the Dockerfile
+                                sets ``true``: the service is reached over TLS only
+``IGRT_FIRST_RUN_TOKEN_TTL_S``  the first-run token file is deleted on the token's first
+                                use or after this long (24 h), whichever comes first
 ``IGRT_DEMO_REGISTRATION``      add a CBCT-to-CT registration to the demo patient (``true``)
 ``IGRT_API_DOCS``               serve Swagger UI at ``/docs`` and ReDoc at ``/redoc``
                                 (``false``: both load scripts from a CDN, which a closed
@@ -112,6 +117,8 @@ class Settings(BaseSettings):
     web_session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
     web_session_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
     cookie_secure: bool = False
+    hsts: bool = False
+    first_run_token_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)
     demo_registration: bool = True
     api_docs: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

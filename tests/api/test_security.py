@@ -80,7 +80,7 @@ def test_token_names_are_bounded(tmp_path: Path, name: str) -> None:
 ROLE_MATRIX = [
     # (method, path template, roles allowed)
     ("POST", "/api/v1/patients", {"therapist", "physicist"}),
-    ("GET", "/api/v1/patients", {"console", "therapist", "physicist"}),
+    ("GET", "/api/v1/patients", {"therapist", "physicist"}),
     ("POST", "/api/v1/patients/{patient}/sessions", {"console", "therapist", "physicist"}),
     ("GET", "/api/v1/audit-events", {"physicist"}),
     ("GET", "/api/v1/me", {"console", "therapist", "physicist"}),
