@@ -45,7 +45,7 @@ from api.enums import (
 from api.ingest import SUFFIXES, ingest_fluoroscopy
 from api.schemas.sessions import DEFAULT_PROTOCOL_VERSION
 from api.schemas.uploads import FluoroscopyUploadForm
-from api.security import create_api_token
+from api.security import authenticate_token, create_api_token
 from api.service import Service
 from api.volumes import ingest_volume
 from igrt.frame_of_reference import PatientPositionValues
@@ -76,8 +76,23 @@ def write_secret_file(path: Path, text: str) -> None:
     os.replace(staged, path)
 
 
+def _watch_existing_first_run_file(service: Service, db: Session) -> None:
+    """A file left by an earlier start: find its token so that its use or age removes it."""
+    path = service.settings.first_run_token_path
+    try:
+        lines = path.read_text().split()
+    except FileNotFoundError:
+        return
+    principal = authenticate_token(db, service.pepper, lines[-1]) if lines else None
+    if principal is None:
+        path.unlink(missing_ok=True)  # revoked or foreign: nothing worth keeping
+        return
+    service.first_run.watch(principal.token_id)
+
+
 def _first_run_token(service: Service, db: Session) -> None:
     if db.scalar(select(func.count()).select_from(ApiToken)):
+        _watch_existing_first_run_file(service, db)
         return
     row, token = create_api_token(
         db, service.pepper, name="first-run therapist", role=RoleValues.THERAPIST
@@ -92,6 +107,7 @@ def _first_run_token(service: Service, db: Session) -> None:
     )
     record_audit(db, None, "token.create", "api_token", row.id, {"role": row.role})
     db.commit()
+    service.first_run.watch(row.id)
     log_event("first-run therapist token written", path=str(path), token_id=row.id)
 
 

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from api.core.config import Settings
 from api.enums import RoleValues
 from api.errors import ApiError
+from api.permissions import PermissionValues, check_permission
+from api.request_guard import PRE_AUTHENTICATED
 from api.security import Principal, authenticate_token
 from api.service import Service
 from api.web_sessions import (
@@ -32,9 +34,13 @@ __all__ = [
     "DbSession",
     "JsonContent",
     "MultipartContent",
+    "OriginalsReader",
+    "PatientReader",
     "Physicist",
     "ServiceDep",
     "SettingsDep",
+    "WriteDbSession",
+    "require_permission",
     "require_roles",
 ]
 
@@ -53,8 +59,12 @@ SESSION_COOKIE_SCHEME = APIKeyCookie(
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def get_service(request: Request) -> Service:
-    """The running service (set by :func:`api.main.create_app`)."""
+async def get_service(request: Request) -> Service:
+    """The running service (set by :func:`api.main.create_app`).
+
+    Async so that it runs on the event loop: routes that must not wait behind the request
+    thread pool (``/readyz``) can depend on it.
+    """
     service: Service = request.app.state.service
     return service
 
@@ -79,6 +89,16 @@ def get_db(service: ServiceDep) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db)]
 
 
+def get_write_db(service: ServiceDep) -> Iterator[Session]:
+    """A session for routes that read, check and then write (on SQLite: ``BEGIN IMMEDIATE``)."""
+    with service.write_sessions() as db:
+        yield db
+
+
+WriteDbSession = Annotated[Session, Depends(get_write_db)]
+"""For read-check-write routes: the check cannot be invalidated by a concurrent writer."""
+
+
 def get_principal(
     request: Request,
     service: ServiceDep,
@@ -94,7 +114,13 @@ def get_principal(
     if credentials is not None:
         if credentials.scheme.lower() != "bearer":
             raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
-        principal = authenticate_token(db, service.pepper, credentials.credentials)
+        # The middleware authenticated this very header before reading the body.
+        checked = getattr(request.state, PRE_AUTHENTICATED, None)
+        principal = (
+            checked
+            if isinstance(checked, Principal)
+            else authenticate_token(db, service.pepper, credentials.credentials)
+        )
         if principal is None:
             raise ApiError(401, "unknown or revoked token", headers=_CHALLENGE)
     else:
@@ -118,6 +144,7 @@ def get_principal(
     # older than another request's commit would be refused ("database is locked").
     db.commit()
     request.state.principal = principal
+    service.first_run.used_by(principal.token_id)
     return principal
 
 
@@ -148,12 +175,32 @@ AnyRole = Annotated[
 """Any valid token."""
 
 ClinicalStaff = Annotated[
-    Principal, Depends(require_roles(RoleValues.THERAPIST, RoleValues.PHYSICIST))
+    Principal,
+    Depends(require_roles(RoleValues.THERAPIST, RoleValues.PHYSICIST, RoleValues.PHYSICIAN)),
 ]
 """Therapists and physicists (people, not consoles)."""
 
 Physicist = Annotated[Principal, Depends(require_roles(RoleValues.PHYSICIST))]
 """Physicists (administrators) only."""
+
+
+def require_permission(permission: PermissionValues) -> Callable[[Principal], Principal]:
+    """A dependency admitting only roles that grant ``permission`` (:mod:`api.permissions`)."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        check_permission(principal, permission)
+        return principal
+
+    return check
+
+
+PatientReader = Annotated[Principal, Depends(require_permission(PermissionValues.READ_PATIENTS))]
+"""Roles that may list, search and read every patient (not consoles)."""
+
+OriginalsReader = Annotated[
+    Principal, Depends(require_permission(PermissionValues.DOWNLOAD_ORIGINALS))
+]
+"""Roles that may download uploaded files byte for byte (not consoles)."""
 
 
 def require_media_type(*media_types: str) -> Callable[[Request], None]:

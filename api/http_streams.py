@@ -6,9 +6,10 @@ kept here between requests, keyed by a random stream id. Like the WebSocket's, t
 real-time only and never persisted: a restart loses every open stream (the client starts a new
 one; the audit trail keeps the ``stream.open`` of the lost one without its ``stream.close``).
 
-Bounded twice: at most ``max_streams`` open at once (the next start is refused), and a stream
-that gets no frame for ``idle_timeout_s`` is closed (reason ``idle_timeout``) when any stream is
-next opened or used.
+Bounded three times: each stream holds a slot of :class:`~api.stream_slots.StreamSlots` (a bound
+per process shared with the WebSockets, and a bound per token; the next start is refused), and a
+stream that gets no frame for ``idle_timeout_s`` is closed (reason ``idle_timeout``) when any
+stream is next opened or used.
 """
 
 from __future__ import annotations
@@ -22,26 +23,27 @@ from dataclasses import dataclass, field
 import anyio
 
 from api.security import Principal
+from api.stream_slots import StreamSlot, StreamSlots, TooManyStreamsError
 from api.streaming import StreamMonitor
 from igrt.geometry import ProjectionGeometry
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",
     "DEFAULT_MAX_STREAMS",
+    "DEFAULT_MAX_STREAMS_PER_TOKEN",
     "HttpStream",
     "HttpStreamRegistry",
     "TooManyStreamsError",
 ]
 
 DEFAULT_MAX_STREAMS = 32
-"""Open HTTP streams per service process (a treatment room streams one at a time)."""
+"""Open streams per service process (a treatment room streams one at a time)."""
+
+DEFAULT_MAX_STREAMS_PER_TOKEN = 16
+"""Open streams (WebSocket and HTTP) one token may hold: half the process's slots."""
 
 DEFAULT_IDLE_TIMEOUT_S = 60.0
 """A stream without a frame for this long is closed, s (fluoroscopy runs at 2-30 fps)."""
-
-
-class TooManyStreamsError(Exception):
-    """``max_streams`` streams are open already."""
 
 
 @dataclass(eq=False)
@@ -54,6 +56,7 @@ class HttpStream:
     monitor: StreamMonitor
     geometry: ProjectionGeometry
     last_used_s: float
+    slot: StreamSlot
     # Frames of one stream are tracked one after the other: the tracker is sequential.
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     closed: bool = False
@@ -65,11 +68,14 @@ class HttpStreamRegistry:
     Parameters
     ----------
     max_streams : int
-        Most streams open at once.
+        Most streams open at once (when ``slots`` is not given).
     idle_timeout_s : float
         A stream without a frame for this long is closed, s.
     clock : callable, optional
         Monotonic seconds (tests pass a fake one).
+    slots : StreamSlots, optional
+        The service's stream slots (shared with the WebSockets); ``max_streams`` slots of
+        this registry's own, with no per-token bound, when omitted.
     """
 
     def __init__(
@@ -78,10 +84,16 @@ class HttpStreamRegistry:
         max_streams: int = DEFAULT_MAX_STREAMS,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        slots: StreamSlots | None = None,
     ) -> None:
         if max_streams < 1 or not idle_timeout_s > 0:
             raise ValueError("max_streams must be at least 1 and idle_timeout_s positive")
-        self.max_streams = max_streams
+        self.slots = (
+            slots
+            if slots is not None
+            else StreamSlots(max_total=max_streams, max_per_token=max_streams)
+        )
+        self.max_streams = self.slots.max_total
         self.idle_timeout_s = idle_timeout_s
         self._clock = clock
         self._streams: dict[str, HttpStream] = {}
@@ -104,6 +116,7 @@ class HttpStreamRegistry:
             for stream in idle:
                 stream.closed = True
                 del self._streams[stream.stream_id]
+                self.slots.release(stream.slot)
         return idle
 
     def open(
@@ -118,11 +131,11 @@ class HttpStreamRegistry:
         Raises
         ------
         TooManyStreamsError
-            ``max_streams`` are open (call :meth:`expire` first to make room).
+            The service's or the token's slots are taken (call :meth:`expire` first to make
+            room).
         """
+        slot = self.slots.acquire(principal.token_id)
         with self._lock:
-            if len(self._streams) >= self.max_streams:
-                raise TooManyStreamsError
             stream = HttpStream(
                 stream_id=uuid.uuid4().hex,
                 session_id=session_id,
@@ -130,6 +143,7 @@ class HttpStreamRegistry:
                 monitor=monitor,
                 geometry=geometry,
                 last_used_s=self._clock(),
+                slot=slot,
             )
             self._streams[stream.stream_id] = stream
             return stream
@@ -158,4 +172,5 @@ class HttpStreamRegistry:
                 return False
             stream.closed = True
             del self._streams[stream.stream_id]
+            self.slots.release(stream.slot)
             return True

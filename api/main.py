@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await run_in_threadpool(service.registrations.shutdown)
+            service.first_run.cancel()
             service.engine.dispose()
 
     app = FastAPI(

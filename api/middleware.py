@@ -1,4 +1,4 @@
-"""Request context: request id, body-size limit, one structured log line and metrics per request."""
+"""Request context: request id, checks before the body, one log line and metrics per request."""
 
 from __future__ import annotations
 
@@ -8,17 +8,23 @@ import time
 import uuid
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.core.logging import REQUEST_ID, log_event
 from api.errors import problem_response
+from api.request_guard import (
+    MULTIPART_OVERHEAD_BYTES,
+    PRE_AUTHENTICATED,
+    body_limit_for,
+    needs_pre_authentication,
+    pre_authenticate,
+)
+from api.security_headers import security_headers
 from api.service import Service
 
 __all__ = ["MULTIPART_OVERHEAD_BYTES", "RequestContextMiddleware"]
-
-MULTIPART_OVERHEAD_BYTES = 256 * 1024
-"""Room for the form fields and part headers that come with an upload of the maximum size."""
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _LOG = logging.getLogger("api.request")
@@ -40,10 +46,14 @@ def _route_template(scope: Scope) -> str:
 class RequestContextMiddleware:
     """Pure ASGI middleware (streams untouched) around every HTTP request.
 
+    - adds the security headers to every response (:mod:`api.security_headers`);
     - takes a well-formed ``X-Request-ID`` from the client or makes one, exposes it to logs
       (:data:`api.core.logging.REQUEST_ID`) and returns it in the response header;
-    - refuses bodies larger than the upload limit with 413, from ``Content-Length`` before
-      reading anything, and while streaming for chunked bodies;
+    - answers 401 before reading the body of a request to ``/api/v1`` that carries no valid
+      credential (:func:`api.request_guard.pre_authenticate`);
+    - refuses bodies larger than the route's limit (:func:`api.request_guard.body_limit_for`)
+      with 413, from ``Content-Length`` before reading anything, and while streaming for
+      chunked bodies;
     - logs one line per request with the route *template* (no ids beyond our own UUIDs, no
       query string) and records Prometheus metrics;
     - answers an unexpected exception with a 500 problem body carrying the request id.
@@ -64,7 +74,8 @@ class RequestContextMiddleware:
         metrics = self.service.metrics
         metrics.in_flight.inc()
         started = time.perf_counter()
-        limit = self.service.settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+        path = str(scope.get("path", ""))
+        limit = body_limit_for(path, self.service.settings)
         state: dict[str, Any] = {"status": 500, "started": False, "received": 0}
 
         async def limited_receive() -> Message:
@@ -81,12 +92,23 @@ class RequestContextMiddleware:
                 state["started"] = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(security_headers(headers, scope, self.service.settings))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
             length_text = _header(scope, b"content-length")
             length = int(length_text) if length_text and length_text.isdigit() else 0
+            if needs_pre_authentication(str(scope.get("method", "")), path):
+                principal = await run_in_threadpool(pre_authenticate, self.service, scope)
+                if principal is None:
+                    await problem_response(
+                        401,
+                        "a valid bearer token or sign-in is required",
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )(scope, receive, send_with_id)
+                    return
+                scope.setdefault("state", {})[PRE_AUTHENTICATED] = principal
             if length > limit:
                 await problem_response(
                     413, f"the request body ({length} bytes) exceeds the limit of {limit} bytes"

@@ -7,29 +7,37 @@ A job is a :class:`~api.db.models.RegistrationJob` row. ``POST .../registrations
 Registration in the content-addressed file store, and commits ``completed`` with the result
 document (or ``failed`` with the reason) plus an audit event, in one transaction.
 
+Claims, leases and time limits (:mod:`api.job_leases`): a worker thread runs a job only if its
+compare-and-set ``queued -> running`` wins, so exactly one worker of any number of processes on
+one database runs it; a heartbeat renews the leases of the jobs this process runs, and a sweep
+(same thread) fails, with the reason, running jobs whose worker died (lease expired, or a dead
+process of this host) and jobs past their time limit (``IGRT_REGISTRATION_TIME_LIMIT_S``). A job
+failed that way is never written over: its late result is discarded (a thread cannot be
+stopped, so the computation itself runs to its end, holding its worker thread).
+
 Restart policy (:meth:`RegistrationWorker.recover`, run at start-up): a job still ``queued``
 was never started, so it is queued again (its inputs are immutable uploads); a job left
-``running`` by a crash or a stop is marked ``failed`` with the reason "interrupted", never run
+``running`` by a dead process is marked ``failed`` with the reason "interrupted", never run
 twice behind the client's back: the client submits it again. A graceful stop waits for running
-jobs and leaves the queued ones queued. One service process per database is assumed (a second
-process would see the first one's running jobs as interrupted).
+jobs and leaves the queued ones queued.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 import igrt
 from api.audit import record_audit
-from api.db.base import utc_now
 from api.db.models import Patient, RegistrationJob, TreatmentSession, VolumeUpload
 from api.enums import RegistrationStatusValues
+from api.job_leases import DEAD_WORKER_REASON, JobLeases, ReapedJob
 from api.volumes import read_stored_volume
 from igrt.errors import IgrtError
 
@@ -47,7 +55,7 @@ __all__ = [
 
 _LOG = logging.getLogger("api.registration_jobs")
 
-INTERRUPTED_REASON = "interrupted: the service stopped while this registration ran; submit it again"
+INTERRUPTED_REASON = DEAD_WORKER_REASON
 OVERLAY_PLANES = ("axial", "coronal", "sagittal")
 OVERLAY_KINDS = ("checkerboard", "blend", "ct", "cbct")
 OVERLAY_STAGES = ("before", "after")
@@ -63,80 +71,99 @@ class RegistrationWorker:
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        settings = service.settings
+        self.leases = JobLeases(service.sessions, lease_s=settings.job_lease_s)
         self._executor: ThreadPoolExecutor | None = None
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
     def start(self) -> None:
-        """Create the thread pool (idempotent)."""
+        """Create the thread pool and the lease sweeper (idempotent)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=self.service.settings.registration_workers,
                 thread_name_prefix="registration",
             )
+        if self._sweeper is None:
+            self._stop.clear()
+            self._sweeper = threading.Thread(
+                target=self._sweep_until_stopped, name="registration-leases", daemon=True
+            )
+            self._sweeper.start()
 
     def shutdown(self) -> None:
         """Wait for running jobs; queued ones stay queued in the database for the next start."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        if self._sweeper is not None:
+            self._stop.set()
+            self._sweeper.join()
+            self._sweeper = None
 
     def submit(self, job_id: str) -> None:
-        """Queue a committed job."""
+        """Queue a committed job (it runs here only if this process claims it)."""
         self.start()
         assert self._executor is not None
         self._executor.submit(self._run, job_id)
 
     def recover(self) -> tuple[int, int]:
         """Apply the restart policy; returns (failed running jobs, re-queued jobs)."""
-        with self.service.sessions() as db:
-            running = list(
-                db.scalars(
-                    select(RegistrationJob).where(
-                        RegistrationJob.status == RegistrationStatusValues.RUNNING.value
-                    )
-                )
-            )
-            for job in running:
-                job.status = RegistrationStatusValues.FAILED.value
-                job.reason = INTERRUPTED_REASON
-                job.finished_at = utc_now()
-                record_audit(
-                    db, None, "registration.fail", "registration", job.id, {"reason": job.reason}
-                )
-            queued = list(
-                db.scalars(
-                    select(RegistrationJob.id)
-                    .where(RegistrationJob.status == RegistrationStatusValues.QUEUED.value)
-                    .order_by(RegistrationJob.created_at, RegistrationJob.id)
-                )
-            )
-            db.commit()
+        failed = self.leases.reap(then=self._audit_reaped, unleased=True)
+        queued = self.leases.queued()
         for job_id in queued:
             self.submit(job_id)
-        return len(running), len(queued)
+        return len(failed), len(queued)
+
+    def sweep(self) -> list[ReapedJob]:
+        """Renew this process's leases, then fail dead and overdue jobs (any process's)."""
+        with self._held_lock:
+            held = set(self._held)
+        self.leases.renew(held)
+        return self.leases.reap(then=self._audit_reaped)
+
+    def _sweep_until_stopped(self) -> None:
+        interval_s = self.leases.lease_s / 3.0
+        while not self._stop.wait(interval_s):
+            try:
+                self.sweep()
+            except Exception:  # the database may be away for a moment; try again next time
+                _LOG.exception("registration lease sweep failed")
+
+    @staticmethod
+    def _audit_reaped(db: Session, job: ReapedJob) -> None:
+        record_audit(
+            db, None, "registration.fail", "registration", job.job_id, {"reason": job.reason}
+        )
 
     # --- one job --------------------------------------------------------------------------
 
     def _run(self, job_id: str) -> None:
+        settings = self.service.settings
+        if not self.leases.claim(job_id, time_limit_s=settings.registration_time_limit_s):
+            return  # another worker has it, or it is no longer queued
+        with self._held_lock:
+            self._held.add(job_id)
         try:
-            self._execute(job_id)
+            outcome = self._execute(job_id)
         except Exception:
             _LOG.exception("registration job crashed", extra={"job_id": job_id})
-            self._finish(
-                job_id,
-                {
-                    "status": RegistrationStatusValues.FAILED.value,
-                    "reason": "internal error while registering",
-                },
-            )
+            outcome = {
+                "status": RegistrationStatusValues.FAILED.value,
+                "reason": "internal error while registering",
+            }
+        finally:
+            with self._held_lock:
+                self._held.discard(job_id)
+        self._finish(job_id, outcome)
 
-    def _execute(self, job_id: str) -> None:
+    def _execute(self, job_id: str) -> dict[str, Any]:
         with self.service.sessions() as db:
             job = db.get(RegistrationJob, job_id)
-            if job is None or job.status != RegistrationStatusValues.QUEUED.value:
-                return
-            job.status = RegistrationStatusValues.RUNNING.value
-            job.started_at = utc_now()
-            db.commit()
+            if job is None:  # pragma: no cover - claimed a moment ago
+                raise RuntimeError("a claimed registration job is missing")
             planning = db.get(VolumeUpload, job.planning_ct_upload_id)
             cbct = db.get(VolumeUpload, job.cbct_upload_id)
             session = db.get(TreatmentSession, job.session_id)
@@ -153,14 +180,13 @@ class RegistrationWorker:
                 "isocentre_lps_mm": job.isocentre_lps_mm,
             }
         try:
-            outcome = self._register(job_id, request)
+            return self._register(job_id, request)
         except IgrtError as exc:
             root = str(self.service.store.root)
-            outcome = {
+            return {
                 "status": RegistrationStatusValues.FAILED.value,
                 "reason": str(exc).replace(root, "<store>")[:2000],
             }
-        self._finish(job_id, outcome)
 
     def _register(self, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
         from registration import ClipBox, QualityValues, register_cbct_to_ct
@@ -244,24 +270,22 @@ class RegistrationWorker:
         return self.service.store.store(staged).relative_path
 
     def _finish(self, job_id: str, outcome: dict[str, Any]) -> None:
-        with self.service.sessions() as db:
+        def audit(db: Session) -> None:
             job = db.get(RegistrationJob, job_id)
-            if job is None:
-                return
-            for name, value in outcome.items():
-                setattr(job, name, value)
-            job.finished_at = utc_now()
-            action = (
-                "registration.complete"
-                if job.status == RegistrationStatusValues.COMPLETED.value
-                else "registration.fail"
-            )
+            assert job is not None
+            completed = outcome["status"] == RegistrationStatusValues.COMPLETED.value
             detail: dict[str, Any] = {
                 "session_id": job.session_id,
-                "status": job.status,
-                "quality": job.quality,
-                "repositioning_required": job.repositioning_required,
+                "status": outcome["status"],
+                "quality": outcome.get("quality"),
+                "repositioning_required": outcome.get("repositioning_required"),
                 "software_version": igrt.__version__,
             }
-            record_audit(db, None, action, "registration", job.id, detail)
-            db.commit()
+            action = "registration.complete" if completed else "registration.fail"
+            record_audit(db, None, action, "registration", job_id, detail)
+
+        if not self.leases.finish(job_id, outcome, then=audit):
+            # Given up meanwhile (time limit, or the lease lapsed): the job's recorded reason
+            # stands and this result is dropped; fail it now if only the deadline passed.
+            _LOG.warning("registration result discarded", extra={"job_id": job_id})
+            self.leases.reap(then=self._audit_reaped)

@@ -14,6 +14,7 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ __all__ = [
     "hash_token",
     "load_pepper",
     "revoke_api_token",
+    "token_is_active",
 ]
 
 TOKEN_PREFIX = "igrt_"
@@ -78,9 +80,17 @@ def hash_token(token: str, pepper: bytes) -> str:
 
 
 def create_api_token(
-    db: Session, pepper: bytes, *, name: str, role: RoleValues
+    db: Session,
+    pepper: bytes,
+    *,
+    name: str,
+    role: RoleValues,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
-    """Add a token row (not committed) and return it with the plain token, shown only once."""
+    """Add a token row (not committed) and return it with the plain token, shown only once.
+
+    ``expires_at`` (UTC): the token stops working then (None: until revoked).
+    """
     if not name.strip() or len(name) > 100:
         raise ValueError("a token name must be 1 to 100 characters")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -89,6 +99,7 @@ def create_api_token(
         role=RoleValues(role).value,
         token_hash=hash_token(token, pepper),
         token_prefix=token[: len(TOKEN_PREFIX) + 6],
+        expires_at=expires_at,
     )
     db.add(row)
     db.flush()
@@ -101,12 +112,22 @@ def authenticate_token(db: Session, pepper: bytes, token: str) -> Principal | No
         return None
     digest = hash_token(token, pepper)
     row = db.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
-    if row is None or row.revoked_at is not None:
+    if row is None or not _active(row):
         return None
     # The lookup was by digest; compare again in constant time for good measure.
     if not hmac.compare_digest(row.token_hash, digest):
         return None
     return Principal(token_id=row.id, name=row.name, role=RoleValues(row.role))
+
+
+def _active(row: ApiToken) -> bool:
+    return row.revoked_at is None and (row.expires_at is None or row.expires_at > utc_now())
+
+
+def token_is_active(db: Session, token_id: str) -> bool:
+    """Whether the token still works (not revoked, not expired): open connections re-check."""
+    row = db.get(ApiToken, token_id)
+    return row is not None and _active(row)
 
 
 def revoke_api_token(db: Session, token_id: str) -> ApiToken | None:

@@ -7,14 +7,17 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.audit import ReadAudit
 from api.core.config import Settings
-from api.db.engine import make_engine, make_session_factory
+from api.db.engine import make_engine, make_session_factory, make_write_session_factory
+from api.first_run import FirstRunFile
 from api.ingest import ImageLimits
 from api.live_monitor import LiveMonitorHub
 from api.metrics import Metrics
 from api.previews import FramePreviews
 from api.registration_jobs import RegistrationWorker
 from api.storage import FileStore
+from api.stream_slots import StreamSlots
 from api.volumes import VolumeLimits
 from igrt.protocol_file import LoadedProtocol, builtin_protocol, load_protocol_file
 
@@ -33,7 +36,12 @@ class Service:
     metrics: Metrics
     volume_limits: VolumeLimits
     pepper: bytes = field(default=b"", repr=False)
+    write_sessions: sessionmaker[Session] = field(init=False, repr=False)
     registrations: RegistrationWorker = field(init=False, repr=False)
+    stream_slots: StreamSlots = field(init=False, repr=False)
+    read_audit: ReadAudit = field(init=False, repr=False)
+    first_run: FirstRunFile = field(init=False, repr=False)
+    monitor_slots: StreamSlots = field(init=False, repr=False)
     previews: FramePreviews = field(init=False, repr=False)
     live: LiveMonitorHub = field(init=False, repr=False)
     protocol: LoadedProtocol = field(init=False, repr=False)
@@ -46,6 +54,18 @@ class Service:
             if self.settings.protocol_file is None
             else load_protocol_file(self.settings.protocol_file)
         )
+        self.write_sessions = make_write_session_factory(self.engine)
+        self.read_audit = ReadAudit(self.sessions)
+        self.first_run = FirstRunFile(
+            self.settings.first_run_token_path, self.settings.first_run_token_ttl_s
+        )
+        settings = self.settings
+        self.stream_slots = StreamSlots(
+            max_total=settings.stream_max_open, max_per_token=settings.stream_max_per_token
+        )
+        self.monitor_slots = StreamSlots(
+            max_total=settings.monitor_max_open, max_per_token=settings.monitor_max_per_token
+        )
         self.registrations = RegistrationWorker(self)
         self.previews = FramePreviews(self.store)
         self.live = LiveMonitorHub()
@@ -53,7 +73,11 @@ class Service:
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:
         """Build everything; nothing touches the disk or the database until start-up."""
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         return cls(
             settings=settings,
             engine=engine,

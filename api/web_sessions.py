@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from api.db.base import utc_now
 from api.db.models import ApiToken, WebSession
 from api.enums import RoleValues
-from api.security import Principal, hash_token
+from api.security import Principal, hash_token, token_is_active
 
 __all__ = [
     "BACKGROUND_HEADER",
@@ -106,7 +106,7 @@ def authenticate_web_session(
     if now - last_seen > timedelta(minutes=idle_minutes):
         return None
     token = db.get(ApiToken, row.token_id)
-    if token is None or token.revoked_at is not None:
+    if token is None or not token_is_active(db, token.id):
         return None
     if touch and now - last_seen > _SEEN_RESOLUTION:
         row.last_seen_at = now

@@ -26,6 +26,10 @@ The client runs on the same machine and its own time is included. Frames per sec
 frames over the wall time of the run, all streams together. The server's own ``processing_ms``
 (tracking and alert rule) is summarised too.
 
+4. **Stream burst** (issue 12): 40 simultaneous ``POST .../streams`` from three console tokens
+   (16 + 16 + 8) while ``/healthz`` and ``/api/v1/me`` are probed every 20 ms. Target:
+   32 open, 8 answered 429 at once, every probe < 100 ms. ``--burst-only`` runs this row alone.
+
 Full mode: XVI panel binned 2x (512 x 512, the clinical default), 1 and 8 streams at 15 fps for
 10 s each per transport, and a 2 mm planning CT / CBCT. ``--quick``: the panel binned 4x
 (256 x 256), 1 and 8 streams for 4 s each per transport, and 3 mm volumes (about a minute).
@@ -396,16 +400,25 @@ def _upload_volume(client: httpx.Client, session_id: str, kind: str, content: by
 
 
 def measure_registrations(
-    base_url: str, token: str, session_id: str, volumes: BenchVolumes
+    base_url: str, token: str, session_id: str, volumes: BenchVolumes, planning_token: str
 ) -> dict[str, Any]:
-    """Seconds from each CBCT upload's 201 to its registration result's 200."""
+    """Seconds from each CBCT upload's 201 to its registration result's 200.
+
+    The planning CT is uploaded with ``planning_token`` (a therapist's: consoles upload CBCTs
+    only); the CBCTs and jobs with the console's ``token``.
+    """
     headers = {"Authorization": f"Bearer {token}"}
     delays_s: list[float] = []
     engine_s: list[float] = []
     errors_mm: list[float] = []
     failed = 0
     with httpx.Client(base_url=base_url, headers=headers, timeout=REGISTRATION_TIMEOUT_S) as client:
-        planning_id = _upload_volume(client, session_id, "planning_ct", volumes.planning_mha)
+        with httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {planning_token}"},
+            timeout=REGISTRATION_TIMEOUT_S,
+        ) as planner:
+            planning_id = _upload_volume(planner, session_id, "planning_ct", volumes.planning_mha)
         for cbct in volumes.cbcts_mha:
             cbct_id = _upload_volume(client, session_id, "cbct", cbct)
             uploaded = time.perf_counter()
@@ -453,6 +466,127 @@ def measure_registrations(
     }
 
 
+BURST_OPENS = 40
+BURST_SLOTS = 32
+TARGET_PROBE_MS = 100.0
+
+
+def _open_stream(base_url: str, url: str, token: str) -> tuple[int, float, str | None]:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+        started = time.perf_counter()
+        response = client.post(url, json={"geometry": {"preset": "xvi", "binning": 4}})
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+    stop = response.json().get("stop_url") if response.status_code == 201 else None
+    return response.status_code, elapsed_ms, stop
+
+
+def measure_stream_burst(base_url: str, tokens: list[str], session_id: str) -> dict[str, Any]:
+    """40 simultaneous stream opens (three console tokens: 16 + 16 + 8) while /healthz and
+    /api/v1/me are probed every 20 ms: 32 should open, 8 get 429 at once, probes < 100 ms.
+    """
+    import concurrent.futures
+    import threading
+
+    url = f"/api/v1/sessions/{session_id}/streams"
+    owners = [tokens[0]] * 16 + [tokens[1]] * 16 + [tokens[2]] * (BURST_OPENS - 32)
+    probes: dict[str, list[float]] = {"/healthz": [], "/api/v1/me": []}
+    done = threading.Event()
+
+    def probe() -> None:
+        headers = {"Authorization": f"Bearer {tokens[2]}"}
+        with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+            while not done.is_set():
+                for path, times in probes.items():
+                    started = time.perf_counter()
+                    client.get(path).raise_for_status()
+                    times.append((time.perf_counter() - started) * 1000.0)
+                time.sleep(0.02)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=BURST_OPENS + 1) as pool:
+        prober = pool.submit(probe)
+        time.sleep(0.2)
+        opens = [pool.submit(_open_stream, base_url, url, token) for token in owners]
+        results = [future.result() for future in opens]
+        done.set()
+        prober.result()
+    for (_, _, stop), token in zip(results, owners, strict=True):
+        if stop is not None:
+            httpx.post(f"{base_url}{stop}", headers={"Authorization": f"Bearer {token}"})
+    refused_ms = [ms for status, ms, _ in results if status == 429]
+    opened_ms = [ms for status, ms, _ in results if status == 201]
+    probe_ms = {
+        path: {
+            "n": len(times),
+            "p99_ms": round(float(np.percentile(times, 99)), 1) if times else None,
+            "max_ms": round(max(times), 1) if times else None,
+        }
+        for path, times in probes.items()
+    }
+    worst_probe = max((p["max_ms"] or 0.0) for p in probe_ms.values())
+    return {
+        "opens": BURST_OPENS,
+        "opened": len(opened_ms),
+        "refused_429": len(refused_ms),
+        "other": BURST_OPENS - len(opened_ms) - len(refused_ms),
+        "open_max_ms": round(max(opened_ms), 1) if opened_ms else None,
+        "refusal_max_ms": round(max(refused_ms), 1) if refused_ms else None,
+        "probes": probe_ms,
+        "target_probe_ms": TARGET_PROBE_MS,
+        "target_met": len(opened_ms) == BURST_SLOTS
+        and len(refused_ms) == BURST_OPENS - BURST_SLOTS
+        and worst_probe < TARGET_PROBE_MS,
+    }
+
+
+def run_burst_only() -> None:
+    """The burst row alone, on a server of its own."""
+    with tempfile.TemporaryDirectory(prefix="igrt-bench-burst-") as folder:
+        server = Server(Path(folder) / "data")
+        tokens = [server.token("console") for _ in range(3)]
+        therapist = server.token("therapist")
+        server.start()
+        try:
+            with httpx.Client(
+                base_url=server.base_url, headers={"Authorization": f"Bearer {therapist}"}
+            ) as client:
+                patient = client.post("/api/v1/patients", json={"external_id": "BENCH-0002"})
+                session = client.post(
+                    f"/api/v1/patients/{patient.json()['id']}/sessions",
+                    json={"kind": "fraction", "fraction_number": 1},
+                ).json()
+            burst = measure_stream_burst(server.base_url, tokens, session["id"])
+        finally:
+            server.stop()
+    _print_burst(burst)
+    print(
+        json.dumps(
+            {
+                "benchmark": "service_stream_burst",
+                "cpu_count": os.cpu_count(),
+                "python": platform.python_version(),
+                "burst": burst,
+            }
+        )
+    )
+
+
+def _print_burst(burst: dict[str, Any]) -> None:
+    probes = ", ".join(
+        f"{path} p99 {p['p99_ms']} ms max {p['max_ms']} ms (n={p['n']})"
+        for path, p in burst["probes"].items()
+    )
+    print(
+        f"\n{burst['opens']} simultaneous stream opens: {burst['opened']} opened (slowest "
+        f"{burst['open_max_ms']} ms), {burst['refused_429']} refused 429 (slowest "
+        f"{burst['refusal_max_ms']} ms), {burst['other']} other; meanwhile {probes}"
+    )
+    print(
+        f"target {BURST_SLOTS} open, the rest 429, probes < {TARGET_PROBE_MS:g} ms: "
+        f"{_verdict(burst['target_met'])}"
+    )
+
+
 def _verdict(met: bool | None) -> str:
     return "met" if met else "not measured" if met is None else "NOT met"
 
@@ -476,6 +610,11 @@ def main() -> None:
         "--registrations", type=int, default=None, help="registration repeats (1 to 20)"
     )
     parser.add_argument(
+        "--burst-only",
+        action="store_true",
+        help="only the 40-simultaneous-stream-opens row (issue 12)",
+    )
+    parser.add_argument(
         "--start-spread-s",
         type=float,
         default=0.0,
@@ -493,6 +632,9 @@ def main() -> None:
     duration_s = args.duration_s or (4.0 if args.quick else 10.0)
     duration_s = min(max(duration_s, 1.0), 60.0)
 
+    if args.burst_only:
+        run_burst_only()
+        return
     with tempfile.TemporaryDirectory(prefix="igrt-bench-service-") as folder:
         clip_started = time.perf_counter()
         frames, _ = simulate_clip(binning, min(duration_s, 8.0), args.fps)
@@ -505,6 +647,7 @@ def main() -> None:
         )
         server = Server(Path(folder) / "data")
         token = server.token("console")
+        burst_tokens = [token, server.token("console"), server.token("console")]
         server.start()
         try:
             with httpx.Client(
@@ -520,6 +663,7 @@ def main() -> None:
                     f"/api/v1/patients/{patient['id']}/sessions",
                     json={"kind": "fraction", "fraction_number": 1},
                 ).json()
+            burst = measure_stream_burst(server.base_url, burst_tokens, session["id"])
             url = f"ws://127.0.0.1:{server.port}/api/v1/sessions/{session['id']}/stream"
             rows = [
                 asyncio.run(
@@ -553,7 +697,9 @@ def main() -> None:
                 )
                 for n in levels
             ]
-            registration = measure_registrations(server.base_url, token, session["id"], volumes)
+            registration = measure_registrations(
+                server.base_url, token, session["id"], volumes, therapist
+            )
         finally:
             server.stop()
 
@@ -576,6 +722,7 @@ def main() -> None:
         f"target result <= {TARGET_REGISTRATION_S:g} s after the upload: "
         f"{_verdict(registration['target_met'])}"
     )
+    _print_burst(burst)
     summary = {
         "benchmark": "service_websocket",
         "quick": args.quick,
@@ -590,6 +737,7 @@ def main() -> None:
         "registration": registration,
         "registration_target_s": TARGET_REGISTRATION_S,
         "registration_target_met": registration["target_met"],
+        "stream_burst": burst,
     }
     print(json.dumps(summary))
 

@@ -8,14 +8,31 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_DATABASE_URL``           SQLAlchemy URL; ``sqlite:///<data_dir>/igrt.sqlite3`` by
                                 default; ``postgresql://...`` uses psycopg 3
 ``IGRT_MAX_UPLOAD_BYTES``       largest accepted upload (413 above)
+``IGRT_MAX_JSON_BYTES``         largest body of every other route (64 KiB; frames: one frame)
 ``IGRT_MAX_FRAMES``             most frames in one fluoroscopy upload
 ``IGRT_MAX_IMAGE_ROWS``         largest frame height, pixels
 ``IGRT_MAX_IMAGE_COLUMNS``      largest frame width, pixels
 ``IGRT_MAX_DECODED_BYTES``      largest decoded pixel data (guards decompression bombs)
 ``IGRT_MAX_VOLUME_VOXELS``      most voxels in one planning CT or CBCT upload
 ``IGRT_REGISTRATION_WORKERS``   registration jobs run at the same time (thread pool)
+``IGRT_REGISTRATION_TIME_LIMIT_S``  a registration still running after this long is failed
+                                with the reason (900 s; one takes seconds to a minute)
+``IGRT_JOB_LEASE_S``            a running job's claim lasts this long unless its worker
+                                renews it (30 s, renewed every 10 s): a job whose worker
+                                died is failed within about this long
 ``IGRT_STREAM_MAX_FRAME_BYTES``  largest frame on the real-time stream (8 MiB: 2048 x 2048
                                 uint16)
+``IGRT_STREAM_MAX_OPEN``        real-time streams (WebSocket and HTTP together) open at
+                                once in this process (32; 429 or WebSocket close 1013)
+``IGRT_STREAM_MAX_PER_TOKEN``   streams one token may hold open (16)
+``IGRT_STREAM_IDLE_TIMEOUT_S``  a stream without a message or frame this long is closed (60)
+``IGRT_MONITOR_MAX_OPEN``       live-monitor WebSockets open at once (64), and
+``IGRT_MONITOR_MAX_PER_TOKEN``  per token (8)
+``IGRT_CREDENTIAL_RECHECK_S``   open WebSockets re-check their token or sign-in this often
+                                and close (1008) once it is revoked, expired or ended (2 s)
+``IGRT_DB_POOL_SIZE``           database connections kept per process (10, plus as many
+                                on demand); no request holds one while it waits on a client
+``IGRT_DB_POOL_TIMEOUT_S``      wait for a free connection before answering 503 (10 s)
 ``IGRT_TOKEN_PEPPER``           secret mixed into every stored token hash; generated once
                                 into ``<data_dir>/token-pepper`` when unset
 ``IGRT_DEMO_DATA``              create a demo patient on first start (``true``): simulated
@@ -30,6 +47,11 @@ database and a local file store under one data directory (``./data``).
                                 signed in does not stay open to the next person)
 ``IGRT_COOKIE_SECURE``          mark the sign-in cookie ``Secure`` (``false``; set ``true``
                                 behind HTTPS, which every clinical deployment should be)
+``IGRT_HSTS``                   send ``Strict-Transport-Security`` on every response
+                                (``false``; HTTPS requests get it anyway); the Dockerfile
+                                sets ``true``: the service is reached over TLS only
+``IGRT_FIRST_RUN_TOKEN_TTL_S``  the first-run token file is deleted on the token's first
+                                use or after this long (24 h), whichever comes first
 ``IGRT_DEMO_REGISTRATION``      add a CBCT-to-CT registration to the demo patient (``true``)
 ``IGRT_API_DOCS``               serve Swagger UI at ``/docs`` and ReDoc at ``/redoc``
                                 (``false``: both load scripts from a CDN, which a closed
@@ -69,13 +91,24 @@ class Settings(BaseSettings):
         default="", description="SQLAlchemy database URL; SQLite in data_dir when empty."
     )
     max_upload_bytes: int = Field(default=512 * _MIB, gt=0)
+    max_json_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * _MIB)
     max_frames: int = Field(default=3000, gt=0)
     max_image_rows: int = Field(default=4096, gt=0)
     max_image_columns: int = Field(default=4096, gt=0)
     max_decoded_bytes: int = Field(default=2048 * _MIB, gt=0)
     max_volume_voxels: int = Field(default=512 * 512 * 1024, gt=0)
     registration_workers: int = Field(default=2, ge=1, le=16)
+    registration_time_limit_s: float = Field(default=900.0, gt=0, le=24 * 3600)
+    job_lease_s: float = Field(default=30.0, ge=0.5, le=3600)
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
+    stream_max_open: int = Field(default=32, ge=1, le=1024)
+    stream_max_per_token: int = Field(default=16, ge=1, le=1024)
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    monitor_max_open: int = Field(default=64, ge=1, le=1024)
+    monitor_max_per_token: int = Field(default=8, ge=1, le=1024)
+    credential_recheck_s: float = Field(default=2.0, gt=0, le=60)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0, le=120)
     token_pepper: SecretStr | None = None
     demo_data: bool = True
     protocol_file: Path | None = Field(
@@ -90,6 +123,8 @@ class Settings(BaseSettings):
     web_session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
     web_session_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
     cookie_secure: bool = False
+    hsts: bool = False
+    first_run_token_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)
     demo_registration: bool = True
     api_docs: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

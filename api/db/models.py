@@ -16,10 +16,12 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -83,6 +85,7 @@ class ApiToken(Base):
     token_prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Patient(Base):
@@ -229,6 +232,15 @@ class Review(Base):
             "outcome = 'approved' OR (reason IS NOT NULL AND length(reason) > 0)",
             name="override_reason",
         ),
+        # One first review per result: two simultaneous first reviews cannot both stand.
+        Index(
+            "uq_reviews_first_review",
+            "subject_type",
+            "subject_id",
+            unique=True,
+            sqlite_where=text("supersedes_id IS NULL"),
+            postgresql_where=text("supersedes_id IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -284,8 +296,9 @@ class RegistrationJob(Base):
 
     The one mutable record: ``status`` moves queued -> running -> completed or failed, and the
     result columns are written once with the final status (the worker never changes a finished
-    job). A restart re-queues ``queued`` jobs and marks ``running`` ones ``failed`` with a reason
-    (see :mod:`api.registration_jobs`).
+    job). Every transition is a compare-and-set (:mod:`api.job_leases`): one worker claims a
+    queued job, holds it under a renewed lease and a time limit, and only the lease holder may
+    finish it; a job whose holder died or overran is failed with the reason.
     """
 
     __tablename__ = "registration_jobs"
@@ -313,6 +326,10 @@ class RegistrationJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+    # The claim of a running job (api.job_leases): which worker, until when, and its time limit.
+    lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    deadline_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class DicomInstance(Base):

@@ -133,10 +133,11 @@ def list_motion_assessments(
     responses=problem(404, "No such assessment."),
 )
 def read_motion_assessment(
-    principal: AnyRole, db: DbSession, assessment_id: str
+    principal: AnyRole, service: ServiceDep, db: DbSession, assessment_id: str
 ) -> MotionAssessmentPublic:
-    """One assessment with its track and, when completed, its decision and rationale."""
+    """One assessment with its track and, when completed, its decision and rationale (audited)."""
     row = get_or_404(db, MotionAssessment, assessment_id, "motion assessment", "assessment_id")
+    service.read_audit.record(principal, "motion_assessment", row.id, session_id=row.session_id)
     return MotionAssessmentPublic.model_validate(row)
 
 

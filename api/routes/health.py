@@ -1,6 +1,14 @@
-"""Liveness (``/healthz``) and readiness (``/readyz``); both unauthenticated."""
+"""Liveness (``/healthz``) and readiness (``/readyz``); both unauthenticated.
+
+Neither waits behind the request thread pool, which uploads, registrations and streams fill:
+liveness answers on the event loop, and readiness runs its database and disk checks on a thread
+of its own (:data:`_HEALTH_THREAD`), so a busy service is not restarted for being busy.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Response
 from sqlalchemy import text
@@ -15,11 +23,23 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["operations"])
 
+_HEALTH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
+
 
 @router.get("/healthz", operation_id="health")
-def health() -> Health:
+async def health() -> Health:
     """Liveness: the process is up and answering."""
     return Health(status="ok", version=igrt.__version__)
+
+
+def _checks(service: Service) -> list[ReadinessCheck]:
+    writable = service.store.writable()
+    return [
+        _database_check(service),
+        ReadinessCheck(
+            name="data_dir", ok=writable, detail="writable" if writable else "not writable"
+        ),
+    ]
 
 
 def _database_check(service: Service) -> ReadinessCheck:
@@ -44,15 +64,9 @@ def _database_check(service: Service) -> ReadinessCheck:
     operation_id="ready",
     responses={503: {"model": Readiness, "description": "A check failed."}},
 )
-def ready(service: ServiceDep, response: Response) -> Readiness:
+async def ready(service: ServiceDep, response: Response) -> Readiness:
     """Readiness: the database answers at the expected revision and the data dir is writable."""
-    writable = service.store.writable()
-    checks = [
-        _database_check(service),
-        ReadinessCheck(
-            name="data_dir", ok=writable, detail="writable" if writable else "not writable"
-        ),
-    ]
+    checks = await asyncio.get_running_loop().run_in_executor(_HEALTH_THREAD, _checks, service)
     ok = all(check.ok for check in checks)
     if not ok:
         response.status_code = 503

@@ -6,12 +6,17 @@
 browser). The server answers ``{"type": "ready", ...}`` with the session's alert rule, then
 forwards what the session's streams produce, as the console sees it: ``started``, each frame's
 ``result`` (dome position, displacement, alert state), and ``summary``. Messages from the
-watcher are ignored. Closed with 1008 for a missing or bad credential or an unknown session.
+watcher are ignored. Closed with 1008 for a missing or bad credential or an unknown session, and
+within ``IGRT_CREDENTIAL_RECHECK_S`` of the token's revocation or expiry or the sign-in's end
+(sign-out, expiry, or idle: opening the monitor is activity, watching it is not); with 1013
+when this token already watches ``IGRT_MONITOR_MAX_PER_TOKEN`` monitors or the service
+``IGRT_MONITOR_MAX_OPEN``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,9 +25,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from api.core.config import API_PREFIX
+from api.credential_watch import close_when_revoked, credential_check
 from api.db.models import TreatmentSession
 from api.security import Principal, authenticate_token
 from api.service import Service
+from api.stream_slots import TooManyStreamsError
 from api.web_sessions import SESSION_COOKIE, authenticate_web_session
 from igrt.protocol import DEFAULT_PROTOCOL
 
@@ -31,6 +38,7 @@ __all__ = ["router"]
 router = APIRouter(prefix=API_PREFIX)
 
 _POLICY_VIOLATION = 1008
+_TRY_AGAIN_LATER = 1013
 
 
 def _same_origin(websocket: WebSocket) -> bool:
@@ -84,6 +92,29 @@ async def monitor_session(websocket: WebSocket, session_id: str) -> None:
         await _send(websocket, {"type": "error", "code": code, "detail": why, "field": None})
         await websocket.close(code=_POLICY_VIOLATION, reason=why[:120])
         return
+    assert principal is not None
+    try:
+        slot = service.monitor_slots.acquire(principal.token_id)
+    except TooManyStreamsError as exc:
+        await _send(
+            websocket,
+            {"type": "error", "code": "too_many_monitors", "detail": str(exc), "field": None},
+        )
+        await websocket.close(code=_TRY_AGAIN_LATER, reason=str(exc)[:120])
+        return
+    bearer = bool(websocket.headers.get("authorization"))
+    check = credential_check(
+        service, principal, None if bearer else websocket.cookies.get(SESSION_COOKIE)
+    )
+    try:
+        await _forward(service, websocket, session_id, check)
+    finally:
+        service.monitor_slots.release(slot)
+
+
+async def _forward(
+    service: Service, websocket: WebSocket, session_id: str, check: Callable[[], bool]
+) -> None:
     protocol = DEFAULT_PROTOCOL
     with service.live.watch(session_id) as queue:
         await _send(
@@ -105,6 +136,13 @@ async def monitor_session(websocket: WebSocket, session_id: str) -> None:
                     tasks.cancel_scope.cancel()
 
                 tasks.start_soon(until_disconnect)
+                tasks.start_soon(
+                    close_when_revoked,
+                    websocket,
+                    check,
+                    service.settings.credential_recheck_s,
+                    tasks.cancel_scope,
+                )
                 while True:
                     await _send(websocket, await queue.get())
         except (WebSocketDisconnect, RuntimeError):

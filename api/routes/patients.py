@@ -12,7 +12,7 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_patient
 from api.db.models import Patient
-from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent
+from api.deps import ClinicalStaff, DbSession, JsonContent, PatientReader, ServiceDep
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.schemas.common import MAX_OFFSET
 from api.schemas.patients import PatientCreate, PatientPublic, PatientsPublic
@@ -54,7 +54,7 @@ def create_patient(
 
 @router.get("", operation_id="list_patients")
 def list_patients(
-    principal: AnyRole,
+    principal: PatientReader,
     db: DbSession,
     external_id: Annotated[
         str | None, Query(max_length=64, description="Only the patient with this id.")
@@ -76,6 +76,10 @@ def list_patients(
     operation_id="get_patient",
     responses=problem(404, "No such patient."),
 )
-def read_patient(principal: AnyRole, db: DbSession, patient_id: str) -> PatientPublic:
-    """One patient."""
-    return PatientPublic.model_validate(get_patient(db, patient_id))
+def read_patient(
+    principal: PatientReader, service: ServiceDep, db: DbSession, patient_id: str
+) -> PatientPublic:
+    """One patient (the read is audited)."""
+    patient = get_patient(db, patient_id)
+    service.read_audit.record(principal, "patient", patient.id, patient_id=patient.id)
+    return PatientPublic.model_validate(patient)

@@ -53,4 +53,7 @@ def read_upload_frame(
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     png = service.previews.png(upload.sequence_path, frame_index)
+    service.read_audit.record(
+        principal, "upload", upload.id, session_id=upload.session_id, what="upload_frames"
+    )
     return Response(png, media_type="image/png", headers=headers)

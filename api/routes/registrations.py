@@ -20,7 +20,7 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
 from api.db.models import RegistrationJob, TreatmentSession, Upload, VolumeUpload
-from api.deps import AnyRole, DbSession, JsonContent, ServiceDep
+from api.deps import AnyRole, DbSession, JsonContent, ServiceDep, WriteDbSession
 from api.enums import RegistrationStatusValues, VolumeKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.registration_jobs import overlay_key
@@ -30,6 +30,8 @@ from api.schemas.registrations import (
     RegistrationResultPublic,
     RegistrationsPublic,
 )
+from api.security import Principal
+from api.service import Service
 
 __all__ = ["router"]
 
@@ -83,6 +85,12 @@ def _volume(
     return volume
 
 
+def _audit_read(service: Service, principal: Principal, job: RegistrationJob, what: str) -> None:
+    service.read_audit.record(
+        principal, "registration", job.id, session_id=job.session_id, what=what
+    )
+
+
 def get_registration(db: Session, registration_id: str) -> RegistrationJob:
     """The job, or 404 naming ``registration_id``."""
     return get_or_404(db, RegistrationJob, registration_id, "registration", "registration_id")
@@ -114,7 +122,7 @@ def create_registration(
     principal: AnyRole,
     _: JsonContent,
     service: ServiceDep,
-    db: DbSession,
+    db: WriteDbSession,
     session_id: str,
     body: RegistrationCreate,
     response: Response,
@@ -199,10 +207,11 @@ def read_registration(
     responses={**problem(404, "No such registration."), **problem(409, _NOT_READY)},
 )
 def read_registration_result(
-    principal: AnyRole, db: DbSession, registration_id: str
+    principal: AnyRole, service: ServiceDep, db: DbSession, registration_id: str
 ) -> RegistrationResultPublic:
-    """The couch correction, repositioning flag, quality, uncertainty and dome check."""
+    """The couch correction, repositioning flag, quality, uncertainty and dome check (audited)."""
     job = _completed(db, registration_id)
+    _audit_read(service, principal, job, "registration_result")
     document = dict(job.result or {})
     return RegistrationResultPublic(
         registration_id=job.id,
@@ -246,6 +255,7 @@ def read_registration_overlay(
 ) -> FileResponse:
     """A review image through the reference point: CT and CBCT, before or after registration."""
     job = _completed(db, registration_id)
+    _audit_read(service, principal, job, "registration_overlays")
     relative = (job.overlay_paths or {}).get(overlay_key(stage, plane, kind))
     if relative is None:
         raise ApiError(404, "this registration has no such overlay", field="plane")
@@ -276,6 +286,7 @@ def download_registration_dicom(
             "this registration has no DICOM export (its quality is failed)",
             field="registration_id",
         )
+    _audit_read(service, principal, job, "registration_dicom")
     return FileResponse(
         service.store.path(job.dicom_reg_path),
         media_type="application/dicom",

@@ -23,7 +23,15 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404
 from api.db.models import MotionAssessment, RegistrationJob, Review
-from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent, ServiceDep, require_roles
+from api.deps import (
+    AnyRole,
+    ClinicalStaff,
+    DbSession,
+    JsonContent,
+    ServiceDep,
+    WriteDbSession,
+    require_roles,
+)
 from api.enums import (
     RegistrationStatusValues,
     ReviewOutcomeValues,
@@ -195,11 +203,15 @@ def _append_review(
     db.add(review)
     try:
         db.flush()
-    except IntegrityError as exc:  # a concurrent correction of the same review won
+    except IntegrityError as exc:
+        # A concurrent review won (uq_reviews_first_review, or the unique supersedes_id).
         db.rollback()
         raise ApiError(
             409,
-            "that review was superseded already; correct the standing one",
+            f"this {what} was reviewed at the same moment by someone else; read its reviews "
+            "and, to correct the standing one, send its id as supersedes_id"
+            if body.supersedes_id is None
+            else "that review was superseded already; correct the standing one",
             field="supersedes_id",
         ) from exc
     record_audit(
@@ -237,7 +249,7 @@ def create_motion_assessment_review(
     principal: _People,
     _: JsonContent,
     service: ServiceDep,
-    db: DbSession,
+    db: WriteDbSession,
     assessment_id: str,
     body: ReviewCreate,
     response: Response,
@@ -298,7 +310,7 @@ def list_motion_assessment_reviews(
 def create_registration_review(
     principal: ClinicalStaff,
     _: JsonContent,
-    db: DbSession,
+    db: WriteDbSession,
     registration_id: str,
     body: ReviewCreate,
     response: Response,

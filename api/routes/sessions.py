@@ -11,7 +11,7 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_patient, get_session
 from api.db.models import TreatmentSession
-from api.deps import AnyRole, DbSession, JsonContent
+from api.deps import AnyRole, DbSession, JsonContent, WriteDbSession
 from api.errors import PROBLEM_RESPONSES, problem
 from api.schemas.common import MAX_OFFSET
 from api.schemas.sessions import SessionCreate, SessionPublic, SessionsPublic
@@ -30,7 +30,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["sessions"], responses=PROBLEM_RESPO
 def create_session(
     principal: AnyRole,
     _: JsonContent,
-    db: DbSession,
+    db: WriteDbSession,
     patient_id: str,
     body: SessionCreate,
     response: Response,

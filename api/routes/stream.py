@@ -27,6 +27,13 @@ Clients should not negotiate ``permessage-deflate`` (e.g. ``compression=None`` i
 
 Errors
 ------
+Each open stream holds one of the service's stream slots (``IGRT_STREAM_MAX_OPEN`` in all, shared
+with the HTTP streams, and ``IGRT_STREAM_MAX_PER_TOKEN`` per token): without one the socket is
+closed with **1013** (try again later, code ``too_many_streams``). After authentication the
+server waits at most ``IGRT_STREAM_IDLE_TIMEOUT_S`` for each message (closed **1001**, code
+``idle_timeout``), and re-checks the token every ``IGRT_CREDENTIAL_RECHECK_S``: a revoked or
+expired token closes the stream with **1008** (code ``unauthenticated``).
+
 A bad frame or message gets ``{"type": "error", "code", "detail", "field"}`` and the stream goes
 on (codes: ``invalid_message``, ``invalid_frame``, ``frame_without_header``,
 ``missing_pixels``, ``frame_too_large``, ``not_started``). The connection is closed with **1008**
@@ -39,6 +46,7 @@ opening and closing go to the audit trail (``stream.open``, ``stream.alert_raise
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -54,6 +62,7 @@ from starlette.websockets import WebSocketState
 from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.core.logging import REQUEST_ID, log_event
+from api.credential_watch import close_when_revoked, credential_check
 from api.db.models import TreatmentSession
 from api.enums import RoleValues
 from api.routes import stream_http
@@ -66,6 +75,7 @@ from api.schemas.stream import (
 )
 from api.security import Principal, authenticate_token
 from api.service import Service
+from api.stream_slots import StreamSlot, TooManyStreamsError
 from api.streaming import (
     AlertEvent,
     StreamMonitor,
@@ -89,6 +99,8 @@ AUTH_TIMEOUT_S = 10.0
 
 _POLICY_VIOLATION = 1008
 _UNSUPPORTED_DATA = 1003
+_GOING_AWAY = 1001
+_TRY_AGAIN_LATER = 1013
 _ROLES = frozenset({RoleValues.CONSOLE, RoleValues.THERAPIST, RoleValues.PHYSICIST})
 
 
@@ -109,6 +121,7 @@ class _Conversation:
         self.principal: Principal | None = None
         self.session_position = PatientPositionValues.HFS
         self.protocol: MotionProtocol = DEFAULT_PROTOCOL
+        self.monitor: StreamMonitor | None = None
 
     # --- sending -------------------------------------------------------------------------
 
@@ -134,14 +147,18 @@ class _Conversation:
         raise _ClosedError
 
     async def receive(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """The next message; after authentication, within the idle timeout (closed 1001)."""
+        if timeout_s is None and self.principal is not None:
+            timeout_s = self.service.settings.stream_idle_timeout_s
         try:
-            if timeout_s is None:
+            with anyio.fail_after(timeout_s):
                 message = await self.websocket.receive()
-            else:
-                with anyio.fail_after(timeout_s):
-                    message = await self.websocket.receive()
         except TimeoutError:
-            await self.refuse(_POLICY_VIOLATION, "unauthenticated", "no auth message in time")
+            if self.principal is None:
+                await self.refuse(_POLICY_VIOLATION, "unauthenticated", "no auth message in time")
+            await self.refuse(
+                _GOING_AWAY, "idle_timeout", f"no message for {timeout_s:g} s: the stream ended"
+            )
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise _ClosedError from exc
         if message["type"] == "websocket.disconnect":
@@ -375,23 +392,50 @@ class _Conversation:
             elif parsed is not None:
                 await self.error("invalid_message", f"{parsed.type} is not expected now", "type")
 
+    async def converse(self) -> None:
+        """From the start message to the summary (the stream's slot is held meanwhile)."""
+        started = None
+        while started is None:
+            started = await self.start(await self.wait_for_start())
+        self.monitor, geometry = started
+        await self.frames(self.monitor, geometry)
+        await self.send(self.monitor.summary())
+        await self.websocket.close(code=1000)
+
+    async def take_slot(self) -> StreamSlot:
+        assert self.principal is not None
+        try:
+            return self.service.stream_slots.acquire(self.principal.token_id)
+        except TooManyStreamsError as exc:
+            await self.refuse(_TRY_AGAIN_LATER, "too_many_streams", str(exc))
+            raise  # pragma: no cover - refuse raised already
+
     async def run(self) -> None:
         await self.websocket.accept()
-        monitor: StreamMonitor | None = None
         try:
             await self.authenticate()
-            started = None
-            while started is None:
-                started = await self.start(await self.wait_for_start())
-            monitor, geometry = started
-            await self.frames(monitor, geometry)
-            await self.send(monitor.summary())
-            await self.websocket.close(code=1000)
+            assert self.principal is not None
+            slot = await self.take_slot()
+            check = credential_check(self.service, self.principal)
+            try:
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(
+                        close_when_revoked,
+                        self.websocket,
+                        check,
+                        self.service.settings.credential_recheck_s,
+                        tasks.cancel_scope,
+                    )
+                    with contextlib.suppress(_ClosedError):
+                        await self.converse()
+                    tasks.cancel_scope.cancel()
+            finally:
+                self.service.stream_slots.release(slot)
         except _ClosedError:
             pass
         finally:
-            if monitor is not None:
-                summary = monitor.summary()
+            if self.monitor is not None:
+                summary = self.monitor.summary()
                 summary.pop("type")
                 with anyio.CancelScope(shield=True):
                     await self.audit("stream.close", summary)

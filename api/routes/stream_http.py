@@ -17,9 +17,11 @@ KIM-style alert as ``/sessions/{session_id}/stream`` (:mod:`api.routes.stream`),
 3. **Stop**: ``POST .../streams/{stream_id}/stop``: 200 with the summary.
 
 A stream belongs to the token that started it (another token gets 404) and lives in this
-process's memory only (:mod:`api.http_streams`): at most ``DEFAULT_MAX_STREAMS`` open at once
-(429 beyond), closed after ``DEFAULT_IDLE_TIMEOUT_S`` without a frame, and lost on a restart,
-like a WebSocket's state (real-time state is not persisted; start a new stream). Errors are
+process's memory only (:mod:`api.http_streams`): it holds one of the service's stream slots
+(``IGRT_STREAM_MAX_OPEN`` shared with the WebSockets, ``IGRT_STREAM_MAX_PER_TOKEN`` per token;
+429 at once beyond), is closed after ``IGRT_STREAM_IDLE_TIMEOUT_S`` without a frame, and lost on
+a restart, like a WebSocket's state (real-time state is not persisted; start a new stream).
+Errors are
 :class:`~api.schemas.common.Problem` bodies: 404 unknown, stopped or expired stream, 413 a body
 over ``IGRT_STREAM_MAX_FRAME_BYTES``, 415 not ``application/octet-stream``, 422 a wrong byte count
 or panel size (``code`` ``invalid_frame``). The audit trail gets ``stream.open``,
@@ -86,7 +88,10 @@ async def get_http_streams(request: Request) -> HttpStreamRegistry:
     """
     registry = getattr(request.app.state, "http_streams", None)
     if not isinstance(registry, HttpStreamRegistry):
-        registry = HttpStreamRegistry()
+        service: Service = request.app.state.service
+        registry = HttpStreamRegistry(
+            slots=service.stream_slots, idle_timeout_s=service.settings.stream_idle_timeout_s
+        )
         request.app.state.http_streams = registry
     return registry
 
@@ -154,7 +159,7 @@ async def _open_stream(
         **problem(404, "No such session."),
         **problem(409, "The session's protocol version is not known to this service."),
         **problem(415, "The body is not JSON."),
-        **problem(429, "As many streams are open as this service keeps."),
+        **problem(429, "As many streams are open as this service, or this token, may hold."),
     },
 )
 def open_stream(
@@ -169,6 +174,9 @@ def open_stream(
     """Start tracking the dome on frames sent one request at a time (see the frames route)."""
     _audit_idle(service, streams.expire())
     session = get_session(db, session_id)
+    # Give the connection back to the pool now: the audit below takes one of its own, and 32
+    # requests each holding one while waiting for a second would exhaust the pool.
+    db.commit()
     if session.protocol_version != DEFAULT_PROTOCOL.version:
         raise ApiError(
             409,
@@ -198,11 +206,11 @@ def open_stream(
     monitor = open_monitor(body, DEFAULT_PROTOCOL, PatientPositionValues(session.patient_position))
     try:
         stream = streams.open(session.id, principal, monitor, geometry)
-    except TooManyStreamsError:
+    except TooManyStreamsError as exc:
         raise ApiError(
             429,
-            f"{streams.max_streams} streams are open, the most this service keeps: stop one, "
-            f"or retry once an idle one closes ({streams.idle_timeout_s:g} s without a frame)",
+            f"{exc}: stop one, or retry once an idle one closes "
+            f"({streams.idle_timeout_s:g} s without a frame)",
             code="too_many_streams",
             headers={"Retry-After": str(math.ceil(streams.idle_timeout_s))},
         ) from None

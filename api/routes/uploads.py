@@ -12,7 +12,7 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_session, get_upload
 from api.db.models import Upload
-from api.deps import AnyRole, DbSession, MultipartContent, ServiceDep
+from api.deps import AnyRole, DbSession, MultipartContent, OriginalsReader, ServiceDep
 from api.enums import UploadFormatValues, UploadKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.files import stored_file_response
@@ -181,10 +181,13 @@ def read_upload(principal: AnyRole, db: DbSession, upload_id: str) -> UploadPubl
     },
 )
 def download_upload(
-    principal: AnyRole, service: ServiceDep, db: DbSession, upload_id: str
+    principal: OriginalsReader, service: ServiceDep, db: DbSession, upload_id: str
 ) -> FileResponse:
     """The uploaded file, byte for byte (``ETag`` is its SHA-256)."""
     upload = get_upload(db, upload_id)
+    service.read_audit.record(
+        principal, "upload", upload.id, session_id=upload.session_id, what="upload_file"
+    )
     return stored_file_response(
         service,
         upload.stored_path,

@@ -12,10 +12,11 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
 from api.db.models import VolumeUpload
-from api.deps import AnyRole, DbSession, MultipartContent, ServiceDep
-from api.enums import VolumeFormatValues
+from api.deps import AnyRole, DbSession, MultipartContent, OriginalsReader, ServiceDep
+from api.enums import VolumeFormatValues, VolumeKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.files import stored_file_response
+from api.permissions import PermissionValues, check_permission
 from api.schemas.volumes import VolumeUploadForm, VolumeUploadPublic, VolumeUploadsPublic
 from api.storage import PayloadTooLargeError
 from api.volumes import VOLUME_SUFFIXES, ingest_volume
@@ -83,8 +84,11 @@ def upload_volume(
     MetaImage that registrations read. A file whose content is not of the declared format is
     refused (422); DICOM slices naming another patient (Patient ID, or Patient's Name when both
     state one) are refused (409, both identities named); a file whose Patient Position
-    contradicts the session's is refused (422); a file without one takes the session's.
+    contradicts the session's is refused (422); a file without one takes the session's. Consoles
+    upload CBCTs only.
     """
+    if form.kind is VolumeKindValues.PLANNING_CT:
+        check_permission(principal, PermissionValues.UPLOAD_PLANNING_CT)
     session = get_session(db, session_id)
     content_type = (file.content_type or _OCTET).split(";", 1)[0].strip().lower()
     accepted = ACCEPTED_VOLUME_CONTENT_TYPES[form.format]
@@ -188,10 +192,13 @@ def read_volume_upload(principal: AnyRole, db: DbSession, volume_id: str) -> Vol
     },
 )
 def download_volume_upload(
-    principal: AnyRole, service: ServiceDep, db: DbSession, volume_id: str
+    principal: OriginalsReader, service: ServiceDep, db: DbSession, volume_id: str
 ) -> FileResponse:
     """The uploaded file, byte for byte (``ETag`` is its SHA-256)."""
     upload = get_volume_upload(db, volume_id)
+    service.read_audit.record(
+        principal, "volume", upload.id, session_id=upload.session_id, what="volume_file"
+    )
     return stored_file_response(
         service,
         upload.stored_path,

@@ -79,6 +79,7 @@ def sign_in(
     principal = authenticate_token(db, service.pepper, body.token.strip())
     if principal is None:
         raise ApiError(401, "unknown or revoked token", field="token", headers=_CHALLENGE)
+    service.first_run.used_by(principal.token_id)
     settings = service.settings
     secret, signed_in = start_web_session(
         db, service.pepper, principal, hours=settings.web_session_hours

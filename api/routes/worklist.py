@@ -31,7 +31,7 @@ from api.db.models import (
     Review,
     TreatmentSession,
 )
-from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent
+from api.deps import AnyRole, ClinicalStaff, DbSession, JsonContent, PatientReader, ServiceDep
 from api.enums import RegistrationStatusValues, SessionKindValues, WorklistStatusValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.schemas.reviews import ReviewPublic
@@ -150,7 +150,7 @@ def _status(*, alert: bool, flagged: bool, awaiting: int, results: int) -> Workl
 
 @router.get("/worklist", operation_id="get_worklist")
 def read_worklist(
-    principal: AnyRole,
+    principal: PatientReader,
     db: DbSession,
     since: Annotated[
         datetime | None,
@@ -232,9 +232,17 @@ def _review_summary(review: Review, reviewer: str | None) -> str:
     operation_id="get_session_history",
     responses=problem(404, "No such session."),
 )
-def read_session_history(principal: AnyRole, db: DbSession, session_id: str) -> SessionHistory:
-    """The session's reviews (with the one standing per result) and stream alerts, oldest first."""
+def read_session_history(
+    principal: AnyRole, service: ServiceDep, db: DbSession, session_id: str
+) -> SessionHistory:
+    """The session's reviews (with the one standing per result) and stream alerts, oldest first.
+
+    The read is audited.
+    """
     session = get_session(db, session_id)
+    service.read_audit.record(
+        principal, "session", session.id, session_id=session.id, what="session_history"
+    )
     reviews = list(db.scalars(select(Review).where(Review.session_id == session.id)))
     superseded = {r.supersedes_id for r in reviews if r.supersedes_id is not None}
     alerts = list(

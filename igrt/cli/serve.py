@@ -15,6 +15,13 @@ def register(commands: Any) -> None:
         "--host", default="127.0.0.1", help="interface to bind (default %(default)s)"
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default %(default)s)")
+    parser.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate")
+    parser.add_argument("--ssl-keyfile", default=None, help="the certificate's private key")
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="trust X-Forwarded-Proto/For from these proxy addresses (behind a TLS proxy)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -22,7 +29,13 @@ def _run(arguments: argparse.Namespace) -> int:
     import uvicorn
 
     from api.main import create_app
+    from igrt.errors import InvalidInputError
 
+    if (arguments.ssl_certfile is None) != (arguments.ssl_keyfile is None):
+        raise InvalidInputError("--ssl-certfile and --ssl-keyfile go together", field="ssl")
+    proxy: dict[str, Any] = {}
+    if arguments.forwarded_allow_ips:
+        proxy = {"proxy_headers": True, "forwarded_allow_ips": arguments.forwarded_allow_ips}
     uvicorn.run(
         create_app(),
         host=arguments.host,
@@ -30,5 +43,9 @@ def _run(arguments: argparse.Namespace) -> int:
         log_level="info",
         # Fluoroscopy frames do not compress; deflating each one cost ~8 ms per frame.
         ws_per_message_deflate=False,
+        ssl_certfile=arguments.ssl_certfile,
+        ssl_keyfile=arguments.ssl_keyfile,
+        server_header=False,
+        **proxy,
     )
     return 0

@@ -27,6 +27,12 @@ def register(commands: Any) -> None:
     )
     create.add_argument("--role", required=True, choices=_ROLES, help="what the token may do")
     create.add_argument("--name", required=True, help="who or what uses it, e.g. 'linac-3'")
+    create.add_argument(
+        "--expires-in",
+        default=None,
+        metavar="DURATION",
+        help="the token stops working after this long: 90m, 12h, 30d (default: until revoked)",
+    )
     create.set_defaults(handler=_create)
     listing = actions.add_parser("list", help="list tokens (never the tokens themselves)")
     listing.set_defaults(handler=_list)
@@ -56,8 +62,34 @@ def _open() -> Any:
     return make_session_factory(engine), load_pepper(settings), engine
 
 
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(text: str) -> float:
+    """``90m``, ``12h``, ``30d`` (or ``45s``) in seconds; at most 400 days."""
+    from igrt.errors import InvalidInputError
+
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS_S else ""
+    number = value[: -len(unit)] if unit else value
+    try:
+        seconds = float(number) * _UNITS_S[unit or "s"]
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 400 * 86400:
+        raise InvalidInputError(
+            f"--expires-in {text!r}: give a positive duration such as 90m, 12h or 30d "
+            "(at most 400d)",
+            field="expires-in",
+        )
+    return seconds
+
+
 def _create(arguments: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     from api.audit import record_audit
+    from api.db.base import utc_now
     from api.enums import RoleValues
     from api.security import create_api_token
     from igrt.errors import InvalidInputError
@@ -65,17 +97,27 @@ def _create(arguments: argparse.Namespace) -> int:
     name = str(arguments.name).strip()
     if not name or len(name) > 100:
         raise InvalidInputError("the name must be 1 to 100 characters", field="name")
+    expires_at = None
+    if arguments.expires_in is not None:
+        expires_at = utc_now() + timedelta(seconds=parse_duration_s(arguments.expires_in))
     sessions, pepper, engine = _open()
     try:
         with sessions() as db:
-            row, token = create_api_token(db, pepper, name=name, role=RoleValues(arguments.role))
-            record_audit(db, None, "token.create", "api_token", row.id, {"role": row.role})
+            row, token = create_api_token(
+                db, pepper, name=name, role=RoleValues(arguments.role), expires_at=expires_at
+            )
+            detail = {
+                "role": row.role,
+                "expires_at": None if expires_at is None else expires_at.isoformat(),
+            }
+            record_audit(db, None, "token.create", "api_token", row.id, detail)
             db.commit()
     finally:
         engine.dispose()
     print(token)
+    until = "" if expires_at is None else f", valid until {expires_at:%Y-%m-%d %H:%M} UTC"
     print(
-        f"created {arguments.role} token {row.id} ({name!r}); it is shown only now",
+        f"created {arguments.role} token {row.id} ({name!r}{until}); it is shown only now",
         file=sys.stderr,
     )
     return 0

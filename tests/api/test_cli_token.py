@@ -63,3 +63,39 @@ def test_bad_environment_is_bad_input(
     monkeypatch.setenv("IGRT_MAX_UPLOAD_BYTES", "lots")
     assert main(["token", "list"]) == EXIT_BAD_INPUT
     assert "IGRT_MAX_UPLOAD_BYTES" in capsys.readouterr().err
+
+
+def test_a_token_with_an_expiry_stops_working_then(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import timedelta
+
+    from api.db.base import utc_now
+    from api.db.models import ApiToken
+
+    assert (
+        main(["token", "create", "--role", "console", "--name", "linac", "--expires-in", "2h"]) == 0
+    )
+    out, err = capsys.readouterr()
+    token = out.strip()
+    assert "valid until" in err
+    settings = Settings(data_dir=data_dir)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as db:
+            principal = authenticate_token(db, load_pepper(settings), token)
+            assert principal is not None
+            row = db.get(ApiToken, principal.token_id)
+            assert row is not None
+            assert row.expires_at is not None
+            assert timedelta(hours=1.9) < row.expires_at - utc_now() <= timedelta(hours=2)
+            row.expires_at = utc_now() - timedelta(seconds=1)
+            db.commit()
+            assert authenticate_token(db, load_pepper(settings), token) is None
+    finally:
+        engine.dispose()
+    for bad in ("0h", "-5m", "soon", "401d"):
+        assert (
+            main(["token", "create", "--role", "console", "--name", "x", f"--expires-in={bad}"])
+            == EXIT_BAD_INPUT
+        )

@@ -117,7 +117,7 @@ def _prepare(stack: Stack, dicom: bytes, volumes: Volumes) -> None:
     for kind, content in (("planning_ct", volumes.planning_mha), ("cbct", volumes.cbct_mha)):
         volume = stack.post(
             f"{sessions}/uploads/volume",
-            RoleValues.CONSOLE,
+            RoleValues.THERAPIST if kind == "planning_ct" else RoleValues.CONSOLE,
             files={"file": (f"{kind}.mha", content, "application/octet-stream")},
             data={"kind": kind, "format": "mha"},
         )

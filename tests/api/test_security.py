@@ -81,8 +81,12 @@ _ANY = {"console", "therapist", "physicist", "physician"}
 ROLE_MATRIX = [
     # (method, path template, roles allowed)
     ("POST", "/api/v1/patients", {"therapist", "physicist"}),
-    ("GET", "/api/v1/patients", {"console", "therapist", "physicist", "physician"}),
-    ("POST", "/api/v1/patients/{patient}/sessions", _ANY),
+    ("GET", "/api/v1/patients", {"therapist", "physicist", "physician"}),
+    (
+        "POST",
+        "/api/v1/patients/{patient}/sessions",
+        {"console", "therapist", "physicist", "physician"},
+    ),
     ("GET", "/api/v1/audit-events", {"physicist"}),
     ("GET", "/api/v1/me", _ANY),
     ("GET", "/metrics", _ANY),

@@ -161,9 +161,10 @@ def test_download_returns_the_bytes_sent(
     api: InProcessApi, session_id: str, make_dicom: Callable[..., bytes]
 ) -> None:
     upload = api.upload(session_id, make_dicom()).json()
-    response = api.client.get(
-        f"/api/v1/uploads/{upload['id']}/file", headers=api.headers(RoleValues.CONSOLE)
-    )
+    url = f"/api/v1/uploads/{upload['id']}/file"
+    # Originals carry the patient's identity: people download them, consoles do not.
+    assert api.client.get(url, headers=api.headers(RoleValues.CONSOLE)).status_code == 403
+    response = api.client.get(url, headers=api.headers(RoleValues.THERAPIST))
     assert response.status_code == 200
     assert response.content == make_dicom()
     assert response.headers["content-type"] == "application/dicom"

@@ -190,8 +190,12 @@ def test_the_cookie_authenticates_reads_without_csrf(api: InProcessApi) -> None:
         "name": "test console",
         "role": "console",
     }
-    for path in (PATIENTS, "/api/v1/worklist"):
+    for path in (PATIENTS, "/api/v1/worklist"):  # with the console's narrow role
         response = api.client.get(path, headers=with_cookie(secret))
+        assert response.status_code == 403, (path, response.text)
+    therapist, _ = sign_in(api, RoleValues.THERAPIST)
+    for path in (PATIENTS, "/api/v1/worklist"):
+        response = api.client.get(path, headers=with_cookie(therapist))
         assert response.status_code == 200, (path, response.text)
 
 

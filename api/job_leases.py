@@ -1,0 +1,286 @@
+"""Claiming background jobs: compare-and-set on the status, leases, time limits.
+
+Every transition of a job is one ``UPDATE ... WHERE`` whose condition is the state the caller
+expects, and the number of rows it changed says whether the caller won:
+
+- :meth:`JobLeases.claim`: ``queued -> running`` for exactly one worker, which becomes the
+  lease owner until ``lease_expires_at`` and must finish before ``deadline_at`` (its time limit);
+- :meth:`JobLeases.renew`: the owner extends its leases while it works (a heartbeat);
+- :meth:`JobLeases.finish`: ``running -> completed | failed`` only by the current owner, so a
+  result computed after the job was given up (dead lease, time limit) is discarded, never
+  written over the reason the job was failed with;
+- :meth:`JobLeases.reap`: a running job whose lease expired (its worker died) or whose deadline
+  passed is failed with the reason; so is one whose owner is a dead process on this host, at
+  once (``IGRT`` restarts on the same machine need not wait for the lease).
+
+On PostgreSQL, concurrent ``UPDATE`` s of one row wait for each other and re-check the condition
+on the committed row (READ COMMITTED), so exactly one claim wins across processes and hosts; on
+SQLite the writes are serialised. Each call is a transaction of its own, committed before it
+returns: a claim must be visible to the other workers before the work starts.
+
+The worker identity (:func:`worker_identity`) is ``host:pid:nonce``. The job table is a model with
+``id``, ``status``, ``reason``, ``started_at``, ``finished_at``, ``lease_owner``,
+``lease_expires_at`` and ``deadline_at`` (today :class:`~api.db.models.RegistrationJob`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db.base import utc_now
+from api.db.models import RegistrationJob
+
+__all__ = [
+    "DEAD_WORKER_REASON",
+    "JobLeases",
+    "ReapedJob",
+    "time_limit_reason",
+    "worker_identity",
+]
+
+QUEUED = "queued"
+RUNNING = "running"
+FAILED = "failed"
+
+DEAD_WORKER_REASON = (
+    "interrupted: the service stopped while this job ran (its worker no longer holds it); "
+    "submit it again"
+)
+
+
+def time_limit_reason(limit_s: float) -> str:
+    """The reason a job that overran its time limit is failed with."""
+    return f"time limit of {limit_s:g} s exceeded; the job was stopped waiting for its result"
+
+
+def worker_identity() -> str:
+    """``host:pid:nonce``, unique to this process (the nonce tells restarts with one pid apart)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _owner_is_dead_here(owner: str | None, me: str) -> bool:
+    """Whether ``owner`` is a process of this host that is no longer running (or never was)."""
+    if owner is None:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text, _, _nonce = rest.partition(":")
+    if host != me.split(":", 1)[0] or not pid_text.isdigit():
+        return False  # another host's worker: only its lease can tell
+    pid = int(pid_text)
+    if owner == me:
+        return False
+    if pid == os.getpid():
+        return True  # our pid with another nonce: a previous life of this process (containers)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _then_with(then: Callable[[Session, ReapedJob], None], job: ReapedJob, db: Session) -> None:
+    then(db, job)
+
+
+def _equals(column: Any, value: Any) -> Any:
+    """``column = value``, or ``column IS NULL`` for None."""
+    return column.is_(None) if value is None else column == value
+
+
+@dataclass(frozen=True)
+class ReapedJob:
+    """A running job that :meth:`JobLeases.reap` failed, and why."""
+
+    job_id: str
+    reason: str
+
+
+class JobLeases:
+    """Compare-and-set transitions of one job table, as one worker process.
+
+    Parameters
+    ----------
+    sessions : sessionmaker
+        Database sessions (each call uses and commits its own).
+    owner : str, optional
+        This worker's identity (:func:`worker_identity` when omitted).
+    lease_s : float
+        How long a claim or a renewal holds, s; renew at least every third of it.
+    model : type, optional
+        The job table (:class:`~api.db.models.RegistrationJob`).
+    clock : callable, optional
+        The current UTC time (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        owner: str | None = None,
+        lease_s: float = 30.0,
+        model: type[RegistrationJob] = RegistrationJob,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if not lease_s > 0:
+            raise ValueError("lease_s must be positive")
+        self._sessions = sessions
+        self.owner = owner or worker_identity()
+        self.lease_s = lease_s
+        self._model = model
+        self._clock = clock
+
+    def _update(
+        self,
+        *conditions: Any,
+        values: Mapping[str, Any],
+        then: Callable[[Session], None] | None = None,
+    ) -> list[str]:
+        """Run one conditional UPDATE in its own transaction; the ids it changed.
+
+        ``then`` runs in the same transaction when a row changed.
+        """
+        table = self._model
+        with self._sessions() as db:
+            result = db.execute(
+                update(table).where(*conditions).values(**values).returning(table.id),
+                execution_options={"synchronize_session": False},
+            )
+            changed = [str(row[0]) for row in result]
+            if changed and then is not None:
+                then(db)
+            db.commit()
+        return changed
+
+    def claim(self, job_id: str, *, time_limit_s: float) -> bool:
+        """Move a queued job to running for this worker; whether this worker won it."""
+        table = self._model
+        now = self._clock()
+        return bool(
+            self._update(
+                table.id == job_id,
+                table.status == QUEUED,
+                values={
+                    "status": RUNNING,
+                    "started_at": now,
+                    "lease_owner": self.owner,
+                    "lease_expires_at": now + timedelta(seconds=self.lease_s),
+                    "deadline_at": now + timedelta(seconds=time_limit_s),
+                },
+            )
+        )
+
+    def renew(self, job_ids: Iterable[str]) -> set[str]:
+        """Extend this worker's leases on the given running jobs; the ones it still holds."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        table = self._model
+        expires = self._clock() + timedelta(seconds=self.lease_s)
+        return set(
+            self._update(
+                table.id.in_(ids),
+                table.status == RUNNING,
+                table.lease_owner == self.owner,
+                values={"lease_expires_at": expires},
+            )
+        )
+
+    def finish(
+        self, job_id: str, values: Mapping[str, Any], *, then: Callable[[Session], None]
+    ) -> bool:
+        """Write a running job's final state, if this worker still holds it.
+
+        ``values`` must set ``status`` to a terminal state; ``then`` runs in the same
+        transaction when the job was written (e.g. to add the audit event). False when the job
+        is no longer this worker's or its deadline passed (:meth:`reap` then fails it).
+        """
+        table = self._model
+        now = self._clock()
+        return bool(
+            self._update(
+                table.id == job_id,
+                table.status == RUNNING,
+                table.lease_owner == self.owner,
+                or_(table.deadline_at.is_(None), table.deadline_at > now),
+                values={**values, "finished_at": now, "lease_expires_at": None},
+                then=then,
+            )
+        )
+
+    def queued(self) -> list[str]:
+        """Ids of the queued jobs, oldest first."""
+        table = self._model
+        with self._sessions() as db:
+            return list(
+                db.scalars(
+                    select(table.id)
+                    .where(table.status == QUEUED)
+                    .order_by(table.created_at, table.id)
+                )
+            )
+
+    def reap(
+        self, *, then: Callable[[Session, ReapedJob], None], unleased: bool = False
+    ) -> list[ReapedJob]:
+        """Fail the running jobs no live worker holds, and those past their deadline.
+
+        ``then`` runs once per failed job, in the transaction that failed it (audit).
+        ``unleased``: also fail running jobs without a lease, which only a service older than
+        leases leaves behind (pass it once, at start-up).
+        """
+        table = self._model
+        now = self._clock()
+        with self._sessions() as db:
+            rows = db.execute(
+                select(
+                    table.id,
+                    table.lease_owner,
+                    table.lease_expires_at,
+                    table.started_at,
+                    table.deadline_at,
+                ).where(table.status == RUNNING)
+            ).all()
+        reaped: list[ReapedJob] = []
+        for job_id, owner, lease_expires_at, started_at, deadline_at in rows:
+            if lease_expires_at is None and not unleased:
+                continue
+            if deadline_at is not None and deadline_at <= now:
+                limit_s = (deadline_at - started_at).total_seconds() if started_at else 0.0
+                reason = time_limit_reason(limit_s)
+            elif (
+                lease_expires_at is None
+                or lease_expires_at <= now
+                or _owner_is_dead_here(owner, self.owner)
+            ):
+                reason = DEAD_WORKER_REASON
+            else:
+                continue
+            job = ReapedJob(str(job_id), reason)
+            # Compare-and-set on what was read: a job finished or renewed meanwhile stays.
+            if self._update(
+                table.id == job_id,
+                table.status == RUNNING,
+                _equals(table.lease_owner, owner),
+                _equals(table.lease_expires_at, lease_expires_at),
+                values={
+                    "status": FAILED,
+                    "reason": reason,
+                    "finished_at": now,
+                    "lease_expires_at": None,
+                },
+                then=functools.partial(_then_with, then, job),
+            ):
+                reaped.append(job)
+        return reaped

@@ -1,0 +1,180 @@
+"""Registration jobs are claimed exactly once, held under a lease and a time limit, and end in a
+terminal state with a reason (api.job_leases), on SQLite and on PostgreSQL.
+
+Workers are :class:`~api.job_leases.JobLeases` with owners of their own, racing from threads on
+connections of their own: on PostgreSQL that is the same row-level contention two service
+processes make.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from api.audit import record_audit
+from api.db.base import utc_now
+from api.db.models import AuditEvent, RegistrationJob
+from api.enums import RegistrationStatusValues
+from api.job_leases import DEAD_WORKER_REASON, JobLeases, ReapedJob, worker_identity
+from tests.api.conftest import InProcessApi, make_settings, start_in_process
+from tests.api.fake_results import add_registration, service_of
+
+_WORKERS = 8
+
+
+@pytest.fixture
+def db_api(tmp_path: Path, database_url: str) -> Iterator[InProcessApi]:
+    """The app on SQLite or on PostgreSQL."""
+    yield from start_in_process(make_settings(tmp_path / "data", database_url))
+
+
+def _queued_job(api: InProcessApi) -> str:
+    patient = api.create_patient(f"MRN-{uuid.uuid4().hex[:8]}")
+    session = api.create_session(patient["id"])
+    return add_registration(api, session["id"], status=RegistrationStatusValues.QUEUED)
+
+
+def _job(api: InProcessApi, job_id: str) -> RegistrationJob:
+    with service_of(api).sessions() as db:
+        job = db.get(RegistrationJob, job_id)
+        assert job is not None
+        return job
+
+
+def _leases(api: InProcessApi, owner: str, **kwargs: object) -> JobLeases:
+    return JobLeases(service_of(api).sessions, owner=owner, **kwargs)  # type: ignore[arg-type]
+
+
+def _audit_fail(db: Session, job: ReapedJob) -> None:
+    record_audit(db, None, "registration.fail", "registration", job.job_id, {"reason": job.reason})
+
+
+def test_many_workers_racing_for_one_job_claim_it_exactly_once(db_api: InProcessApi) -> None:
+    job_id = _queued_job(db_api)
+    workers = [_leases(db_api, f"otherhost:{n}:race") for n in range(_WORKERS)]
+    barrier = threading.Barrier(_WORKERS)
+    won: list[str] = []
+
+    def claim(worker: JobLeases) -> None:
+        barrier.wait()
+        if worker.claim(job_id, time_limit_s=60):
+            won.append(worker.owner)
+
+    threads = [threading.Thread(target=claim, args=(worker,)) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+    job = _job(db_api, job_id)
+    assert job.status == "running"
+    assert job.lease_owner == won[0]
+    assert job.deadline_at is not None
+    assert job.started_at is not None
+    assert job.deadline_at - job.started_at == timedelta(seconds=60)
+
+
+def test_only_the_lease_holder_finishes_a_job(db_api: InProcessApi) -> None:
+    job_id = _queued_job(db_api)
+    holder, other = _leases(db_api, "otherhost:1:a"), _leases(db_api, "otherhost:2:b")
+    assert holder.claim(job_id, time_limit_s=60)
+    assert not other.claim(job_id, time_limit_s=60)
+    done = {"status": "completed", "reason": None}
+    assert not other.finish(job_id, done, then=lambda db: None)
+    assert _job(db_api, job_id).status == "running"
+    assert holder.renew([job_id]) == {job_id}
+    assert other.renew([job_id]) == set()
+    assert holder.finish(job_id, done, then=lambda db: None)
+    job = _job(db_api, job_id)
+    assert job.status == "completed"
+    assert job.finished_at is not None
+    assert not holder.finish(job_id, {"status": "failed"}, then=lambda db: None)
+
+
+def test_a_job_past_its_time_limit_fails_with_the_reason_and_its_late_result_is_dropped(
+    db_api: InProcessApi,
+) -> None:
+    job_id = _queued_job(db_api)
+    now = [utc_now()]
+    worker = _leases(db_api, worker_identity(), lease_s=30, clock=lambda: now[0])
+    assert worker.claim(job_id, time_limit_s=5)
+    now[0] += timedelta(seconds=6)
+    assert worker.renew([job_id]) == {job_id}  # alive, but overdue
+    assert not worker.finish(job_id, {"status": "completed"}, then=lambda db: None)
+    reaped = worker.reap(then=_audit_fail)
+    assert [r.job_id for r in reaped] == [job_id]
+    job = _job(db_api, job_id)
+    assert job.status == "failed"
+    assert job.reason is not None
+    assert "time limit of 5 s exceeded" in job.reason
+    with service_of(db_api).sessions() as db:
+        events = db.query(AuditEvent).filter(AuditEvent.resource_id == job_id).all()
+    assert [e.action for e in events] == ["registration.fail"]
+
+
+def _running_job(api: InProcessApi, owner: str, lease_expires_at: datetime) -> str:
+    job_id = _queued_job(api)
+    with service_of(api).sessions() as db:
+        job = db.get(RegistrationJob, job_id)
+        assert job is not None
+        job.status = "running"
+        job.lease_owner = owner
+        job.lease_expires_at = lease_expires_at
+        job.deadline_at = utc_now() + timedelta(hours=1)
+        db.commit()
+    return job_id
+
+
+def _dead_pid() -> int:
+    pid = 2**22 - 7
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def test_jobs_of_dead_workers_fail_and_a_live_workers_job_stays(db_api: InProcessApi) -> None:
+    me = worker_identity()
+    host = me.split(":", 1)[0]
+    later = utc_now() + timedelta(minutes=5)
+    dead_here = _running_job(db_api, f"{host}:{_dead_pid()}:dead", later)
+    expired_elsewhere = _running_job(db_api, "otherhost:1:x", utc_now() - timedelta(seconds=1))
+    live_elsewhere = _running_job(db_api, "otherhost:2:y", later)
+    reaped = _leases(db_api, me).reap(then=_audit_fail)
+    assert {r.job_id for r in reaped} == {dead_here, expired_elsewhere}
+    for job_id in (dead_here, expired_elsewhere):
+        job = _job(db_api, job_id)
+        assert (job.status, job.reason) == ("failed", DEAD_WORKER_REASON)
+    assert _job(db_api, live_elsewhere).status == "running"
+
+
+def test_the_service_sweep_renews_its_own_jobs_and_fails_abandoned_ones(
+    db_api: InProcessApi,
+) -> None:
+    worker = service_of(db_api).registrations
+    abandoned = _running_job(db_api, "otherhost:3:z", utc_now() - timedelta(seconds=1))
+    mine = _queued_job(db_api)
+    assert worker.leases.claim(mine, time_limit_s=60)
+    before = _job(db_api, mine).lease_expires_at
+    assert before is not None
+    worker._held.add(mine)  # as _run does while the job computes
+    try:
+        reaped = worker.sweep()
+    finally:
+        worker._held.discard(mine)
+    assert [r.job_id for r in reaped] == [abandoned]
+    after = _job(db_api, mine).lease_expires_at
+    assert after is not None
+    assert after >= before
+    assert _job(db_api, mine).status == "running"
