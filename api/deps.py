@@ -178,7 +178,7 @@ ClinicalStaff = Annotated[
     Principal,
     Depends(require_roles(RoleValues.THERAPIST, RoleValues.PHYSICIST, RoleValues.PHYSICIAN)),
 ]
-"""Therapists and physicists (people, not consoles)."""
+"""Therapists, physicists and physicians (people, not consoles)."""
 
 Physicist = Annotated[Principal, Depends(require_roles(RoleValues.PHYSICIST))]
 """Physicists (administrators) only."""

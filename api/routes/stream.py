@@ -101,7 +101,7 @@ _POLICY_VIOLATION = 1008
 _UNSUPPORTED_DATA = 1003
 _GOING_AWAY = 1001
 _TRY_AGAIN_LATER = 1013
-_ROLES = frozenset({RoleValues.CONSOLE, RoleValues.THERAPIST, RoleValues.PHYSICIST})
+_ROLES = frozenset(RoleValues)
 
 
 # What the review page's live monitor sees of a stream (api.routes.monitor).

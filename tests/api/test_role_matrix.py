@@ -65,6 +65,8 @@ EXPECTED: dict[str, frozenset[RoleValues]] = {
     "acknowledge_alerts": PEOPLE,
     "who_am_i": ANY_ROLE,
     "list_audit_events": PHYSICISTS,
+    "list_dicom_quarantine": PEOPLE,
+    "list_session_dicom_instances": ANY_ROLE,
 }
 """Roles admitted by each operation that takes an API token."""
 

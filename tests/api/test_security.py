@@ -80,7 +80,7 @@ def test_token_names_are_bounded(tmp_path: Path, name: str) -> None:
 _ANY = {"console", "therapist", "physicist", "physician"}
 ROLE_MATRIX = [
     # (method, path template, roles allowed)
-    ("POST", "/api/v1/patients", {"therapist", "physicist"}),
+    ("POST", "/api/v1/patients", {"therapist", "physicist", "physician"}),
     ("GET", "/api/v1/patients", {"therapist", "physicist", "physician"}),
     (
         "POST",
