@@ -76,7 +76,7 @@ def register(commands: Any) -> None:
         "One input only; recorded in assessment.json",
     )
     _add_options(assess)
-    assess.set_defaults(handler=_assess)
+    assess.set_defaults(handler=_assess, hint_sidecars=False)
 
     batch = actions.add_parser(
         "batch",
@@ -94,7 +94,7 @@ def register(commands: Any) -> None:
     batch.add_argument("--out", type=Path, required=True, help="output folder")
     batch.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     _add_options(batch)
-    batch.set_defaults(handler=_batch)
+    batch.set_defaults(handler=_batch, hint_sidecars=True)
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +131,7 @@ def _settings(arguments: argparse.Namespace) -> dict[str, Any]:
     return {
         "intensity": arguments.intensity,
         "dome_hint": getattr(arguments, "dome_hint", None),
-        "hint_sidecars": arguments.handler is _batch,
+        "hint_sidecars": arguments.hint_sidecars,
         "context": arguments.context,
         "patient_position": arguments.patient_position,
         "hemidiaphragm": arguments.hemidiaphragm,
