@@ -102,6 +102,10 @@ def test_a_rerun_with_a_hint_reaches_the_tracker_and_is_a_new_audited_assessment
     assert stored.json() == original
     again = api.client.get(f"/api/v1/motion-assessments/{rerun['id']}", headers=api.headers())
     assert again.json()["dome_hint"]["given_by_token_id"] == token_id
+    # On the worklist the re-run replaces the assessment it repeats: one result to review.
+    worklist = api.client.get("/api/v1/worklist", headers=api.headers()).json()["data"]
+    item = next(i for i in worklist if i["session_id"] == session_id)
+    assert (item["results"], item["awaiting_review"]) == (1, 1)
     audit = api.client.get(
         "/api/v1/audit-events",
         params={"resource_id": rerun["id"]},
