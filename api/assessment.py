@@ -119,8 +119,12 @@ def assess_sequence(
     source: str,
     protocol: LoadedProtocol | None = None,
     hold_evidence: BreathHoldEvidence | None = None,
+    dome_hint_column_row: tuple[float, float] | None = None,
 ) -> AssessmentOutcome:
     """Track the dome, then analyse and decide when possible.
+
+    ``dome_hint_column_row`` (a pixel of the first frame, checked by the caller) starts the
+    tracker there instead of at the automatic detection.
 
     Raises
     ------
@@ -128,7 +132,10 @@ def assess_sequence(
         The sequence cannot be tracked at all (e.g. a single frame).
     """
     try:
-        track = track_dome(sequence, TrackerSettings(patient_position=patient_position))
+        settings = TrackerSettings(
+            patient_position=patient_position, seed_column_row=dome_hint_column_row
+        )
+        track = track_dome(sequence, settings)
     except ProcessingError as exc:
         return AssessmentOutcome(AssessmentStatusValues.FAILED, str(exc), 0.0, [], None, None)
     observations = [json_safe(o.to_dict()) for o in track.observations]

@@ -8,7 +8,10 @@ The Python API behind ``igrt motion assess``, in two lines for a notebook::
 Inputs: a multi-frame DICOM fluoroscopy file, MHA/NRRD, a folder of PNG/TIFF frames, a
 :class:`~igrt.sequence.FluoroSequence`, a CSV trace (``time_s,si_mm,confidence``) or a
 :class:`~igrt.trace.BreathingTrace`. Geometry comes from the file where it has it, and from a
-:class:`GeometryOptions` otherwise.
+:class:`GeometryOptions` otherwise; what the pixels mean (:class:`~igrt.sequence.IntensityValues`)
+from the file where it says, and from the caller's ``intensity`` otherwise (a folder of frames
+never says). A :class:`DomeHint` (a person's click on the dome in the first frame) starts the
+tracker there, and the assessment records it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +33,13 @@ from igrt.geometry import ProjectionGeometry
 from igrt.margins import MarginSuggestion, suggest_margins
 from igrt.protocol import DEFAULT_PROTOCOL, MotionProtocol
 from igrt.protocol_file import LoadedProtocol
-from igrt.sequence import FluoroSequence
+from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.trace import BreathingTrace
 from igrt.tracking import DomeTrack, TrackerSettings, TrackingStatusValues, track_dome
 
 __all__ = [
     "TRACKER_SD_MM",
+    "DomeHint",
     "GeometryOptions",
     "MotionAssessment",
     "assess_motion",
@@ -125,6 +129,93 @@ def geometry_record(sequence: FluoroSequence, options: GeometryOptions | None) -
     }
 
 
+@dataclass(frozen=True)
+class DomeHint:
+    """A person's hint: the dome apex is near this pixel of the recording's first frame.
+
+    Automatic dome detection can lock onto another edge (the top of the lung, a clavicle); a
+    therapist who points at the dome once fixes that for the whole recording. The tracker
+    searches only within ``TrackerSettings.seed_radius_px`` of the hint on the first frame.
+
+    Parameters
+    ----------
+    column_px, row_px : float
+        Panel pixel of the first frame (column from the left, row from the top; pixel centres
+        at integers).
+    given_by : str or None, optional
+        Who gave it (a name or token name), for the record.
+    source : str or None, optional
+        Where it came from (``--dome-hint``, a sidecar file, a request), for the record.
+
+    Raises
+    ------
+    InvalidInputError
+        A coordinate that is not a finite number >= 0.
+    """
+
+    column_px: float
+    row_px: float
+    given_by: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("column_px", "row_px"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidInputError(f"dome hint {name} must be a number", field="dome_hint")
+            if not math.isfinite(value) or value < 0:
+                raise InvalidInputError(
+                    f"dome hint {name} must be finite and >= 0, got {value!r}", field="dome_hint"
+                )
+            object.__setattr__(self, name, float(value))
+
+    @classmethod
+    def parse(cls, text: str, *, source: str | None = None) -> DomeHint:
+        """A hint from ``"COLUMN,ROW"`` (pixels of the first frame).
+
+        Examples
+        --------
+        >>> DomeHint.parse("120,88.5")
+        DomeHint(column_px=120.0, row_px=88.5, given_by=None, source=None)
+        """
+        parts = text.split(",")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            column, row = (float(part) for part in parts)
+        except ValueError:
+            raise InvalidInputError(
+                f"a dome hint is COLUMN,ROW in pixels of the first frame, got {text!r}",
+                field="dome_hint",
+            ) from None
+        return cls(column, row, source=source)
+
+    def check_on_panel(self, detector_shape: tuple[int, int]) -> None:
+        """Refuse a hint outside a panel of ``detector_shape`` (rows, columns).
+
+        Raises
+        ------
+        InvalidInputError
+            When the hint is not on the panel.
+        """
+        rows, columns = detector_shape
+        if self.column_px > columns - 1 or self.row_px > rows - 1:
+            raise InvalidInputError(
+                f"the dome hint (column {self.column_px:g}, row {self.row_px:g}) is outside the "
+                f"first frame ({columns} columns x {rows} rows; pixels count from 0)",
+                field="dome_hint",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record of the hint."""
+        return {
+            "column_px": self.column_px,
+            "row_px": self.row_px,
+            "given_by": self.given_by,
+            "source": self.source,
+        }
+
+
 @dataclass(frozen=True, eq=False)
 class MotionAssessment:
     """A breathing-motion assessment and everything that supports it.
@@ -151,6 +242,8 @@ class MotionAssessment:
     protocol : dict
         The protocol applied: version, file hash and path (``None`` for the built-in one) and
         every value with its provenance.
+    dome_hint : DomeHint or None
+        The hint the tracker started from; ``None`` when the dome was found automatically.
     """
 
     source: str
@@ -163,6 +256,7 @@ class MotionAssessment:
     setup_error_model: dict[str, float]
     protocol: dict[str, Any]
     geometry: dict[str, Any] | None = None
+    dome_hint: DomeHint | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready document of the whole assessment (units in every key)."""
@@ -175,6 +269,7 @@ class MotionAssessment:
             "setup_error_model_mm": self.setup_error_model,
             "protocol": self.protocol,
             "geometry": self.geometry,
+            "dome_hint": self.dome_hint.to_dict() if self.dome_hint is not None else None,
             "trace": {
                 "n_samples": self.trace.n_samples,
                 "lost_fraction": self.trace.lost_fraction,
@@ -189,6 +284,7 @@ class MotionAssessment:
                 "n_lost": sum(
                     o.status is TrackingStatusValues.LOST for o in self.track.observations
                 ),
+                "first_apex_column_row_px": _first_apex(self.track),
             }
         return document
 
@@ -196,6 +292,12 @@ class MotionAssessment:
         """A few lines a therapist reads."""
         a, d = self.analysis, self.decision
         lines = [f"{self.source}: {d.recommendation.value.replace('_', ' ').upper()}"]
+        if self.dome_hint is not None:
+            by = f" by {self.dome_hint.given_by}" if self.dome_hint.given_by else ""
+            lines.append(
+                f"  tracked from a dome hint{by} at column {self.dome_hint.column_px:g}, "
+                f"row {self.dome_hint.row_px:g} of the first frame"
+            )
         if a.excursion_median_mm is not None:
             uncertainty = a.excursion_uncertainty_mm or 0.0
             lines.append(
@@ -235,6 +337,15 @@ class MotionAssessment:
         return written
 
 
+def _first_apex(track: DomeTrack) -> list[float] | None:
+    """Panel pixel ``[column, row]`` of the first apex found (to compare with a hint)."""
+    for observation in track.observations:
+        apex = [float(observation.apex_column), float(observation.apex_row)]
+        if observation.status is not TrackingStatusValues.LOST and all(map(math.isfinite, apex)):
+            return apex
+    return None
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -258,14 +369,31 @@ def _write_atomically(path: Path, text: str) -> Path:
 
 
 def load_recording(
-    path: str | os.PathLike[str], options: GeometryOptions | None = None
+    path: str | os.PathLike[str],
+    options: GeometryOptions | None = None,
+    *,
+    intensity: IntensityValues | None = None,
 ) -> FluoroSequence | BreathingTrace:
     """Read a recording: images become a sequence, a CSV a trace.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A DICOM or MetaImage file, a folder of PNG/TIFF frames, or a CSV trace.
+    options : GeometryOptions, optional
+        Geometry and frame rate for recordings that lack them.
+    intensity : IntensityValues or None, optional
+        What the pixels mean, for files that do not say: needed for a folder of frames and
+        for a MetaImage or DICOM file that does not state it; it must agree with a file that
+        does.
 
     Raises
     ------
     ImageReadError
-        If the file or folder cannot be read, or is of no supported kind.
+        If the file or folder cannot be read, or is of no supported kind, or does not say what
+        its pixels mean and ``intensity`` is not given.
+    InvalidInputError
+        If ``intensity`` contradicts what the file states.
     GeometryError
         If the recording has no geometry and ``options`` gives none that fits.
     """
@@ -283,16 +411,31 @@ def load_recording(
                 f"{source} holds no PNG or TIFF frames (DICOM: pass the multi-frame file)",
                 field="input",
             )
+        if intensity is None:
+            raise ImageReadError(
+                f"{source} is a folder of frames, which do not say what their pixels mean: pass "
+                "intensity (raw panel signal, line integrals, or display grey levels with the "
+                "lung dark)",
+                field="intensity",
+            )
         shape = _image_shape(frames[0])
-        return imageio.read_fluoro_frames(frames, options.geometry(shape), fps=options.fps)
+        return imageio.read_fluoro_frames(
+            frames, options.geometry(shape), fps=options.fps, intensity=intensity
+        )
     if suffix == ".csv":
         return BreathingTrace.from_csv(source)
     if suffix in _IMAGE_SUFFIXES:
         return imageio.read_fluoro_mha(
-            source, fallback_geometry=_fallback(source, options), fallback_fps=options.fps
+            source,
+            fallback_geometry=_fallback(source, options),
+            fallback_fps=options.fps,
+            intensity=intensity,
         )
     return imageio.read_fluoro_dicom(
-        source, fallback_geometry=_fallback(source, options), fallback_fps=options.fps
+        source,
+        fallback_geometry=_fallback(source, options),
+        fallback_fps=options.fps,
+        intensity=intensity,
     )
 
 
@@ -361,6 +504,8 @@ def assess_motion(
     systematic_setup_sd_mm: float | None = None,
     random_setup_sd_mm: float | None = None,
     protocol_file: LoadedProtocol | None = None,
+    intensity: IntensityValues | None = None,
+    dome_hint: DomeHint | None = None,
 ) -> MotionAssessment:
     """Track, analyse and decide on one recording.
 
@@ -381,11 +526,17 @@ def assess_motion(
         errors after image guidance, mm); ``None`` takes the protocol's (the site's model).
     protocol_file : LoadedProtocol, optional
         The site protocol file ``protocol`` came from: its version, hash and path are recorded.
+    intensity : IntensityValues or None, optional
+        What the pixels of a file mean, when it does not say (see :func:`load_recording`).
+    dome_hint : DomeHint or None, optional
+        Start the tracker at this pixel of the first frame (it replaces any seed in
+        ``tracker``); recorded with the assessment.
 
     Raises
     ------
     InvalidInputError
-        Unreadable or unsuitable input (including geometry problems).
+        Unreadable or unsuitable input (including geometry problems); a dome hint off the
+        first frame or given for a trace.
     ProcessingError
         When the dome cannot be found on the first frames.
     """
@@ -396,7 +547,7 @@ def assess_motion(
     else:
         source = type(recording).__name__
     loaded = (
-        load_recording(recording, geometry)
+        load_recording(recording, geometry, intensity=intensity)
         if isinstance(recording, str | os.PathLike)
         else recording
     )
@@ -404,11 +555,16 @@ def assess_motion(
     geometry_used: dict[str, Any] | None = None
     if isinstance(loaded, FluoroSequence):
         geometry_used = geometry_record(loaded, geometry)
-        track = track_dome(loaded, tracker)
+        track = track_dome(loaded, _hinted(tracker, dome_hint, loaded))
         if track.tracked_fraction == 0.0:
             raise ProcessingError(f"{source}: the diaphragm dome was not found on any frame")
         trace = trace_from_track(track, source=f"igrt dome tracker on {source}")
     elif isinstance(loaded, BreathingTrace):
+        if dome_hint is not None:
+            raise InvalidInputError(
+                f"{source} is a breathing trace: there is no image to give a dome hint on",
+                field="dome_hint",
+            )
         trace = loaded
     else:
         raise InvalidInputError(f"cannot assess a {type(loaded).__name__}", field="recording")
@@ -451,4 +607,18 @@ def assess_motion(
             "file": None if protocol_file is None else protocol_file.path,
             "values": protocol.to_dict(),
         },
+        dome_hint=dome_hint,
+    )
+
+
+def _hinted(
+    tracker: TrackerSettings | None, hint: DomeHint | None, sequence: FluoroSequence
+) -> TrackerSettings | None:
+    """The tracker settings seeded at the hint (checked to lie on the first frame)."""
+    if hint is None:
+        return tracker
+    hint.check_on_panel(sequence.geometries[0].detector_shape)
+    return replace(
+        tracker if tracker is not None else TrackerSettings(),
+        seed_column_row=(hint.column_px, hint.row_px),
     )

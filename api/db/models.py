@@ -194,7 +194,9 @@ class MotionAssessment(Base):
     """A breathing-motion assessment of one fluoroscopy upload (immutable).
 
     Holds the dome track and, when the analysis could run, the analysis and the
-    motion-management decision.
+    motion-management decision. A therapist's dome hint (a pixel of the first frame the tracker
+    started from) is kept with the name of who gave it; a re-run with a hint is a new row naming
+    the one it repeats (``rerun_of``).
     """
 
     __tablename__ = "motion_assessments"
@@ -214,6 +216,22 @@ class MotionAssessment(Base):
     software_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+    dome_hint_column_px: Mapped[float | None] = mapped_column(Float(), default=None)
+    dome_hint_row_px: Mapped[float | None] = mapped_column(Float(), default=None)
+    dome_hint_given_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    rerun_of: Mapped[str | None] = mapped_column(String(36), default=None)
+
+    @property
+    def dome_hint(self) -> dict[str, Any] | None:
+        """The hint as the API shows it, or None when the dome was found automatically."""
+        if self.dome_hint_column_px is None or self.dome_hint_row_px is None:
+            return None
+        return {
+            "column_px": self.dome_hint_column_px,
+            "row_px": self.dome_hint_row_px,
+            "given_by": self.dome_hint_given_by,
+            "given_by_token_id": self.created_by,
+        }
 
 
 class Review(Base):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from api.assessment import assess_sequence
 from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
-from api.db.models import MotionAssessment, Upload
+from api.db.models import MotionAssessment, TreatmentSession, Upload
 from api.deps import AnyRole, DbSession, JsonContent, ServiceDep
-from api.enums import UploadKindValues
+from api.enums import RoleValues, UploadKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.ingest import read_stored_sequence
 from api.schemas.assessments import (
@@ -19,9 +20,11 @@ from api.schemas.assessments import (
     MotionAssessmentPublic,
     MotionAssessmentsPublic,
 )
+from api.security import Principal
 from igrt.decision import BreathHoldEvidence
 from igrt.errors import InvalidInputError
 from igrt.frame_of_reference import PatientPositionValues
+from igrt.motion_assessment import DomeHint
 
 __all__ = ["router"]
 
@@ -33,6 +36,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["assessments"], responses=PROBLEM_RE
     operation_id="create_motion_assessment",
     status_code=201,
     responses={
+        **problem(403, "A console token gave a dome hint (a person's judgement)."),
         **problem(404, "No such session or upload."),
         **problem(415, "The body is not JSON."),
     },
@@ -51,6 +55,10 @@ def create_motion_assessment(
     Synchronous (about a second for a minute of fluoroscopy). The assessment is stored whatever
     its outcome: ``status`` says whether a decision was made (``completed``), only the track
     (``tracked``, with the ``reason``) or nothing trustworthy (``failed``).
+
+    A ``dome_hint`` (therapists and physicists) starts the tracking at that pixel of the first
+    frame (422 when it is off the frame); the assessment records it with the giver's name. A
+    re-run with a hint names the earlier assessment in ``rerun_of`` and is a new assessment.
     """
     session = get_session(db, session_id)
     upload = get_or_404(db, Upload, body.upload_id, "upload", "upload_id")
@@ -58,6 +66,8 @@ def create_motion_assessment(
         raise ApiError(422, "the upload belongs to another session", field="upload_id")
     if upload.kind != UploadKindValues.FLUOROSCOPY.value:
         raise ApiError(422, "only fluoroscopy uploads can be assessed", field="upload_id")
+    hint = _dome_hint(body, principal, upload)
+    _check_rerun_of(db, body, session, upload)
     # End the read transaction before the assessment (up to seconds): SQLite refuses the write
     # of a transaction whose snapshot predates another connection's commit ("database is
     # locked", a 500), and streams, jobs and other requests commit all the time.
@@ -72,6 +82,7 @@ def create_motion_assessment(
             source=f"upload {upload.id}",
             protocol=service.protocol,
             hold_evidence=_hold_evidence(body),
+            dome_hint_column_row=(hint.column_px, hint.row_px) if hint else None,
         )
     except InvalidInputError as exc:  # e.g. a single radiograph: nothing to track
         raise ApiError(422, f"this upload cannot be assessed: {exc}", field="upload_id") from exc
@@ -88,6 +99,10 @@ def create_motion_assessment(
         result=outcome.result,
         software_version=outcome.software_version,
         created_by=principal.token_id,
+        dome_hint_column_px=hint.column_px if hint else None,
+        dome_hint_row_px=hint.row_px if hint else None,
+        dome_hint_given_by=hint.given_by if hint else None,
+        rerun_of=body.rerun_of,
     )
     db.add(assessment)
     db.flush()
@@ -102,11 +117,53 @@ def create_motion_assessment(
             "upload_id": upload.id,
             "status": assessment.status,
             "recommendation": assessment.recommendation,
+            "dome_hint": hint.to_dict() if hint else None,
+            "rerun_of": body.rerun_of,
         },
     )
     db.commit()
     response.headers["Location"] = f"{API_PREFIX}/motion-assessments/{assessment.id}"
     return MotionAssessmentPublic.model_validate(assessment)
+
+
+def _dome_hint(
+    body: MotionAssessmentCreate, principal: Principal, upload: Upload
+) -> DomeHint | None:
+    """The request's hint, from a person, on the upload's first frame (or None)."""
+    if body.dome_hint is None:
+        return None
+    if principal.role is RoleValues.CONSOLE:
+        raise ApiError(
+            403,
+            "a dome hint is a person's judgement: only therapists and physicists give one",
+            field="dome_hint",
+        )
+    try:
+        hint = DomeHint(
+            body.dome_hint.column_px,
+            body.dome_hint.row_px,
+            given_by=principal.name,
+            source="request",
+        )
+        hint.check_on_panel((upload.rows, upload.columns))
+    except InvalidInputError as exc:
+        raise ApiError(422, str(exc), field="dome_hint") from exc
+    return hint
+
+
+def _check_rerun_of(
+    db: Session, body: MotionAssessmentCreate, session: TreatmentSession, upload: Upload
+) -> None:
+    """A re-run repeats an assessment of the same upload of the same session."""
+    if body.rerun_of is None:
+        return
+    earlier = db.get(MotionAssessment, body.rerun_of)
+    if earlier is None or earlier.session_id != session.id or earlier.upload_id != upload.id:
+        raise ApiError(
+            422,
+            "rerun_of must name an assessment of the same upload in this session",
+            field="rerun_of",
+        )
 
 
 @router.get(

@@ -6,7 +6,8 @@ repositioning, results without a review, every result reviewed, nothing to revie
 or physicist acknowledges a session's alerts with a note of what was done
 (``POST /sessions/{id}/alert-acknowledgements``, audited as ``stream.alert_acknowledged``).
 Reviews never disappear (a correction supersedes), so "reviewed" means every result has a
-standing review.
+standing review. A motion assessment re-run from a dome hint (another names it in ``rerun_of``)
+is no longer a result of its own: the re-run stands for it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,11 @@ def _items(db: DbSession, sessions: list[tuple[TreatmentSession, Patient]]) -> l
     alerted = _unacknowledged_alerts(db, ids)
     items: list[WorklistItem] = []
     for session, owner in sessions:
-        results = assessments[session.id] + registrations[session.id]
+        # An assessment re-run from a dome hint was judged wrong by whoever gave the hint: the
+        # re-run replaces it on the worklist (both stay readable, and the re-run is audited).
+        rerun = {row.rerun_of for row in assessments[session.id] if row.rerun_of}
+        current = [row for row in assessments[session.id] if row.id not in rerun]
+        results = current + registrations[session.id]
         awaiting = sum(1 for row in results if row.id not in reviewed)
         flagged = any(
             row.repositioning_required and row.id not in reviewed

@@ -12,6 +12,8 @@ from api.enums import AssessmentStatusValues
 
 __all__ = [
     "AssessmentContext",
+    "DomeHintCreate",
+    "DomeHintPublic",
     "DomeObservationPublic",
     "MotionAssessmentCreate",
     "MotionAssessmentPublic",
@@ -55,6 +57,8 @@ _EXAMPLE: JsonDict = {
     },
     "software_version": "0.1.0",
     "created_at": "2026-11-28T09:30:00Z",
+    "dome_hint": None,
+    "rerun_of": None,
 }
 
 
@@ -72,14 +76,50 @@ class BreathHoldEvidenceIn(BaseModel):
     hold_reproducibility_mm: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
 
 
+class DomeHintCreate(BaseModel):
+    """Where a person sees the diaphragm dome's apex on the upload's first frame."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"column_px": 101.0, "row_px": 118.0}]}
+    )
+
+    column_px: float = Field(
+        ge=0, allow_inf_nan=False, description="Column of the first frame, from 0 at the left."
+    )
+    row_px: float = Field(
+        ge=0, allow_inf_nan=False, description="Row of the first frame, from 0 at the top."
+    )
+
+
+class DomeHintPublic(DomeHintCreate):
+    """The hint an assessment's tracking started from, and who gave it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    given_by: str | None = Field(description="The giver's token name when it was given.")
+    given_by_token_id: str | None
+
+
 class MotionAssessmentCreate(BaseModel):
-    """Assess the breathing motion on one of the session's fluoroscopy uploads."""
+    """Assess the breathing motion on one of the session's fluoroscopy uploads.
+
+    With ``dome_hint`` (therapists and physicists only: a console cannot give one) the tracker
+    starts at that pixel of the first frame instead of at the automatic detection; it must lie
+    on the frame. ``rerun_of`` names the assessment of the same upload this one repeats (that one
+    stays as it is).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"upload_id": "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "context": "free_breathing"}
+                {"upload_id": "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "context": "free_breathing"},
+                {
+                    "upload_id": "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+                    "context": "free_breathing",
+                    "dome_hint": {"column_px": 101.0, "row_px": 118.0},
+                    "rerun_of": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                },
             ]
         },
     )
@@ -92,6 +132,15 @@ class MotionAssessmentCreate(BaseModel):
         default=None,
         description="Breath holds from an ABC device session or a spirometer log; used for the "
         "ABC suitability instead of holds in the fluoroscopy.",
+    )
+    dome_hint: DomeHintCreate | None = Field(
+        default=None, description="Start tracking at this pixel of the first frame."
+    )
+    rerun_of: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The assessment of the same upload this one repeats.",
     )
 
 
@@ -145,6 +194,10 @@ class MotionAssessmentPublic(BaseModel):
     result: dict[str, Any] | None
     software_version: str = Field(description="igrt version that computed it.")
     created_at: datetime
+    dome_hint: DomeHintPublic | None = Field(
+        description="The hint tracking started from; null when the dome was found automatically."
+    )
+    rerun_of: str | None = Field(description="The assessment this one repeats, if any.")
 
 
 class MotionAssessmentsPublic(BaseModel):

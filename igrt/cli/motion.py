@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from igrt.errors import InvalidInputError, ProcessingError
 
+if TYPE_CHECKING:
+    from igrt.motion_assessment import DomeHint
+
 _RECORDING_SUFFIXES = {".dcm", ".mha", ".mhd", ".nrrd", ".csv"}
+_INTENSITY_FIELDS = {"intensity", "IGRT_Intensity", "PixelIntensityRelationship"}
+"""Error fields of a missing or contradicted pixel meaning (``igrt.imageio`` readers)."""
+_HINT_SUFFIX = ".hint.json"
+_HINT_KEYS = {"column_px", "row_px", "given_by"}
+_HINT_MAX_BYTES = 4096
+_INTENSITY_HELP = (
+    "what the pixels mean, for files that do not say (a folder of PNG/TIFF frames never does; "
+    "a MetaImage or DICOM without the project's header key or Pixel Intensity Relationship): "
+    "raw panel signal, line integrals -ln(I/I0), or display grey levels with the lung dark. "
+    "A file that says otherwise is refused"
+)
 _SUMMARY_COLUMNS = (
     "recording",
     "status",
@@ -52,20 +67,33 @@ def register(commands: Any) -> None:
         default=Path("motion-assessment"),
         help="output folder; one sub-folder per input (default %(default)s)",
     )
+    assess.add_argument(
+        "--dome-hint",
+        metavar="COLUMN,ROW",
+        help="the dome apex is near this pixel of the first frame (column from the left, row "
+        "from the top, from 0): tracking starts there instead of at the automatic detection. "
+        "One input only; recorded in assessment.json",
+    )
     _add_options(assess)
-    assess.set_defaults(handler=_assess)
+    assess.set_defaults(handler=_assess, hint_sidecars=False)
 
     batch = actions.add_parser(
         "batch",
         help="assess every recording in a folder, in parallel, resumably",
         description="Assess every recording below DIR with local processes. Finished "
-        "recordings are skipped on a re-run, so an interrupted batch resumes.",
+        "recordings are skipped on a re-run, so an interrupted batch resumes. A dome hint for "
+        "one recording goes in a sidecar file beside it, named after it plus "
+        f"'{_HINT_SUFFIX}' (patient07.dcm -> patient07.dcm{_HINT_SUFFIX}; a frame folder "
+        f"frames/ -> frames{_HINT_SUFFIX}) holding "
+        '{"column_px": 120, "row_px": 88, "given_by": "A. Therapist"} (pixels of the first '
+        "frame; given_by optional). A hint added after a recording was assessed is used only "
+        "once its output sub-folder is removed.",
     )
     batch.add_argument("folder", type=Path, metavar="DIR")
     batch.add_argument("--out", type=Path, required=True, help="output folder")
     batch.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     _add_options(batch)
-    batch.set_defaults(handler=_batch)
+    batch.set_defaults(handler=_batch, hint_sidecars=True)
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +104,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--patient-position", default="HFS")
     parser.add_argument("--hemidiaphragm", choices=("right", "left"), default="right")
+    parser.add_argument(
+        "--intensity", choices=("raw", "line_integral", "display"), help=_INTENSITY_HELP
+    )
     geometry = parser.add_argument_group("geometry for recordings that lack it")
     geometry.add_argument("--sad-mm", type=float, default=1000.0)
     geometry.add_argument("--sdd-mm", type=float, default=1536.0)
@@ -101,8 +132,15 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(arguments: argparse.Namespace) -> dict[str, Any]:
-    """Picklable keyword arguments for :func:`_assess_one`."""
+    """Picklable keyword arguments for :func:`_assess_one`.
+
+    ``dome_hint`` is the command line's hint (``assess``); ``hint_sidecars`` says whether to
+    look for a hint file beside each recording (``batch``).
+    """
     return {
+        "intensity": arguments.intensity,
+        "dome_hint": getattr(arguments, "dome_hint", None),
+        "hint_sidecars": arguments.hint_sidecars,
         "context": arguments.context,
         "patient_position": arguments.patient_position,
         "hemidiaphragm": arguments.hemidiaphragm,
@@ -125,11 +163,13 @@ def _assess_one(path: Path, out: Path, settings: dict[str, Any]) -> dict[str, An
     from igrt.motion_assessment import GeometryOptions, assess_motion
     from igrt.protocol import DEFAULT_PROTOCOL
     from igrt.protocol_file import load_protocol_file
+    from igrt.sequence import IntensityValues
     from igrt.tracking import HemidiaphragmValues, TrackerSettings
 
     row: dict[str, Any] = {"recording": str(path)}
     try:
         loaded = None if settings["protocol"] is None else load_protocol_file(settings["protocol"])
+        intensity = settings.get("intensity")
         assessment = assess_motion(
             path,
             geometry=GeometryOptions(**settings["geometry"]),
@@ -142,10 +182,15 @@ def _assess_one(path: Path, out: Path, settings: dict[str, Any]) -> dict[str, An
             random_setup_sd_mm=settings["random_setup_sd_mm"],
             protocol=DEFAULT_PROTOCOL if loaded is None else loaded.protocol,
             protocol_file=loaded,
+            intensity=IntensityValues(intensity) if intensity else None,
+            dome_hint=_dome_hint(path, settings),
         )
         assessment.write(out, plot=settings["plot"])
     except InvalidInputError as error:
-        return {**row, "status": "bad_input", "message": str(error)}
+        message = str(error)
+        if error.field in _INTENSITY_FIELDS:
+            message += " (on the command line: --intensity raw|line_integral|display)"
+        return {**row, "status": "bad_input", "message": message}
     except ProcessingError as error:
         return {**row, "status": "failed", "message": str(error)}
     analysis = assessment.analysis
@@ -166,12 +211,78 @@ def _assess_one(path: Path, out: Path, settings: dict[str, Any]) -> dict[str, An
     }
 
 
+def _dome_hint(path: Path, settings: dict[str, Any]) -> DomeHint | None:
+    """The command line's hint, or the recording's sidecar hint in a batch, or None."""
+    from igrt.motion_assessment import DomeHint
+
+    if settings.get("dome_hint"):
+        return DomeHint.parse(settings["dome_hint"], source="--dome-hint")
+    if settings.get("hint_sidecars"):
+        return read_hint_sidecar(path)
+    return None
+
+
+def hint_sidecar_path(recording: Path) -> Path:
+    """Where a batch looks for a recording's dome hint: beside it, its name + ``.hint.json``."""
+    return recording.with_name(recording.name + _HINT_SUFFIX)
+
+
+def read_hint_sidecar(recording: Path) -> DomeHint | None:
+    """The dome hint in the recording's sidecar file, or None when there is none.
+
+    Raises
+    ------
+    InvalidInputError
+        A sidecar that is not a small JSON object of ``column_px``, ``row_px`` (numbers) and an
+        optional ``given_by`` (text), or whose numbers are no pixel.
+    """
+    from igrt.motion_assessment import DomeHint
+
+    sidecar = hint_sidecar_path(recording)
+    if not sidecar.is_file():
+        return None
+    with sidecar.open("rb") as stream:
+        content = stream.read(_HINT_MAX_BYTES + 1)
+    if len(content) > _HINT_MAX_BYTES:
+        raise InvalidInputError(f"{sidecar} is larger than a dome hint", field="dome_hint")
+    try:
+        document = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{sidecar} is not JSON: {exc}", field="dome_hint") from None
+    if not isinstance(document, dict) or not {"column_px", "row_px"} <= document.keys():
+        raise InvalidInputError(
+            f'{sidecar} must hold {{"column_px": ..., "row_px": ...}}', field="dome_hint"
+        )
+    unknown = sorted(set(document) - _HINT_KEYS)
+    if unknown:
+        raise InvalidInputError(f"{sidecar}: unknown keys {unknown}", field="dome_hint")
+    given_by = document.get("given_by")
+    if given_by is not None and (not isinstance(given_by, str) or len(given_by) > 100):
+        raise InvalidInputError(
+            f"{sidecar}: given_by must be text of at most 100 characters", field="dome_hint"
+        )
+    try:
+        return DomeHint(document["column_px"], document["row_px"], given_by, str(sidecar))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{sidecar}: {exc}", field="dome_hint") from None
+
+
 def _output_folder(out: Path, path: Path, root: Path | None = None) -> Path:
     relative = path.relative_to(root) if root is not None else Path(path.name)
     return out / relative.with_suffix("").as_posix().replace("/", "__")
 
 
 def _assess(arguments: argparse.Namespace) -> int:
+    if arguments.dome_hint is not None and len(arguments.inputs) > 1:
+        raise InvalidInputError(
+            "--dome-hint is a pixel of one recording's first frame: give one input (for many, "
+            f"use 'igrt motion batch' with {_HINT_SUFFIX} sidecar files)",
+            field="dome_hint",
+        )
+    if arguments.dome_hint is not None:
+        from igrt.motion_assessment import DomeHint
+
+        DomeHint.parse(arguments.dome_hint)  # a malformed hint is a usage error, not per input
     settings = _settings(arguments)
     codes = []
     for path in arguments.inputs:

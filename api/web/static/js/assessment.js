@@ -1,11 +1,14 @@
 // Motion assessment: cine with the tracked dome, the breathing trace (click to jump), the
 // decision with its inputs, thresholds and rationale, the margin suggestion, and the review.
+// Therapists and physicists may click on the dome in the cine to re-run the assessment from
+// that point of the first frame (a new assessment; this one stays).
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { Cine } from "./cine.js";
 import { definitionList, h, mm, num, recommendationLabel, section, words } from "./dom.js";
 import { rerender } from "./navigation.js";
 import { reviewPanel } from "./review.js";
+import { state } from "./state.js";
 import { TraceChart } from "./trace_chart.js";
 
 const MOTION_DECISIONS = [
@@ -143,6 +146,78 @@ function marginCard(result) {
   );
 }
 
+function hintNote(assessment) {
+  const hint = assessment.dome_hint;
+  const parts = [];
+  if (hint) {
+    parts.push(
+      h("span", { id: "dome-hint" }, `Tracked from a dome hint by ${hint.given_by || "an unknown user"} `),
+      h("span", { class: "hint" }, `(column ${num(hint.column_px, 1)}, row ${num(hint.row_px, 1)} of the first frame)`),
+    );
+  }
+  if (assessment.rerun_of) {
+    parts.push(" · re-run of ", h("a", { href: `#/assessments/${assessment.rerun_of}`, id: "rerun-of" }, "the earlier assessment"));
+  }
+  return parts.length ? h("p", { class: "dome-hint-note" }, parts) : "";
+}
+
+// Ask before re-running from a clicked point; on yes, POST the new assessment and show it.
+function rerunDialog(assessment, cine) {
+  const text = h("p", { id: "rerun-question" });
+  const message = h("p", { class: "error", role: "alert" });
+  const confirm = h("button", { type: "button", id: "rerun-confirm" }, "Re-run from this point");
+  const cancel = h("button", { type: "button", class: "quiet", id: "rerun-cancel" }, "Cancel");
+  const dialog = h(
+    "dialog",
+    { class: "card rerun-dialog", "aria-labelledby": "rerun-title" },
+    h("h2", { id: "rerun-title" }, "Re-run the assessment from a dome hint?"),
+    text,
+    message,
+    h("div", { class: "actions" }, confirm, cancel),
+  );
+  let hint = null;
+  cancel.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => {
+    if (!confirm.disabled) cine.setHint(assessment.dome_hint ? { column: assessment.dome_hint.column_px, row: assessment.dome_hint.row_px } : null);
+  });
+  confirm.addEventListener("click", async () => {
+    confirm.disabled = true;
+    message.textContent = "";
+    try {
+      const created = await api(`/sessions/${assessment.session_id}/motion-assessments`, {
+        method: "POST",
+        body: {
+          upload_id: assessment.upload_id,
+          context: assessment.context,
+          dome_hint: { column_px: hint.column, row_px: hint.row },
+          rerun_of: assessment.id,
+        },
+      });
+      dialog.close();
+      location.hash = `#/assessments/${created.id}`;
+    } catch (exc) {
+      confirm.disabled = false;
+      message.textContent = exc instanceof ApiError ? exc.message : String(exc);
+    }
+  });
+  return {
+    element: dialog,
+    ask(point) {
+      hint = point;
+      cine.pause();
+      cine.seek(0);
+      cine.setHint(point);
+      text.textContent =
+        `Track the dome from column ${point.column}, row ${point.row} of the first frame (circled). ` +
+        "This makes a new assessment; this one stays as it is.";
+      message.textContent = "";
+      confirm.disabled = false;
+      dialog.showModal();
+      confirm.focus();
+    },
+  };
+}
+
 export async function showAssessment(view, assessmentId) {
   const assessment = await api(`/motion-assessments/${assessmentId}`);
   const upload = await api(`/uploads/${assessment.upload_id}`);
@@ -155,6 +230,8 @@ export async function showAssessment(view, assessmentId) {
     "aria-label": "Breathing trace: click to show that frame",
   });
   let cine = null;
+  let rerun = null;
+  const mayHint = state.user && state.user.role !== "console";
   const chart = new TraceChart(chartCanvas, {
     onPick: (time) => {
       let best = 0;
@@ -171,7 +248,10 @@ export async function showAssessment(view, assessmentId) {
     rows: upload.rows,
     columns: upload.columns,
     onFrame: (_, observation) => chart.setCursor(observation.time_s),
+    onPick: mayHint ? (point) => rerun.ask(point) : null,
   });
+  rerun = rerunDialog(assessment, cine);
+  if (assessment.dome_hint) cine.setHint({ column: assessment.dome_hint.column_px, row: assessment.dome_hint.row_px });
 
   const review = await reviewPanel({
     subjectPath: `/motion-assessments/${assessmentId}`,
@@ -191,11 +271,20 @@ export async function showAssessment(view, assessmentId) {
         h("a", { href: `#/sessions/${assessment.session_id}` }, "Back to the session"),
         ` · ${upload.n_frames} frames · tracked ${num(100 * assessment.tracked_fraction, 1)} % · ${words(assessment.context)}`,
       ),
+      hintNote(assessment),
     ),
     h(
       "div",
       { class: "grid assessment" },
-      section("Fluoroscopy", cine.element, h("p", { class: "hint legend" }, "Dome: green tracked · amber low confidence · red lost")),
+      section(
+        "Fluoroscopy",
+        cine.element,
+        h("p", { class: "hint legend" }, "Dome: green tracked · amber low confidence · red lost · blue circle: dome hint"),
+        mayHint
+          ? h("p", { class: "hint", id: "rerun-help" }, "Wrong edge tracked? Click on the dome to re-run the assessment from that point of the first frame.")
+          : "",
+        rerun.element,
+      ),
       h(
         "div",
         { class: "stack" },

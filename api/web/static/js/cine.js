@@ -1,5 +1,7 @@
 // Cine player for a fluoroscopy upload with the tracked dome drawn on every frame.
 // Space plays or pauses, the arrow keys step, Home and End jump (when the player has focus).
+// With onPick, a click on a frame reports the panel pixel clicked (column, row from 0);
+// setHint draws a dome hint (a pixel of the first frame) on the first frame.
 
 import { imageUrl } from "./api.js";
 import { h, num, words } from "./dom.js";
@@ -10,12 +12,14 @@ const STATUS_COLOURS = {
   needs_confirmation: "#c58cff",
   lost: "#ff5c5c",
 };
+const HINT_COLOUR = "#4dd0ff";
 const SPEEDS = [0.25, 0.5, 1, 2, 4];
 
 export class Cine {
-  constructor({ uploadId, track, rows, columns, onFrame = () => {} }) {
+  constructor({ uploadId, track, rows, columns, onFrame = () => {}, onPick = null }) {
     this.track = track;
     this.onFrame = onFrame;
+    this.hint = null;
     this.index = 0;
     this.speed = 1;
     this.timer = null;
@@ -44,6 +48,10 @@ export class Cine {
       value: 0,
       "aria-label": "Frame",
     });
+    if (onPick) {
+      this.canvas.classList.add("pickable");
+      this.canvas.addEventListener("click", (event) => onPick(this.pixelAt(event)));
+    }
     this.slider.addEventListener("input", () => this.seek(Number(this.slider.value)));
     this.playButton = h("button", { type: "button", id: "cine-play" }, "Play");
     this.playButton.addEventListener("click", () => (this.timer ? this.pause() : this.play()));
@@ -84,6 +92,22 @@ export class Cine {
       event.preventDefault();
       action();
     }
+  }
+
+  // The panel pixel under a click: canvas pixel i spans [i, i + 1). Whole pixels: a click on a
+  // scaled canvas is no finer, and the tracker searches around the hint anyway.
+  pixelAt(event) {
+    const box = this.canvas.getBoundingClientRect();
+    const at = (offset, extent, size) => Math.min(size - 1, Math.max(0, Math.floor((offset * size) / extent)));
+    return {
+      column: at(event.clientX - box.left, box.width, this.canvas.width),
+      row: at(event.clientY - box.top, box.height, this.canvas.height),
+    };
+  }
+
+  setHint(hint) {
+    this.hint = hint;
+    this.draw();
   }
 
   seek(index) {
@@ -169,6 +193,12 @@ export class Cine {
       ctx.lineTo(x + arm, y);
       ctx.moveTo(x, y - arm);
       ctx.lineTo(x, y + arm);
+      ctx.stroke();
+    }
+    if (this.hint && this.index === 0) {
+      ctx.strokeStyle = HINT_COLOUR;
+      ctx.beginPath();
+      ctx.arc(this.hint.column + 0.5, this.hint.row + 0.5, 6 * Math.max(1, scale), 0, 2 * Math.PI);
       ctx.stroke();
     }
     const size = Math.round(16 * Math.max(1, scale));

@@ -91,7 +91,11 @@ export async function showSession(view, sessionId) {
                   "li",
                   {},
                   h("a", { href: `#/assessments/${a.id}` }, a.recommendation ? recommendationLabel(a.recommendation) : words(a.status)),
-                  h("span", { class: "hint" }, ` ${when(a.created_at)} · ${words(a.context)}`),
+                  h(
+                    "span",
+                    { class: "hint" },
+                    ` ${when(a.created_at)} · ${words(a.context)}${a.dome_hint ? ` · dome hint by ${a.dome_hint.given_by || "unknown"}` : ""}`,
+                  ),
                 ),
               ),
             ),
