@@ -152,9 +152,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
         await run_in_threadpool(_start, service)
+        await service.live.start()
         try:
             yield
         finally:
+            await service.live.close()
             await run_in_threadpool(service.registrations.shutdown)
             service.engine.dispose()
 
