@@ -188,6 +188,10 @@ class RedisLiveMonitorHub(LiveMonitorHub):
     async def _send_forever(self, client: Redis) -> None:
         from redis.exceptions import RedisError
 
+        try:
+            await client.ping()  # connect now, not on the first frame of the first stream
+        except (RedisError, OSError) as error:
+            self._sending_failed(error)
         failures = 0
         while True:
             batch = [await self._outbox.get()]

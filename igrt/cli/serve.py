@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -21,10 +22,24 @@ def register(commands: Any) -> None:
 def _run(arguments: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.core.config import Settings
+    from api.db.single_process import SqliteProcessLock
+    from api.errors import DatabaseInUseError
     from api.main import create_app
+    from igrt.cli.main import EXIT_BAD_INPUT
 
+    settings = Settings()
+    # The service takes this lock for its life at start-up; looking first turns a second
+    # process on the same SQLite file into one clear line instead of a start-up traceback.
+    try:
+        probe = SqliteProcessLock.acquire(settings.database_url)
+    except DatabaseInUseError as error:
+        print(f"igrt: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if probe is not None:
+        probe.release()
     uvicorn.run(
-        create_app(),
+        create_app(settings),
         host=arguments.host,
         port=arguments.port,
         log_level="info",
