@@ -20,9 +20,10 @@ COPY igrt ./igrt
 COPY registration ./registration
 COPY api ./api
 COPY fixtures ./fixtures
-# The runtime dependencies come from pyproject.toml; the postgres extra adds the driver.
+# The runtime dependencies come from pyproject.toml; the postgres extra adds the driver and
+# the redis extra the client replicas share the live monitor with (compose.yaml).
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install ".[postgres]"
+ && /opt/venv/bin/pip install ".[postgres,redis]"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 igrt \

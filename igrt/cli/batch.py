@@ -264,6 +264,9 @@ def _run_pending(
     """Run every pending recording; the rows of those whose task raised (not durable)."""
     from distributed import as_completed
 
+    if not pending:
+        return {}
+
     futures = {
         client.submit(
             assess_recording,
