@@ -170,14 +170,22 @@ class RedisLiveMonitorHub(LiveMonitorHub):
             asyncio.create_task(self._send_forever(self._client), name="live-monitor-send"),
             asyncio.create_task(self._receive_forever(self._client), name="live-monitor-receive"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """Both tasks run until closed: one that ends otherwise (a bug) must not go unseen."""
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self._sending_ok = self._receiving_ok = False
+            self._relay_lost(task.get_name(), error)
 
     async def close(self) -> None:
         """Stop both tasks and close the connections."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        # A task that died of an error was reported when it ended (_task_ended).
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._client is not None:
             await self._client.aclose()
@@ -231,7 +239,7 @@ class RedisLiveMonitorHub(LiveMonitorHub):
             envelopes.append((_CHANNEL_PREFIX + session_id, text))
         return envelopes
 
-    def _sending_failed(self, error: Exception) -> None:
+    def _sending_failed(self, error: BaseException) -> None:
         if self._sending_ok:
             self._sending_ok = False
             self._relay_lost("send", error)
@@ -280,7 +288,7 @@ class RedisLiveMonitorHub(LiveMonitorHub):
 
     # --- telling watchers -----------------------------------------------------------------
 
-    def _relay_lost(self, direction: str, error: Exception) -> None:
+    def _relay_lost(self, direction: str, error: BaseException) -> None:
         log_event(
             "live monitor relay lost: streams on other replicas are not shown",
             level=_LOG_WARNING,

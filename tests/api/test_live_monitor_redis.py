@@ -92,11 +92,13 @@ def test_a_message_published_on_one_replica_reaches_the_watchers_of_another(
 def test_replicas_watching_nothing_ignore_the_traffic(redis_url: str) -> None:
     async def scenario() -> None:
         a, b = RedisLiveMonitorHub(redis_url), RedisLiveMonitorHub(redis_url)
-        s1 = session()
+        s1, s2 = session(), session()
         async with started(a, b):
             await subscribed(b, session())
-            a.publish(s1, {"type": "result", "frame_index": 0})
-            await asyncio.sleep(0.3)
+            with b.watch(s2) as marker:
+                a.publish(s1, {"type": "result", "frame_index": 0})  # nobody on b watches s1
+                a.publish(s2, {"type": "marker"})  # one connection each way: s1's went first
+                assert await asyncio.wait_for(marker.get(), TIMEOUT_S) == {"type": "marker"}
             with b.watch(s1) as late:  # a watcher sees what comes after it arrived
                 a.publish(s1, {"type": "result", "frame_index": 1})
                 assert await asyncio.wait_for(late.get(), TIMEOUT_S) == {
@@ -176,5 +178,24 @@ def test_the_relay_comes_back_after_an_outage(redis_url: str) -> None:
                     if received.get("type") == "result":
                         break
                 assert received == {"type": "result", "frame_index": 7}
+
+    run(scenario)
+
+
+def test_a_relay_task_that_dies_of_a_bug_is_not_silent(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: RedisLiveMonitorHub, pubsub: Any) -> None:
+        raise ValueError("a bug in the receiving loop")
+
+    monkeypatch.setattr(RedisLiveMonitorHub, "_receive_from", broken)
+
+    async def scenario() -> None:
+        hub = RedisLiveMonitorHub(redis_url)
+        with hub.watch(session()) as queue:
+            async with started(hub):
+                told = await asyncio.wait_for(queue.get(), TIMEOUT_S)
+                assert told["code"] == RELAY_UNAVAILABLE
+                assert not hub.relay_ok
 
     run(scenario)
