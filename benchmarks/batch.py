@@ -25,7 +25,8 @@ Runs, in one process, in this order, each into a fresh output folder
 
 Every run must give the same summary (every recording assessed, identical numbers), or the
 benchmark fails. Target (issue 15): speed-up >= 1.7 with 2 workers. The machine's load average
-is printed before and after: on a shared machine the second worker may find no free core.
+is printed before and after, and the CPU time the worker processes used: on a shared machine the
+second worker may find no free core, which CPU/wall (cores actually used) shows.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -92,10 +94,13 @@ def _dask_run(folder: Path, out: Path, workers: int) -> dict[str, Any]:
     with dask_client(workers=workers) as client:
         client.wait_for_workers(workers)
         client.run(_import_igrt)
+        cpu_before = client.run(time.process_time)
         ready = time.perf_counter()
         rows = run_batch(client, plan, _settings(), show_progress=False)
         finished = time.perf_counter()
-    return {"start_s": ready - started, "batch_s": finished - ready, "rows": rows}
+        cpu_after = client.run(time.process_time)
+    cpu_s = sum(cpu_after[worker] - cpu_before[worker] for worker in cpu_before)
+    return {"start_s": ready - started, "batch_s": finished - ready, "cpu_s": cpu_s, "rows": rows}
 
 
 def _import_igrt() -> None:
@@ -109,6 +114,7 @@ def _pool_run(folder: Path, out: Path, workers: int) -> dict[str, Any]:
 
     plan = plan_batch(folder, out)
     settings = _settings()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         ready = time.perf_counter()
@@ -118,9 +124,14 @@ def _pool_run(folder: Path, out: Path, workers: int) -> dict[str, Any]:
         for future in futures:
             future.result()
         finished = time.perf_counter()
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's, joined
+    cpu_s = sum(
+        getattr(children_after, field) - getattr(children_before, field)
+        for field in ("ru_utime", "ru_stime")
+    )
     # The summary as the command writes it (nothing is pending any more: no cluster needed).
     rows = run_batch(_NoClient(), plan, settings, show_progress=False)
-    return {"start_s": ready - started, "batch_s": finished - ready, "rows": rows}
+    return {"start_s": ready - started, "batch_s": finished - ready, "cpu_s": cpu_s, "rows": rows}
 
 
 class _NoClient:
@@ -164,12 +175,18 @@ def main() -> None:
     speed_up = one["batch_s"] / two["batch_s"]
     speed_up_with_start = (one["start_s"] + one["batch_s"]) / (two["start_s"] + two["batch_s"])
     print()
-    print(f"{'run':<18} {'start s':>8} {'batch s':>8} {'rec/s':>7} {'speed-up':>9}")
+    header = f"{'run':<18} {'start s':>8} {'batch s':>8} {'rec/s':>7} {'speed-up':>9}"
+    print(f"{header} {'CPU s/rec':>10} {'CPU/wall':>9}")
     for name, run in runs.items():
         print(
             f"{name:<18} {run['start_s']:8.1f} {run['batch_s']:8.1f} "
-            f"{n / run['batch_s']:7.2f} {one['batch_s'] / run['batch_s']:9.2f}"
+            f"{n / run['batch_s']:7.2f} {one['batch_s'] / run['batch_s']:9.2f} "
+            f"{run['cpu_s'] / n:10.3f} {run['cpu_s'] / run['batch_s']:9.2f}"
         )
+    print(
+        "CPU s/rec: CPU time of the worker processes per recording (Dask's own threads "
+        "included); CPU/wall: cores the run actually got (2.0 would be both, all the time)"
+    )
     print()
     print(
         f"speed-up of 2 Dask workers over 1: {speed_up:.2f} (target >= {TARGET_SPEED_UP}); "
@@ -187,6 +204,11 @@ def main() -> None:
                 "dask_1_worker_batch_s": round(one["batch_s"], 2),
                 "dask_2_workers_batch_s": round(two["batch_s"], 2),
                 "pool_2_processes_batch_s": round(runs["pool 2 processes"]["batch_s"], 2),
+                "dask_1_worker_cpu_s_per_recording": round(one["cpu_s"] / n, 4),
+                "dask_2_workers_cpu_s_per_recording": round(two["cpu_s"] / n, 4),
+                "pool_2_processes_cpu_s_per_recording": round(
+                    runs["pool 2 processes"]["cpu_s"] / n, 4
+                ),
                 "dask_1_worker_start_s": round(one["start_s"], 2),
                 "dask_2_workers_start_s": round(two["start_s"], 2),
                 "speed_up_2_over_1": round(speed_up, 3),
