@@ -86,7 +86,7 @@ RELAY_UNAVAILABLE = "relay_unavailable"
 _CHANNEL_PREFIX = "igrt:live:"
 _RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 _LOG_WARNING = logging.WARNING
-_CONNECT_TIMEOUT_S = 2.0
+_CONNECT_TIMEOUT_S = 5.0  # a loaded host can take seconds to accept
 
 
 class RedisLiveMonitorHub(LiveMonitorHub):
