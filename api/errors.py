@@ -39,7 +39,13 @@ from api.core.logging import REQUEST_ID
 from api.schemas.common import FieldProblem, Problem
 from igrt.errors import IgrtError, InvalidInputError, PatientMismatchError, ProcessingError
 
-__all__ = ["PROBLEM_RESPONSES", "ApiError", "install_error_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_RESPONSES",
+    "ApiError",
+    "DatabaseInUseError",
+    "install_error_handlers",
+    "problem_response",
+]
 
 _LOG = logging.getLogger("api.errors")
 
@@ -106,6 +112,10 @@ def _field_name(location: Sequence[Any]) -> str:
     if parts and parts[0] in _LOCATIONS:
         parts = parts[1:]
     return ".".join(parts) or "body"
+
+
+class DatabaseInUseError(RuntimeError):
+    """Another service process holds the SQLite database (start-up refuses; not an HTTP error)."""
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ import igrt
 from api.core.config import Settings
 from api.core.logging import configure_logging, log_event
 from api.db.migrate import upgrade
+from api.db.single_process import SqliteProcessLock
 from api.demo import seed_first_run
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
@@ -153,13 +154,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
-        await run_in_threadpool(_start, service)
+        single_process = SqliteProcessLock.acquire(settings.database_url)
         try:
-            yield
+            try:
+                await run_in_threadpool(_start, service)
+                await service.live.start()
+                yield
+            finally:
+                await service.live.close()
+                await run_in_threadpool(service.registrations.shutdown)
+                service.first_run.cancel()
+                service.engine.dispose()
         finally:
-            await run_in_threadpool(service.registrations.shutdown)
-            service.first_run.cancel()
-            service.engine.dispose()
+            if single_process is not None:
+                single_process.release()
 
     app = FastAPI(
         title="igrt",

@@ -12,7 +12,7 @@ from api.core.config import Settings
 from api.db.engine import make_engine, make_session_factory, make_write_session_factory
 from api.first_run import FirstRunFile
 from api.ingest import ImageLimits
-from api.live_monitor import LiveMonitorHub
+from api.live_monitor import LiveMonitorHub, RedisLiveMonitorHub
 from api.metrics import Metrics
 from api.previews import FramePreviews
 from api.registration_jobs import RegistrationWorker
@@ -68,7 +68,9 @@ class Service:
         )
         self.registrations = RegistrationWorker(self)
         self.previews = FramePreviews(self.store)
-        self.live = LiveMonitorHub()
+        # Replicas share what streams send through Redis; one process needs no broker.
+        url = self.settings.redis_url
+        self.live = RedisLiveMonitorHub(url) if url else LiveMonitorHub()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:

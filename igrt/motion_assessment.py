@@ -46,6 +46,7 @@ __all__ = [
     "geometry_record",
     "load_recording",
     "trace_from_track",
+    "write_text_atomically",
 ]
 
 TRACKER_SD_MM = 0.25
@@ -333,7 +334,7 @@ class MotionAssessment:
 
             written["plot"] = plot_assessment(self, out / "motion.png")
         text = json.dumps(self.to_dict(), indent=1, default=_json_default)
-        written["json"] = _write_atomically(out / "assessment.json", text)
+        written["json"] = write_text_atomically(out / "assessment.json", text)
         return written
 
 
@@ -354,7 +355,11 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _write_atomically(path: Path, text: str) -> Path:
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file, fsync and rename.
+
+    Readers (and a re-run after a crash) see the old file or the whole new one, never a part.
+    """
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w") as stream:

@@ -7,6 +7,9 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_DATA_DIR``               data directory (SQLite file, file store, first-run token)
 ``IGRT_DATABASE_URL``           SQLAlchemy URL; ``sqlite:///<data_dir>/igrt.sqlite3`` by
                                 default; ``postgresql://...`` uses psycopg 3
+``IGRT_REDIS_URL``              ``redis://host:6379/0``: several replicas on one PostgreSQL
+                                share the live monitor through Redis pub/sub; unset (one
+                                process) by default
 ``IGRT_MAX_UPLOAD_BYTES``       largest accepted upload (413 above)
 ``IGRT_MAX_JSON_BYTES``         largest body of every other route (64 KiB; frames: one frame)
 ``IGRT_MAX_FRAMES``             most frames in one fluoroscopy upload
@@ -90,6 +93,9 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="", description="SQLAlchemy database URL; SQLite in data_dir when empty."
     )
+    redis_url: str = Field(
+        default="", description="Redis for several replicas (live monitor); none when empty."
+    )
     max_upload_bytes: int = Field(default=512 * _MIB, gt=0)
     max_json_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * _MIB)
     max_frames: int = Field(default=3000, gt=0)
@@ -135,6 +141,13 @@ class Settings(BaseSettings):
     def _binning_factor(cls, value: int) -> int:
         if value not in (1, 2, 4):
             raise ValueError("demo_binning must be 1, 2 or 4")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and value.partition("://")[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return value
 
     @model_validator(mode="after")

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +13,6 @@ from igrt.errors import InvalidInputError, ProcessingError
 if TYPE_CHECKING:
     from igrt.motion_assessment import DomeHint
 
-_RECORDING_SUFFIXES = {".dcm", ".mha", ".mhd", ".nrrd", ".csv"}
 _INTENSITY_FIELDS = {"intensity", "IGRT_Intensity", "PixelIntensityRelationship"}
 """Error fields of a missing or contradicted pixel meaning (``igrt.imageio`` readers)."""
 _HINT_SUFFIX = ".hint.json"
@@ -28,20 +23,6 @@ _INTENSITY_HELP = (
     "a MetaImage or DICOM without the project's header key or Pixel Intensity Relationship): "
     "raw panel signal, line integrals -ln(I/I0), or display grey levels with the lung dark. "
     "A file that says otherwise is refused"
-)
-_SUMMARY_COLUMNS = (
-    "recording",
-    "status",
-    "recommendation",
-    "excursion_median_mm",
-    "excursion_uncertainty_mm",
-    "excursion_p95_mm",
-    "period_median_s",
-    "drift_mm_per_min",
-    "n_cycles",
-    "lost_fraction",
-    "protocol_version",
-    "message",
 )
 
 
@@ -77,11 +58,14 @@ def register(commands: Any) -> None:
     _add_options(assess)
     assess.set_defaults(handler=_assess, hint_sidecars=False)
 
+    from igrt.cli.batch import add_batch_arguments, run_batch_command
+
     batch = actions.add_parser(
         "batch",
-        help="assess every recording in a folder, in parallel, resumably",
-        description="Assess every recording below DIR with local processes. Finished "
-        "recordings are skipped on a re-run, so an interrupted batch resumes. A dome hint for "
+        help="assess every recording in a folder on a Dask cluster, resumably",
+        description="Assess every recording below DIR on a local Dask cluster, or on the "
+        "workers of --scheduler. Finished recordings are skipped on a re-run, so an "
+        "interrupted batch resumes. A dome hint for "
         "one recording goes in a sidecar file beside it, named after it plus "
         f"'{_HINT_SUFFIX}' (patient07.dcm -> patient07.dcm{_HINT_SUFFIX}; a frame folder "
         f"frames/ -> frames{_HINT_SUFFIX}) holding "
@@ -89,11 +73,9 @@ def register(commands: Any) -> None:
         "frame; given_by optional). A hint added after a recording was assessed is used only "
         "once its output sub-folder is removed.",
     )
-    batch.add_argument("folder", type=Path, metavar="DIR")
-    batch.add_argument("--out", type=Path, required=True, help="output folder")
-    batch.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    add_batch_arguments(batch)
     _add_options(batch)
-    batch.set_defaults(handler=_batch, hint_sidecars=True)
+    batch.set_defaults(handler=run_batch_command, hint_sidecars=True)
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
@@ -298,114 +280,3 @@ def _assess(arguments: argparse.Namespace) -> int:
             )
             codes.append(2 if row["status"] == "bad_input" else 3)
     return max(codes)
-
-
-def _recordings(folder: Path) -> list[Path]:
-    """Recording files below ``folder`` and folders of PNG/TIFF frames, sorted."""
-    found: list[Path] = []
-    for path in sorted(folder.rglob("*")):
-        recording_file = path.is_file() and path.suffix.lower() in _RECORDING_SUFFIXES
-        frame_folder = path.is_dir() and any(
-            p.suffix.lower() in {".png", ".tif", ".tiff"} for p in path.iterdir()
-        )
-        if recording_file or frame_folder:
-            found.append(path)
-    return found
-
-
-def _batch(arguments: argparse.Namespace) -> int:
-    folder: Path = arguments.folder
-    if not folder.is_dir():
-        raise InvalidInputError(f"{folder} is not a folder", field="folder")
-    if arguments.workers < 1:
-        raise InvalidInputError("--workers must be at least 1", field="workers")
-    recordings = _recordings(folder)
-    if not recordings:
-        raise InvalidInputError(f"no recordings found below {folder}", field="folder")
-    out: Path = arguments.out
-    out.mkdir(parents=True, exist_ok=True)
-    settings = _settings(arguments)
-    pending = [
-        p for p in recordings if not (_output_folder(out, p, folder) / "assessment.json").exists()
-    ]
-    done = len(recordings) - len(pending)
-    if done:
-        print(f"resuming: {done} of {len(recordings)} already assessed", file=sys.stderr)
-    failures_path = out / "failures.csv"
-    started = time.monotonic()
-    with ProcessPoolExecutor(max_workers=arguments.workers) as pool:
-        futures = {
-            pool.submit(_assess_one, p, _output_folder(out, p, folder), settings): p
-            for p in pending
-        }
-        for count, future in enumerate(as_completed(futures), start=1):
-            row = future.result()
-            if row["status"] != "ok":
-                _append_row(failures_path, row)
-            elapsed = time.monotonic() - started
-            bar = "#" * round(30 * (done + count) / len(recordings))
-            print(
-                f"\r[{bar:<30}] {done + count}/{len(recordings)}  {elapsed:5.0f} s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-    print(file=sys.stderr)
-    rows = _summary_rows(recordings, out, folder)
-    summary = out / "summary.csv"
-    with summary.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=_SUMMARY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    failed = sum(row["status"] != "ok" for row in rows)
-    print(f"{len(rows) - failed} assessed, {failed} failed; summary: {summary}")
-    return 0 if failed == 0 else 3
-
-
-def _append_row(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=_SUMMARY_COLUMNS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _summary_rows(recordings: list[Path], out: Path, root: Path) -> list[dict[str, Any]]:
-    """One row per recording, read back from the written results (so resumed runs count)."""
-    import json
-
-    failures: dict[str, dict[str, Any]] = {}
-    failures_path = out / "failures.csv"
-    if failures_path.exists():
-        with failures_path.open() as stream:
-            failures = {row["recording"]: row for row in csv.DictReader(stream)}
-    rows = []
-    for path in recordings:
-        result = _output_folder(out, path, root) / "assessment.json"
-        if not result.exists():
-            rows.append(
-                failures.get(
-                    str(path), {"recording": str(path), "status": "failed", "message": "no result"}
-                )
-            )
-            continue
-        document = json.loads(result.read_text())
-        analysis, decision = document["analysis"], document["decision"]
-        rows.append(
-            {
-                "recording": str(path),
-                "status": "ok",
-                "recommendation": decision.get("recommendation"),
-                "excursion_median_mm": analysis.get("excursion_median_mm"),
-                "excursion_uncertainty_mm": analysis.get("excursion_uncertainty_mm"),
-                "excursion_p95_mm": analysis.get("excursion_p95_mm"),
-                "period_median_s": analysis.get("period_median_s"),
-                "drift_mm_per_min": analysis.get("drift_mm_per_min"),
-                "n_cycles": analysis.get("n_cycles"),
-                "lost_fraction": document["trace"].get("lost_fraction"),
-                "protocol_version": decision.get("protocol_version"),
-                "message": "",
-            }
-        )
-    return rows

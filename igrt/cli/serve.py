@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -28,7 +29,11 @@ def register(commands: Any) -> None:
 def _run(arguments: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.core.config import Settings
+    from api.db.single_process import SqliteProcessLock
+    from api.errors import DatabaseInUseError
     from api.main import create_app
+    from igrt.cli.main import EXIT_BAD_INPUT
     from igrt.errors import InvalidInputError
 
     if (arguments.ssl_certfile is None) != (arguments.ssl_keyfile is None):
@@ -36,8 +41,18 @@ def _run(arguments: argparse.Namespace) -> int:
     proxy: dict[str, Any] = {}
     if arguments.forwarded_allow_ips:
         proxy = {"proxy_headers": True, "forwarded_allow_ips": arguments.forwarded_allow_ips}
+    settings = Settings()
+    # The service takes this lock for its life at start-up; looking first turns a second
+    # process on the same SQLite file into one clear line instead of a start-up traceback.
+    try:
+        probe = SqliteProcessLock.acquire(settings.database_url)
+    except DatabaseInUseError as error:
+        print(f"igrt: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if probe is not None:
+        probe.release()
     uvicorn.run(
-        create_app(),
+        create_app(settings),
         host=arguments.host,
         port=arguments.port,
         log_level="info",

@@ -1,14 +1,8 @@
-"""``igrt motion assess`` and ``igrt motion batch`` (including an interrupted batch)."""
+"""``igrt motion assess`` and ``igrt motion batch`` (more of the batch in test_batch.py)."""
 
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -60,60 +54,9 @@ def test_assess_bad_input_exit_code(tmp_path: Path) -> None:
     assert main(["motion", "assess", str(broken), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
 
 
-def _recordings(folder: Path, dicom_clip: Path, n: int) -> None:
-    folder.mkdir()
-    for index in range(n):
-        if index % 4 == 0:
-            shutil.copy(dicom_clip, folder / f"patient{index:02d}.dcm")
-        else:
-            signal = breathing.irregular(3.0 + index, 4.0, 40.0, 10.0, seed=index)
-            BreathingTrace(signal.times_s, signal.si_mm).to_csv(folder / f"patient{index:02d}.csv")
-
-
 def _summary(path: Path) -> list[dict[str, str]]:
     with path.open() as stream:
         return list(csv.DictReader(stream))
-
-
-def test_batch_survives_an_interruption_and_resumes(dicom_clip: Path, tmp_path: Path) -> None:
-    folder, out = tmp_path / "in", tmp_path / "out"
-    _recordings(folder, dicom_clip, 20)
-    command = [
-        sys.executable,
-        "-m",
-        "igrt.cli.main",
-        "motion",
-        "batch",
-        str(folder),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-    ]
-    environment = {**os.environ, "MPLBACKEND": "Agg"}
-    first = subprocess.Popen(
-        command,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180  # generous: CI machines are shared
-    while time.monotonic() < deadline and len(list(out.glob("*/assessment.json"))) < 3:
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)  # an abrupt stop: workers die too
-    first.wait(timeout=30)
-    finished_before = len(list(out.glob("*/assessment.json")))
-    assert 3 <= finished_before < 20
-    resumed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming: {finished_before} of 20" in resumed.stderr
-    rows = _summary(out / "summary.csv")
-    assert len(rows) == 20
-    assert all(row["status"] == "ok" for row in rows)
-    excursions = {Path(r["recording"]).name: float(r["excursion_median_mm"]) for r in rows}
-    assert excursions["patient00.dcm"] == pytest.approx(10.0, abs=0.8)
-    assert not list(out.rglob(".assessment.json.*"))  # no half-written result left behind
 
 
 def test_batch_reports_failures_in_the_summary(tmp_path: Path) -> None:
