@@ -15,6 +15,7 @@ from igrt.errors import InvalidInputError, ProcessingError
 from igrt.margins import DEFAULT_RANDOM_SETUP_SD_MM, DEFAULT_SYSTEMATIC_SETUP_SD_MM
 
 _RECORDING_SUFFIXES = {".dcm", ".mha", ".mhd", ".nrrd", ".csv"}
+_FRAME_FOLDER_SUFFIXES = {".png", ".tif", ".tiff", ".his", ".hnd", ".xim"}
 _SUMMARY_COLUMNS = (
     "recording",
     "status",
@@ -44,7 +45,9 @@ def register(commands: Any) -> None:
         "assess",
         help="assess one or more recordings",
         description="Assess recordings: multi-frame DICOM, MHA/NRRD, a folder of PNG/TIFF "
-        "frames, or a CSV trace (time_s,si_mm,confidence).",
+        "frames, a vendor projection folder (XVI .his + _Frames.xml, OBI .hnd + XML, TrueBeam "
+        ".xim + Scan.xml; --fps where the files state no frame times), or a CSV trace "
+        "(time_s,si_mm,confidence).",
     )
     assess.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     assess.add_argument(
@@ -180,7 +183,7 @@ def _recordings(folder: Path) -> list[Path]:
     for path in sorted(folder.rglob("*")):
         recording_file = path.is_file() and path.suffix.lower() in _RECORDING_SUFFIXES
         frame_folder = path.is_dir() and any(
-            p.suffix.lower() in {".png", ".tif", ".tiff"} for p in path.iterdir()
+            p.suffix.lower() in _FRAME_FOLDER_SUFFIXES for p in path.iterdir()
         )
         if recording_file or frame_folder:
             found.append(path)
