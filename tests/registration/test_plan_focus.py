@@ -18,6 +18,7 @@ from igrt.imageio.rt_structures import read_structure_set
 from igrt.volume import Volume
 from registration.errors import ClipBoxError, FrameOfReferenceMismatchError
 from registration.plan_focus import plan_focus
+from tests.dicom_validation import DicomValidator
 from tests.registration._support import PHANTOM_ISOCENTRE_LPS_MM
 from tests.registration.conftest import Simulate
 
@@ -71,7 +72,10 @@ def case(
 
 
 def test_register_with_plan_isocentre_and_liver_box_says_where_they_came_from(
-    case: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    dciodvfy: DicomValidator,
 ) -> None:
     code = _run(
         ["register", str(case["ct"]), str(case["cbct"]), "--out", str(tmp_path),
@@ -90,6 +94,7 @@ def test_register_with_plan_isocentre_and_liver_box_says_where_they_came_from(
     assert result["extra"]["plan_focus"]["isocentre_in_clip_box"] is True
     assert result["extra"]["plan_focus"]["frame_of_reference_uid"] == FRAME_UID
     np.testing.assert_allclose(result["couch_correction_iec_support_mm"], (0, -5, 0), atol=0.5)
+    dciodvfy(tmp_path / "registration.dcm")  # the CT's patient, study and series referenced
 
 
 def test_plan_in_another_frame_of_reference_is_refused(case: dict[str, Path]) -> None:
