@@ -67,7 +67,9 @@ class UploadFormatValues(enum.StrEnum):
     """Headerless little-endian uint16 frames with a declared shape."""
 
     ZIP = "zip"
-    """A zip of PNG/TIFF frames, taken in natural name order."""
+    """A zip of PNG/TIFF frames, taken in natural name order, or of one vendor kV recording
+    (XVI ``.his`` + ``_Frames.xml``, OBI ``.hnd`` + XML, TrueBeam ``.xim`` + ``Scan.xml``)
+    whose geometry and frame times come from its files."""
 
 
 class GeometrySourceValues(enum.StrEnum):

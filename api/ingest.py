@@ -30,6 +30,7 @@ import numpy as np
 from api.enums import GeometrySourceValues, UploadFormatValues
 from api.schemas.uploads import FluoroscopyUploadForm
 from api.storage import FileStore, StoredFile
+from api.vendor_upload import holds_vendor_frames, read_vendor_zip
 from igrt.errors import (
     FormatMismatchError,
     FrameOfReferenceError,
@@ -331,6 +332,15 @@ def _read_zip(
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ImageReadError("not a readable zip file", field="file") from exc
     with archive, context.store.staging() as folder:
+        if holds_vendor_frames(archive):
+            vendor = read_vendor_zip(
+                archive,
+                folder,
+                max_frames=limits.max_frames,
+                max_bytes=limits.max_decoded_bytes,
+                fps=form.fps,
+            )
+            return _Read(vendor, GeometrySourceValues.FILE)
         entries = [
             info
             for info in archive.infolist()

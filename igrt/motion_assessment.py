@@ -5,7 +5,9 @@ The Python API behind ``igrt motion assess``, in two lines for a notebook::
     from igrt.motion_assessment import assess_motion
     assessment = assess_motion("fluoro.dcm")        # tracking + analysis + decision + margins
 
-Inputs: a multi-frame DICOM fluoroscopy file, MHA/NRRD, a folder of PNG/TIFF frames, a
+Inputs: a multi-frame DICOM fluoroscopy file, MHA/NRRD, a folder of PNG/TIFF frames, a vendor
+projection folder (Elekta XVI ``.his`` + ``_Frames.xml``, Varian OBI ``.hnd`` + XML, TrueBeam
+``.xim``; :mod:`igrt.imageio.vendor_projections`), a
 :class:`~igrt.sequence.FluoroSequence`, a CSV trace (``time_s,si_mm,confidence``) or a
 :class:`~igrt.trace.BreathingTrace`. Geometry comes from the file where it has it, and from a
 :class:`GeometryOptions` otherwise; what the pixels mean (:class:`~igrt.sequence.IntensityValues`)
@@ -403,12 +405,15 @@ def load_recording(
         If the recording has no geometry and ``options`` gives none that fits.
     """
     from igrt import imageio
+    from igrt.imageio.vendor_projections import read_vendor_projections, vendor_suffix
 
     options = options if options is not None else GeometryOptions()
     source = Path(path)
     if not source.exists():
         raise ImageReadError(f"no such file or folder: {source}", field="input")
     suffix = source.suffix.lower()
+    if vendor_suffix(source) is not None:
+        return read_vendor_projections(source, fps=options.fps)
     if source.is_dir():
         frames = sorted(p for p in source.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES)
         if not frames:

@@ -67,6 +67,27 @@ class _Instance:
     sop_instance_uid: str
 
 
+_IDENTITY_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "BodyPartExamined",
+)
+"""Patient and study attributes carried from the first source file into the REG."""
+
+_STUDY_KEYWORDS = ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+_DEFAULT_BODY_PART = "LIVER"
+"""Body Part Examined when the planning CT states none: the site this service registers (a
+non-paired part, so General Series Laterality is not required)."""
+
+
 @dataclass(frozen=True)
 class _Source:
     frame_of_reference_uid: str
@@ -74,6 +95,24 @@ class _Source:
     series_instance_uid: str | None
     instances: tuple[_Instance, ...]
     generated_frame: bool
+    identity: dict[str, str]
+
+
+def _header(path: Path, keywords: list[str]) -> Dataset:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=keywords)
+    except (OSError, pydicom.errors.InvalidDicomError) as error:
+        raise ImageReadError(f"{path}: cannot re-read the DICOM header: {error}") from error
+
+
+def _identity(header: Dataset) -> dict[str, str]:
+    identity = {}
+    for keyword in _IDENTITY_KEYWORDS:
+        value = header.get(keyword)
+        text = "" if value is None else str(value).strip()
+        if text:
+            identity[keyword] = text
+    return identity
 
 
 def _source(value: Volume | LoadedVolume, uid_seed: str | None, role: str) -> _Source:
@@ -87,14 +126,13 @@ def _source(value: Volume | LoadedVolume, uid_seed: str | None, role: str) -> _S
             field=role,
         )
     instances: list[_Instance] = []
+    identity: dict[str, str] = {}
     if loaded is not None and loaded.series_instance_uid is not None:
-        for path in loaded.source_files:
-            try:
-                header = pydicom.dcmread(
-                    path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"]
-                )
-            except (OSError, pydicom.errors.InvalidDicomError) as error:
-                raise ImageReadError(f"{path}: cannot re-read the DICOM header: {error}") from error
+        for index, path in enumerate(loaded.source_files):
+            keywords = ["SOPClassUID", "SOPInstanceUID"]
+            header = _header(path, keywords + list(_IDENTITY_KEYWORDS) if index == 0 else keywords)
+            if index == 0:
+                identity = _identity(header)
             if "SOPInstanceUID" in header and "SOPClassUID" in header:
                 instances.append(_Instance(str(header.SOPClassUID), str(header.SOPInstanceUID)))
     frame = volume.frame_of_reference_uid
@@ -104,7 +142,39 @@ def _source(value: Volume | LoadedVolume, uid_seed: str | None, role: str) -> _S
         series_instance_uid=None if loaded is None else loaded.series_instance_uid,
         instances=tuple(instances),
         generated_frame=not frame,
+        identity=identity,
     )
+
+
+def _patient(reference: _Source, moving: _Source, given: dict[str, str]) -> dict[str, str]:
+    """Patient ID and name: the inputs' (which must agree), or the caller's when they have none.
+
+    Raises
+    ------
+    InvalidInputError
+        The planning CT and the CBCT name different patients, or the caller names another one.
+    """
+    patient: dict[str, str] = {}
+    for keyword, field in (("PatientID", "patient_id"), ("PatientName", "patient_name")):
+        stated = {
+            role: source.identity[keyword]
+            for role, source in (("planning CT", reference), ("CBCT", moving))
+            if keyword in source.identity
+        }
+        if len(set(stated.values())) > 1:
+            raise InvalidInputError(
+                f"the planning CT and the CBCT name different patients ({keyword}): not one "
+                "patient's images",
+                field="cbct",
+            )
+        value = next(iter(stated.values()), "")
+        if given[field] and value and given[field] != value:
+            raise InvalidInputError(
+                f"{field} {given[field]!r} differs from the images' {keyword} {value!r}",
+                field=field,
+            )
+        patient[keyword] = value or given[field]
+    return patient
 
 
 def _matrix_values(matrix: FloatArray) -> list[str]:
@@ -170,7 +240,8 @@ def write_spatial_registration(
         The registered images; a :class:`~igrt.imageio.LoadedVolume` read from DICOM
         contributes its study, series and SOP instance UIDs.
     patient_id, patient_name : str, optional
-        Patient ID and Patient's Name (empty when unknown).
+        Patient ID and Patient's Name for inputs that carry none (MHA, NIfTI); DICOM inputs'
+        own are used, and must agree with these when both are given.
     series_description, content_label : str, optional
         Descriptive attributes.
     uid_seed : str, optional
@@ -190,7 +261,8 @@ def write_spatial_registration(
     NotConvergedError
         If the result ``FAILED`` (no trustworthy transform to export).
     InvalidInputError
-        If the file exists and ``overwrite`` is false, or an argument is unusable.
+        If the file exists and ``overwrite`` is false, an argument is unusable, or the images
+        (or the caller) name different patients.
     """
     if not isinstance(result, RigidRegistrationResult):
         raise InvalidInputError("result must be a RigidRegistrationResult", field="result")
@@ -200,6 +272,7 @@ def write_spatial_registration(
         raise InvalidInputError(f"{target} exists (pass overwrite=True)", field="path")
     reference = _source(planning_ct, uid_seed, "planning_ct")
     moving = _source(cbct, uid_seed, "cbct")
+    patient = _patient(reference, moving, {"patient_id": patient_id, "patient_name": patient_name})
     when = content_datetime if content_datetime is not None else datetime.now()
     sop_instance_uid = make_uid(uid_seed, "reg", "sop")
     series_instance_uid = make_uid(uid_seed, "reg", "series")
@@ -210,22 +283,28 @@ def write_spatial_registration(
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = SPATIAL_REGISTRATION_SOP_CLASS_UID
     ds.SOPInstanceUID = sop_instance_uid
-    # Patient and study.
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = ""
+    # Patient and study: the planning CT's study when it came as DICOM (with its attributes),
+    # a new one otherwise.
+    ds.PatientName = patient["PatientName"]
+    ds.PatientID = patient["PatientID"]
+    ds.PatientBirthDate = reference.identity.get("PatientBirthDate", "")
+    ds.PatientSex = reference.identity.get("PatientSex", "")
     ds.StudyInstanceUID = study_instance_uid
-    ds.StudyDate = when.strftime("%Y%m%d")
-    ds.StudyTime = when.strftime("%H%M%S")
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = ""
-    ds.AccessionNumber = ""
+    if reference.study_instance_uid:  # the CT's study: its attributes as it states them
+        for keyword in _STUDY_KEYWORDS:
+            setattr(ds, keyword, reference.identity.get(keyword, ""))
+    else:
+        ds.StudyDate = when.strftime("%Y%m%d")
+        ds.StudyTime = when.strftime("%H%M%S")
+        ds.ReferringPhysicianName = ""
+        ds.StudyID = ""
+        ds.AccessionNumber = ""
     # Series, equipment, frame of reference.
     ds.Modality = "REG"
     ds.SeriesInstanceUID = series_instance_uid
     ds.SeriesNumber = 1
     ds.SeriesDescription = series_description
+    ds.BodyPartExamined = reference.identity.get("BodyPartExamined", _DEFAULT_BODY_PART)
     ds.Manufacturer = "igrt"
     ds.SoftwareVersions = _IMPLEMENTATION_NAME
     ds.FrameOfReferenceUID = reference.frame_of_reference_uid

@@ -64,7 +64,8 @@ FAILED_FILE = "failure.json"
 """A recording's folder holds this once it was refused or failed (status and message)."""
 
 _RECORDING_SUFFIXES = frozenset({".dcm", ".mha", ".mhd", ".nrrd", ".csv"})
-_FRAME_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
+_FRAME_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".his", ".hnd", ".xim"})
+"""A folder holding files of these kinds is one recording (frames, or vendor projections)."""
 _SCHEDULER_SCHEMES = frozenset({"tcp", "tls"})
 _SCHEDULER_CONNECT_TIMEOUT_S = 20.0
 _SUMMARY_COLUMNS = (

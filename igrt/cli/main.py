@@ -23,7 +23,7 @@ EXIT_PROCESSING_FAILED = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from igrt.cli import dicom_receiver, motion, register, serve, simulate, token
+    from igrt.cli import dicom_receiver, motion, register, register_pair, serve, simulate, token
 
     parser = argparse.ArgumentParser(
         prog="igrt",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     dicom_receiver.register(commands)
     motion.register(commands)
     register.register(commands)
+    register_pair.register(commands)
     serve.register(commands)
     simulate.register(commands)
     token.register(commands)

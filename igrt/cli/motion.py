@@ -39,7 +39,9 @@ def register(commands: Any) -> None:
         "assess",
         help="assess one or more recordings",
         description="Assess recordings: multi-frame DICOM, MHA/NRRD, a folder of PNG/TIFF "
-        "frames, or a CSV trace (time_s,si_mm,confidence).",
+        "frames, a vendor projection folder (XVI .his + _Frames.xml, OBI .hnd + XML, TrueBeam "
+        ".xim + Scan.xml; --fps where the files state no frame times), or a CSV trace "
+        "(time_s,si_mm,confidence).",
     )
     assess.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     assess.add_argument(
@@ -111,6 +113,15 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     margins.add_argument("--systematic-setup-sd-mm", type=float, default=None)
     margins.add_argument("--random-setup-sd-mm", type=float, default=None)
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    report = parser.add_argument_group("printable report")
+    report.add_argument(
+        "--pdf", action="store_true", help="also write report.pdf (decision, trace, margins)"
+    )
+    report.add_argument(
+        "--patient-name", default=None, help="default: the DICOM input's Patient's Name"
+    )
+    report.add_argument("--patient-id", default=None, help="default: the DICOM input's Patient ID")
+    report.add_argument("--reviewer", default=None, help="who reviewed the assessment")
 
 
 def _settings(arguments: argparse.Namespace) -> dict[str, Any]:
@@ -137,6 +148,10 @@ def _settings(arguments: argparse.Namespace) -> dict[str, Any]:
         "random_setup_sd_mm": arguments.random_setup_sd_mm,
         "protocol": None if arguments.protocol is None else str(arguments.protocol),
         "plot": not arguments.no_plot,
+        "pdf": arguments.pdf,
+        "patient_name": arguments.patient_name,
+        "patient_id": arguments.patient_id,
+        "reviewer": arguments.reviewer,
     }
 
 
@@ -168,6 +183,8 @@ def _assess_one(path: Path, out: Path, settings: dict[str, Any]) -> dict[str, An
             dome_hint=_dome_hint(path, settings),
         )
         assessment.write(out, plot=settings["plot"])
+        if settings["pdf"]:
+            _write_report(assessment, path, out / "report.pdf", settings)
     except InvalidInputError as error:
         message = str(error)
         if error.field in _INTENSITY_FIELDS:
@@ -247,6 +264,36 @@ def read_hint_sidecar(recording: Path) -> DomeHint | None:
         return DomeHint(document["column_px"], document["row_px"], given_by, str(sidecar))
     except InvalidInputError as exc:
         raise InvalidInputError(f"{sidecar}: {exc}", field="dome_hint") from None
+
+
+def _write_report(assessment: Any, path: Path, target: Path, settings: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    from igrt.motion_report import ReportContext, write_assessment_pdf
+
+    name, identifier = _dicom_patient(path)
+    context = ReportContext(
+        patient_name=settings["patient_name"] or name,
+        patient_id=settings["patient_id"] or identifier,
+        reviewer=settings["reviewer"],
+        created=datetime.now(UTC),
+    )
+    write_assessment_pdf(assessment, target, context)
+
+
+def _dicom_patient(path: Path) -> tuple[str, str]:
+    """Patient's Name and ID of a DICOM input (empty for other inputs or unreadable headers)."""
+    if not path.is_file() or path.suffix.lower() != ".dcm":
+        return "", ""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(
+            path, stop_before_pixels=True, specific_tags=["PatientName", "PatientID"]
+        )
+    except (OSError, pydicom.errors.InvalidDicomError):
+        return "", ""
+    return str(header.get("PatientName", "") or ""), str(header.get("PatientID", "") or "")
 
 
 def _output_folder(out: Path, path: Path, root: Path | None = None) -> Path:

@@ -10,6 +10,11 @@ Reads both images (DICOM folders or MHA/NRRD/NIfTI files), registers the CBCT to
 - ``registration.dcm``: a DICOM Spatial Registration object (only for a result that did not
   fail; :mod:`registration.dicom_reg` says which way its matrix goes).
 
+With ``--plan RTPLAN.dcm`` the displacement is measured at the plan's treatment isocentre, and
+with ``--structures RTSTRUCT.dcm --roi NAME [--roi-margin-mm M]`` the clip box is that ROI's
+extent (:mod:`registration.plan_focus`): the CT, plan and ROI must share one Frame of Reference
+and the box must contain the isocentre; ``result.json`` says where both came from.
+
 It prints the quality, the couch correction along IEC 61217 patient-support axes and the
 repositioning decision. Exit codes: 0 success (``GOOD`` or ``QUESTIONABLE``, the latter with its
 reasons), 2 bad input, 3 a failed registration.
@@ -71,7 +76,22 @@ def register(commands: Any) -> None:
         default=None,
         metavar="X,Y,Z",
         help="treatment isocentre in LPS mm, e.g. --isocentre=-60,-10,10 (default: the CBCT "
-        "grid centre)",
+        "grid centre, or the --plan's isocentre)",
+    )
+    plan = parser.add_argument_group(
+        "from the treatment plan (the planning CT must be DICOM, in the plan's frame of reference)"
+    )
+    plan.add_argument("--plan", type=Path, help="RT Plan: the treatment isocentre")
+    plan.add_argument(
+        "--plan-beam", help="beam number or name whose isocentre to use when the plan has several"
+    )
+    plan.add_argument("--structures", type=Path, help="RT Structure Set holding --roi")
+    plan.add_argument("--roi", help="ROI whose extent is the clip box, e.g. LIVER or GTV")
+    plan.add_argument(
+        "--roi-margin-mm",
+        type=float,
+        default=0.0,
+        help="margin around the ROI's extent, mm (default %(default)s; e.g. 10 for a GTV)",
     )
     parser.set_defaults(handler=_run)
 
@@ -108,6 +128,40 @@ def _parse_isocentre(text: str | None) -> tuple[float, float, float] | None:
     return (values[0], values[1], values[2])
 
 
+def _check_plan_arguments(arguments: argparse.Namespace) -> None:
+    if arguments.plan is not None and arguments.isocentre is not None:
+        raise InvalidInputError(
+            "give the isocentre either with --isocentre or from --plan, not both",
+            field="isocentre",
+        )
+    if arguments.plan is None and any(
+        value is not None for value in (arguments.structures, arguments.roi, arguments.plan_beam)
+    ):
+        raise InvalidInputError(
+            "--structures, --roi and --plan-beam need --plan (the isocentre the clip box must "
+            "contain)",
+            field="plan",
+        )
+    if (arguments.roi is None) != (arguments.structures is None):
+        raise InvalidInputError("--roi and --structures go together", field="roi")
+
+
+def _plan_focus(ct: Any, arguments: argparse.Namespace) -> Any:
+    from igrt.imageio.rt_plan import read_rt_plan
+    from igrt.imageio.rt_structures import read_structure_set
+    from registration.plan_focus import plan_focus
+
+    structures = None if arguments.structures is None else read_structure_set(arguments.structures)
+    return plan_focus(
+        ct,
+        read_rt_plan(arguments.plan),
+        structures=structures,
+        roi=arguments.roi,
+        roi_margin_mm=arguments.roi_margin_mm,
+        beam=arguments.plan_beam,
+    )
+
+
 def _format_mm(values: tuple[float, float, float] | None) -> str:
     if values is None:
         return "none"
@@ -138,8 +192,10 @@ def _write_outputs(
 def _run(arguments: argparse.Namespace) -> int:
     from igrt.imageio import read_volume
     from registration import QualityValues, prepare_planning_reference, register_cbct_to_ct
+    from registration.plan_focus import register_with_plan
 
     isocentre = _parse_isocentre(arguments.isocentre)
+    _check_plan_arguments(arguments)
     clock = _Stopwatch()
     ct = read_volume(arguments.ct)
     cbct = read_volume(arguments.cbct)
@@ -152,14 +208,15 @@ def _run(arguments: argparse.Namespace) -> int:
         )
     reference = prepare_planning_reference(ct)
     clock.lap("prepare")
-    result = register_cbct_to_ct(
-        reference,
-        cbct,
-        patient_position=position,
-        degrees_of_freedom=arguments.dof,
-        isocentre_lps_mm=isocentre,
-        overlays=True,
-    )
+    options: dict[str, Any] = {
+        "patient_position": position,
+        "degrees_of_freedom": arguments.dof,
+        "overlays": True,
+    }
+    if arguments.plan is not None:
+        result = register_with_plan(reference, cbct, _plan_focus(ct, arguments), **options)
+    else:
+        result = register_cbct_to_ct(reference, cbct, isocentre_lps_mm=isocentre, **options)
     clock.lap("register")
     out: Path = arguments.out
     try:
@@ -171,6 +228,8 @@ def _run(arguments: argparse.Namespace) -> int:
         raise InvalidInputError(f"cannot write to {out}: {error}", field="out") from error
 
     print(f"quality: {result.quality.value}")
+    print(f"isocentre from: {result.reference_point_source}")
+    print(f"clip box from: {result.clip_box_source}")
     for reason in result.reasons:
         print(f"  - {reason}")
     if result.quality is QualityValues.FAILED:

@@ -24,6 +24,7 @@ from tests.api.conftest import (
     make_settings,
     start_in_process,
 )
+from tests.dicom_validation import DicomValidator
 
 POLL_TIMEOUT_S = 60.0
 
@@ -86,7 +87,7 @@ def _session(api: InProcessApi, **body: Any) -> str:
 
 
 def test_upload_both_volumes_run_a_job_and_read_everything(
-    any_db_api: InProcessApi, volumes: Volumes
+    any_db_api: InProcessApi, volumes: Volumes, dciodvfy: DicomValidator
 ) -> None:
     api = any_db_api
     session_id = _session(api)
@@ -163,6 +164,7 @@ def test_upload_both_volumes_run_a_job_and_read_everything(
 
     dataset = pydicom.dcmread(io.BytesIO(reg.content))
     assert dataset.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.1"
+    dciodvfy(reg.content)
 
     jobs = api.client.get(f"/api/v1/sessions/{session_id}/registrations", headers=api.headers())
     assert jobs.json()["count"] == 1

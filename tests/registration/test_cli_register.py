@@ -14,6 +14,7 @@ from igrt.errors import InvalidInputError
 from igrt.imageio import write_volume_mha
 from igrt.volume import Volume
 from registration import read_spatial_registration
+from tests.dicom_validation import DicomValidator
 from tests.registration._support import PHANTOM_ISOCENTRE_LPS_MM
 from tests.registration.conftest import Simulate
 
@@ -43,7 +44,10 @@ def files(
 
 
 def test_register_writes_everything_and_prints_the_couch_correction(
-    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    files: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    dciodvfy: DicomValidator,
 ) -> None:
     ct_path, cbct_path = files
     iso = ",".join(str(v) for v in PHANTOM_ISOCENTRE_LPS_MM)
@@ -65,6 +69,7 @@ def test_register_writes_everything_and_prints_the_couch_correction(
     steps = timing["read"] + timing["prepare"] + timing["register"] + timing["write"]
     assert steps <= timing["total"]
     assert (tmp_path / "overlay_axial_after_checkerboard.png").stat().st_size > 0
+    dciodvfy(tmp_path / "registration.dcm")
     reg = read_spatial_registration(tmp_path / "registration.dcm")
     np.testing.assert_allclose(reg.cbct_from_ct[2, 3], 5.0, atol=0.5)
 

@@ -20,6 +20,7 @@ from registration import (
     write_spatial_registration,
 )
 from registration.result import RigidRegistrationResult
+from tests.dicom_validation import DicomValidator
 from tests.registration._support import PHANTOM_ISOCENTRE_LPS_MM
 from tests.registration.conftest import Simulate
 
@@ -47,6 +48,7 @@ def test_matrix_maps_cbct_points_into_the_planning_frame(
     tmp_path: Path,
     phantom_ct: Volume,
     shifted: tuple[RigidRegistrationResult, Volume],
+    dciodvfy: DicomValidator,
 ) -> None:
     result, cbct = shifted
     written = write_spatial_registration(
@@ -75,12 +77,14 @@ def test_matrix_maps_cbct_points_into_the_planning_frame(
     assert dataset.Modality == "REG"
     # No Frame of Reference UID on either phantom volume: generated, and said so.
     assert "FoR UID generated for CT" in dataset.ContentDescription
+    dciodvfy(written.paths[0])
 
 
 def test_references_both_dicom_series(
     tmp_path: Path,
     phantom_ct: Volume,
     shifted: tuple[RigidRegistrationResult, Volume],
+    dciodvfy: DicomValidator,
 ) -> None:
     result, cbct = shifted
     ct_written = write_ct_series(
@@ -106,8 +110,6 @@ def test_references_both_dicom_series(
         tmp_path / "reg" / "reg.dcm",
         planning_ct=ct_loaded,
         cbct=cbct_loaded,
-        patient_id="P1",
-        patient_name="Doe^Jane",
         uid_seed="t2",
         content_datetime=WHEN,
     )
@@ -127,6 +129,32 @@ def test_references_both_dicom_series(
     other = dataset.StudiesContainingOtherReferencedInstancesSequence
     assert other[0].StudyInstanceUID == cbct_written.study_instance_uid
     np.testing.assert_allclose(read.ct_from_cbct, result.ct_from_cbct, atol=1e-9)
+    # The patient's identity and the CT study's attributes come from the input series.
+    ct_header = pydicom.dcmread(ct_written.paths[0], stop_before_pixels=True)
+    assert (dataset.PatientID, str(dataset.PatientName)) == ("P1", "Doe^Jane")
+    assert (dataset.StudyDate, dataset.StudyTime) == (ct_header.StudyDate, ct_header.StudyTime)
+    assert warnings_about_identity(dciodvfy(written.paths[0])) == []
+
+
+def warnings_about_identity(warnings: list[str]) -> list[str]:
+    return [w for w in warnings if "Patient ID" in w or "Patient's Name" in w]
+
+
+def test_images_of_two_patients_or_another_caller_patient_are_refused(
+    tmp_path: Path, phantom_ct: Volume, shifted: tuple[RigidRegistrationResult, Volume]
+) -> None:
+    result, cbct = shifted
+    write_ct_series(phantom_ct, tmp_path / "ct", patient_id="P1", patient_name="A^B", uid_seed="a")
+    write_ct_series(cbct, tmp_path / "cbct", patient_id="P2", patient_name="A^B", uid_seed="b")
+    ct, other = read_volume(tmp_path / "ct"), read_volume(tmp_path / "cbct")
+    with pytest.raises(InvalidInputError, match="different patients"):
+        write_spatial_registration(result, tmp_path / "r1.dcm", planning_ct=ct, cbct=other)
+    with pytest.raises(InvalidInputError, match="differs from the images"):
+        write_spatial_registration(
+            result, tmp_path / "r2.dcm", planning_ct=ct, cbct=cbct, patient_id="P9"
+        )
+    assert not (tmp_path / "r1.dcm").exists()
+    assert not (tmp_path / "r2.dcm").exists()
 
 
 def test_existing_file_and_wrong_files_are_refused(
