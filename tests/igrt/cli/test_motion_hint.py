@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +162,19 @@ def test_one_hint_for_several_recordings_is_refused(clip_dicom: Path, tmp_path: 
     assert main([*arguments, "--out", str(tmp_path)]) == EXIT_BAD_INPUT
 
 
+def _workers_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask workers as threads of this process, so a spy sees their tracker calls."""
+    import distributed
+
+    local_cluster = distributed.LocalCluster
+
+    def in_process(**options: object) -> distributed.LocalCluster:
+        options.pop("host", None)  # an in-process cluster talks over its own transport
+        return local_cluster(**{**options, "processes": False})
+
+    monkeypatch.setattr(distributed, "LocalCluster", in_process)
+
+
 def test_batch_sidecar_hint_reaches_the_tracker_for_its_recording_only(
     clip: FluoroSimulation,
     clip_dicom: Path,
@@ -179,8 +191,7 @@ def test_batch_sidecar_hint_reaches_the_tracker_for_its_recording_only(
     sidecar = motion_cli.hint_sidecar_path(hinted)
     assert sidecar.name == "hinted.dcm.hint.json"
     sidecar.write_text(json.dumps({"column_px": column, "row_px": row, "given_by": "A. Therapist"}))
-    # Workers in this process, so the spy sees their tracker calls (the batch path is unchanged).
-    monkeypatch.setattr(motion_cli, "ProcessPoolExecutor", ThreadPoolExecutor)
+    _workers_in_this_process(monkeypatch)
     assert main(["motion", "batch", str(folder), "--out", str(out), "--workers", "1"]) == 0
     seeds = [s.seed_column_row if s is not None else None for s in tracker_spy]
     assert sorted(seeds, key=str) == sorted([(column, row), None], key=str)
@@ -219,7 +230,7 @@ def test_a_bad_sidecar_fails_its_recording_as_bad_input(
     recording = folder / "clip.dcm"
     recording.write_bytes(clip_dicom.read_bytes())
     motion_cli.hint_sidecar_path(recording).write_text(content)
-    monkeypatch.setattr(motion_cli, "ProcessPoolExecutor", ThreadPoolExecutor)
+    _workers_in_this_process(monkeypatch)
     assert main(["motion", "batch", str(folder), "--out", str(out), "--workers", "1"]) == 3
     with (out / "summary.csv").open() as stream:
         summary = stream.read()
