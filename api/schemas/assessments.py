@@ -65,7 +65,20 @@ _EXAMPLE: JsonDict = {
 class BreathHoldEvidenceIn(BaseModel):
     """Breath holds measured elsewhere: an ABC device session or a spirometer log."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "abc_session",
+                    "n_holds": 3,
+                    "shortest_hold_s": 22.0,
+                    "largest_hold_drift_mm": 1.2,
+                    "hold_reproducibility_mm": 1.5,
+                }
+            ]
+        },
+    )
 
     source: Literal["abc_session", "spirometer_log"] = Field(
         description="Where the holds were measured."

@@ -206,15 +206,19 @@ def _run(arguments: argparse.Namespace) -> int:
             "neither file states the patient position; pass --patient-position (e.g. HFS)",
             field="patient_position",
         )
-    reference = prepare_planning_reference(ct)
+    focus = _plan_focus(ct, arguments) if arguments.plan is not None else None
+    # The reference is prepared once with its clip box: the plan's ROI box when there is one.
+    reference = prepare_planning_reference(
+        ct, clip_box=focus.clip_box if focus is not None else None
+    )
     clock.lap("prepare")
     options: dict[str, Any] = {
         "patient_position": position,
         "degrees_of_freedom": arguments.dof,
         "overlays": True,
     }
-    if arguments.plan is not None:
-        result = register_with_plan(reference, cbct, _plan_focus(ct, arguments), **options)
+    if focus is not None:
+        result = register_with_plan(reference, cbct, focus, **options)
     else:
         result = register_cbct_to_ct(reference, cbct, isocentre_lps_mm=isocentre, **options)
     clock.lap("register")

@@ -43,11 +43,13 @@ class CorpusService:
             content += b"\x00" * (len(content) % 2)
             form["columns"] = len(content) // 2
         path = "uploads/fluoroscopy" if case.route == "fluoroscopy" else "uploads/volume"
+        # Consoles send fluoroscopy and CBCTs; a planning CT comes from a person (issue 12).
+        role = RoleValues.THERAPIST if form.get("kind") == "planning_ct" else RoleValues.CONSOLE
         return self.api.client.post(
             f"/api/v1/sessions/{self.session_id}/{path}",
             files={"file": ("upload", content, case.content_type)},
             data={k: str(v) for k, v in form.items()},
-            headers=self.api.headers(RoleValues.CONSOLE),
+            headers=self.api.headers(role),
         )
 
     def stored(self) -> tuple[int, int, list[str]]:

@@ -261,7 +261,8 @@ def test_an_app_restart_keeps_everything(
     from api.main import create_app
 
     with TestClient(create_app(settings)) as client:
-        headers = {"Authorization": f"Bearer {tokens[RoleValues.CONSOLE]}"}
+        # A person reads the patient and the original file (a console may not since issue 12).
+        headers = {"Authorization": f"Bearer {tokens[RoleValues.THERAPIST]}"}
         assert client.get(f"/api/v1/patients/{patient['id']}", headers=headers).json() == patient
         assert client.get(f"/api/v1/sessions/{session['id']}", headers=headers).json() == session
         again = client.get(f"/api/v1/uploads/{upload.json()['id']}", headers=headers)

@@ -47,7 +47,7 @@ def test_registration_job_over_http_survives_a_crash(tmp_path: Path, volumes: Vo
     server = LiveServer(env, tmp_path / "server.log").start()
     try:
         with server.client(therapist) as client:
-            patient = client.post("/api/v1/patients", json={"external_id": "MRN-REG-0001"})
+            patient = client.post("/api/v1/patients", json={"external_id": "MRN-TEST-0001"})
             assert patient.status_code == 201, patient.text
             session = client.post(
                 f"/api/v1/patients/{patient.json()['id']}/sessions",
@@ -55,19 +55,21 @@ def test_registration_job_over_http_survives_a_crash(tmp_path: Path, volumes: Vo
             )
             assert session.status_code == 201, session.text
             session_id = session.json()["id"]
-        with server.client(console) as client:
-            ids = {}
-            for kind, fmt, content, content_type in (
-                ("planning_ct", "dicom_zip", volumes.planning_zip, "application/zip"),
-                ("cbct", "mha", volumes.cbct_mha, "application/octet-stream"),
-            ):
-                upload = client.post(
+        ids = {}
+        # The planning department (a person) uploads the planning CT, the console its CBCT.
+        for token, kind, fmt, content, content_type in (
+            (therapist, "planning_ct", "dicom_zip", volumes.planning_zip, "application/zip"),
+            (console, "cbct", "mha", volumes.cbct_mha, "application/octet-stream"),
+        ):
+            with server.client(token) as uploader:
+                upload = uploader.post(
                     f"/api/v1/sessions/{session_id}/uploads/volume",
                     files={"file": (f"{kind}.bin", content, content_type)},
                     data={"kind": kind, "format": fmt},
                 )
-                assert upload.status_code == 201, upload.text
-                ids[kind] = upload.json()["id"]
+            assert upload.status_code == 201, upload.text
+            ids[kind] = upload.json()["id"]
+        with server.client(console) as client:
             started = time.monotonic()
             created = client.post(
                 f"/api/v1/sessions/{session_id}/registrations",
@@ -110,4 +112,4 @@ def test_registration_job_over_http_survives_a_crash(tmp_path: Path, volumes: Vo
             assert volumes_listed["count"] == 2
     finally:
         server.stop()
-    assert "MRN-REG-0001" not in server.log()
+    assert "MRN-TEST-0001" not in server.log()

@@ -61,7 +61,9 @@ def test_a_frame_folder_must_be_told_what_its_pixels_mean(tmp_path: Path) -> Non
     with pytest.raises(ImageReadError, match="pass intensity") as raised:
         load_recording(tmp_path)
     assert raised.value.field == "intensity"
-    sequence = load_recording(tmp_path, GeometryOptions(fps=5.0), intensity=IntensityValues.DISPLAY)
+    sequence = load_recording(
+        tmp_path, GeometryOptions(pixel_pitch_mm=0.8, fps=5.0), intensity=IntensityValues.DISPLAY
+    )
     assert not isinstance(sequence, BreathingTrace)
     assert sequence.intensity is IntensityValues.DISPLAY
     assert sequence.frames.shape == (2, 16, 20)

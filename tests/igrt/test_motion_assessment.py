@@ -19,7 +19,7 @@ from igrt.errors import ImageReadError, ProcessingError
 from igrt.geometry import xvi_geometry
 from igrt.imageio import write_fluoro_dicom
 from igrt.motion_assessment import assess_motion, load_recording
-from igrt.sequence import FluoroSequence
+from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.trace import BreathingTrace
 
 AMPLITUDE_MM = 12.0
@@ -138,9 +138,9 @@ def test_a_frame_folder_without_stated_geometry_is_refused_and_a_stated_one_reco
     for index, frame in enumerate(clip.sequence.frames[:4]):
         cv2.imwrite(str(folder / f"f{index:03d}.png"), frame)
     with pytest.raises(GeometryError, match="pixel"):
-        load_recording(folder)
+        load_recording(folder, intensity=IntensityValues.RAW)
     options = GeometryOptions(pixel_pitch_mm=0.8, fps=5.0)
-    sequence = load_recording(folder, options)
+    sequence = load_recording(folder, options, intensity=IntensityValues.RAW)
     assert isinstance(sequence, FluoroSequence)
     record = geometry_record(sequence, options)
     assert record["source"].startswith("stated by the user")

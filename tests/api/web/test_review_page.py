@@ -91,18 +91,30 @@ def test_sign_in_and_the_worklist(page: Any, demo_server: DemoServer, screenshot
     assert cookie["sameSite"] == "Strict"
 
 
+RECOMMENDATION_LABELS = {
+    "no_device": "No motion-management device",
+    "active_breathing_control": "Active breathing control (ABC)",
+    "abdominal_compression": "Abdominal compression",
+    "breath_hold_trial_next": "Motion management required: breath-hold (ABC) trial next",
+    "gating_or_larger_margin": "Gating or a larger margin",
+    "reassess": "Re-assess (no trustworthy decision)",
+}
+"""The review page's wording of each recommendation (``api/web/static/js/dom.js``)."""
+
+
 def test_cine_overlay_steps_plays_and_follows_the_trace(
     page: Any, demo_server: DemoServer, screenshot_dir: Path
 ) -> None:
     with demo_server.api() as client:
         assessment = client.get(f"/api/v1/motion-assessments/{demo_server.assessment_id}").json()
     track = assessment["track"]
+    label = RECOMMENDATION_LABELS[assessment["recommendation"]]
     sign_in(page, demo_server)
     page.locator("tr.status-awaiting_review a").click()
-    page.get_by_role("link", name="Abdominal compression").click()
+    page.get_by_role("link", name=label).click()
     info = page.locator("#cine-info")
     info.filter(has_text="Frame 1 / 60").wait_for()
-    page.get_by_text("Abdominal compression", exact=True).first.wait_for()
+    page.get_by_text(label, exact=True).first.wait_for()
     # The dome overlay: the apex cross is drawn in the "tracked" green at the tracked apex
     # (6 px right of the apex, on the cross's arm, off the dome curve).
     first = track[0]
