@@ -170,18 +170,7 @@ def _create_demo(service: Service, db: Session) -> None:
         format=UploadFormatValues.DICOM.value,
         content_type="application/dicom",
         filename="demo-fluoro.dcm",
-        size_bytes=ingested.original.size_bytes,
-        sha256=ingested.original.sha256,
-        stored_path=ingested.original.relative_path,
-        sequence_sha256=ingested.sequence_file.sha256,
-        sequence_path=ingested.sequence_file.relative_path,
-        n_frames=ingested.n_frames,
-        rows=ingested.rows,
-        columns=ingested.columns,
-        dtype=ingested.dtype,
-        intensity=ingested.intensity.value,
-        geometry=ingested.geometry,
-        geometry_source=ingested.geometry_source.value,
+        **ingested.upload_columns(),
     )
     db.add_all([patient, session, upload])
     db.flush()

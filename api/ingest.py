@@ -120,6 +120,23 @@ class IngestedFluoroscopy:
     geometry: dict[str, Any]
     geometry_source: GeometrySourceValues
 
+    def upload_columns(self) -> dict[str, Any]:
+        """The ``Upload`` row's columns that describe the stored files and frames."""
+        return {
+            "size_bytes": self.original.size_bytes,
+            "sha256": self.original.sha256,
+            "stored_path": self.original.relative_path,
+            "sequence_sha256": self.sequence_file.sha256,
+            "sequence_path": self.sequence_file.relative_path,
+            "n_frames": self.n_frames,
+            "rows": self.rows,
+            "columns": self.columns,
+            "dtype": self.dtype,
+            "intensity": self.intensity.value,
+            "geometry": self.geometry,
+            "geometry_source": self.geometry_source.value,
+        }
+
 
 # --- geometry from the form -----------------------------------------------------------------
 
