@@ -52,7 +52,8 @@ class ReadAudit:
     Parameters
     ----------
     sessions : sessionmaker
-        Database sessions.
+        Database sessions whose transactions take the write lock at their start (see
+        :func:`api.db.engine.make_write_session_factory`).
     window_s : float
         Repeated reads of one resource by one token within this long are one event, s.
     clock : callable, optional

@@ -55,7 +55,9 @@ class Service:
             else load_protocol_file(self.settings.protocol_file)
         )
         self.write_sessions = make_write_session_factory(self.engine)
-        self.read_audit = ReadAudit(self.sessions)
+        # Each audit row is read (its session's patient) then written: IMMEDIATE, or parallel
+        # reads of one page would refuse each other's audit writes on SQLite.
+        self.read_audit = ReadAudit(self.write_sessions)
         self.first_run = FirstRunFile(
             self.settings.first_run_token_path, self.settings.first_run_token_ttl_s
         )

@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from api.db.base import utc_now
@@ -94,7 +95,8 @@ def authenticate_web_session(
     None when the secret is unknown, the session ended, expired or was idle for longer than
     ``idle_minutes``, or its token was revoked. A live session's ``last_seen_at`` is refreshed
     (not committed) when older than a minute, unless ``touch`` is false: a page's own periodic
-    refresh (header ``X-Igrt-Background: 1``) is not someone using it.
+    refresh (header ``X-Igrt-Background: 1``) is not someone using it. The refresh ends the
+    session's read transaction first: see :func:`_touch`.
     """
     if not secret or len(secret) > _MAX_SECRET_CHARS:
         return None
@@ -109,9 +111,30 @@ def authenticate_web_session(
     if token is None or not token_is_active(db, token.id):
         return None
     if touch and now - last_seen > _SEEN_RESOLUTION:
-        row.last_seen_at = now
+        _touch(db, row.id, now)
     principal = Principal(token_id=token.id, name=token.name, role=RoleValues(token.role))
     return SignedIn(principal=principal, session_id=row.id, expires_at=row.expires_at)
+
+
+def _touch(db: Session, session_id: str, now: datetime) -> None:
+    # A page opens with several parallel reads, each wanting to refresh the same row. Written
+    # from the read snapshot, all but the first would be refused on SQLite ("database is
+    # locked" at commit, whatever the busy timeout) and the page would fail. A conditional
+    # UPDATE as the first statement of a fresh transaction waits for the lock instead, and the
+    # later ones find the row already fresh.
+    db.commit()
+    db.execute(
+        update(WebSession)
+        .where(WebSession.id == session_id)
+        .where(
+            or_(
+                WebSession.last_seen_at.is_(None),
+                WebSession.last_seen_at < now - _SEEN_RESOLUTION,
+            )
+        )
+        .values(last_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def end_web_session(db: Session, session_id: str) -> None:

@@ -7,6 +7,7 @@ carries.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -408,3 +409,46 @@ def test_a_session_left_idle_ends_and_use_keeps_it_alive(
         # And 31 minutes after its last use the active one ends too.
         monkeypatch.setattr(web_sessions, "utc_now", lambda: real_now() + timedelta(minutes=91))
         assert api_.client.get(ME, headers=with_cookie(active)).status_code == 401
+
+
+def test_parallel_reads_of_a_page_all_refresh_the_same_session(
+    api: InProcessApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A page opens with four parallel reads; once the last refresh is over a minute old, each of
+    # them wants to refresh the session row. All read the row before any writes: on SQLite,
+    # writing from those snapshots refused all but one ("database is busy", 503 on a GET).
+    secret, _ = sign_in(api)
+    service = api.client.app.state.service  # type: ignore[attr-defined]
+    monkeypatch.setattr(web_sessions, "utc_now", lambda: real_now() + timedelta(minutes=5))
+    readers = 4
+    all_have_read = threading.Barrier(readers, timeout=10)
+    original_check = web_sessions.token_is_active
+
+    def check_after_everyone_has_read(*args: Any, **kwargs: Any) -> Any:
+        all_have_read.wait()
+        return original_check(*args, **kwargs)
+
+    monkeypatch.setattr(web_sessions, "token_is_active", check_after_everyone_has_read)
+    outcomes: list[object] = []
+
+    def read() -> None:
+        try:
+            with service.sessions() as db:
+                signed_in = web_sessions.authenticate_web_session(
+                    db, service.pepper, secret, idle_minutes=30
+                )
+                db.commit()
+            outcomes.append(signed_in is not None)
+        except Exception as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcomes == [True] * readers
+    monkeypatch.setattr(web_sessions, "token_is_active", original_check)
+    # Refreshed: 29 minutes after that it is still alive (idle limit 30 minutes).
+    monkeypatch.setattr(web_sessions, "utc_now", lambda: real_now() + timedelta(minutes=34))
+    assert api.client.get(ME, headers=with_cookie(secret)).status_code == 200
