@@ -779,8 +779,8 @@ def detect_dome(
 def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None:
     """The lung field of the requested side: the one furthest that way among the large ones.
 
-    A single field whose centre lies well on the other side of the frame is the other lung
-    (the requested one was not segmented), not a match.
+    A field whose centre lies well on the other side of the frame is the other lung or
+    something outside the body (the requested lung was not segmented), not a match.
     """
     if not fields:
         return None
@@ -790,7 +790,7 @@ def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None
     chosen = max(large, key=lambda f: side * f.centroid_column_row[0])
     centre = (n_columns - 1) / 2.0
     offset = side * (chosen.centroid_column_row[0] - centre)
-    if len(large) == 1 and offset < -_OPPOSITE_SIDE_FRACTION * n_columns:
+    if offset < -_OPPOSITE_SIDE_FRACTION * n_columns:
         return None
     return chosen
 

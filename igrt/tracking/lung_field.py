@@ -10,7 +10,13 @@ Method (classical, no trained model): the attenuation image is reduced to about
 touching the left, right or bottom border are air outside the body (a lung can reach only the
 top border, in a field of view cropped above the apex); a second Otsu threshold inside the body
 separates aerated lung from soft tissue and bone; opening and closing remove ribs' gaps and
-thin bridges; connected components larger than ``_MIN_LUNG_AREA_MM2`` are lung fields.
+thin bridges; connected components larger than ``_MIN_LUNG_AREA_MM2`` are lung fields. A
+uniform band burned in along an image edge is outside the body too.
+
+The dome is then found on a field's inferior boundary (:func:`refined_inferior_boundary`,
+:func:`diaphragm_apex`): snapped to the image's lung-to-liver edge, followed medially where
+the segmentation lost the lung over the heart and spine, and read with the definition the
+``cxr_dev`` references use (the highest point of the longest stretch flatter than 45 degrees).
 """
 
 from __future__ import annotations
@@ -43,8 +49,14 @@ _MIN_RELATIVE_RUN = 0.8
 _EDGE_SIGMA_MM = 1.5
 _SNAP_MM = 8.0
 _MEDIAL_EXTENSION_MM = 30.0
-_MEDIAL_MIN_RELATIVE_EDGE = 0.5
+_MEDIAL_MIN_RELATIVE_EDGE = 0.3
+_FOLLOW_MEMORY = 20
+_FOLLOW_DROP = 0.6
 _BOUNDARY_MEDIAN_MM = 6.0
+_SLOPE_BASELINE_MM = 3.0
+_UNIFORM_LINE_SPREAD = 0.1
+_BORDER_GUARD_MM = 1.0
+_MAX_BORDER_FRACTION = 0.05
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,9 +129,7 @@ def _outside_air(dark: npt.NDArray[np.uint8], pixel_mm: float) -> npt.NDArray[np
     outside = (
         np.isin(labels, list(outside_labels)) if outside_labels else np.zeros(dark.shape, bool)
     )
-    margin = np.ones((_odd(2 * _BODY_MARGIN_MM / pixel_mm),) * 2, np.uint8)
-    grown: npt.NDArray[np.bool_] = cv2.dilate(outside.astype(np.uint8), margin).astype(bool)
-    return grown
+    return _grown(outside, pixel_mm)
 
 
 def find_lung_fields(
@@ -152,7 +162,8 @@ def find_lung_fields(
     # to the air through a thin chest wall (a cropped view) is not taken for it.
     dark_half = values < _otsu(values)
     air = (values < _otsu(values[dark_half])).astype(np.uint8) if dark_half.any() else dark_half
-    outside = _outside_air(air.astype(np.uint8), pixel_mm)
+    frame = _frame_mask(attenuation, pixel_at_isocentre_mm, small_shape)
+    outside = _outside_air(air.astype(np.uint8), pixel_mm) | _grown(frame, pixel_mm)
     body = ~outside
     if np.count_nonzero(body) < 0.2 * body.size:
         return []
@@ -183,10 +194,59 @@ def find_lung_fields(
                 centroid=centroids[k],
                 full_cols=cols,
                 pixel_mm=pixel_mm,
+                first_row=_first_row_inside(frame),
             )
         )
     fields.sort(key=lambda f: f.area_mm2, reverse=True)
     return fields
+
+
+def _frame_mask(
+    image: npt.NDArray[np.float32], pixel_at_isocentre_mm: float, small_shape: tuple[int, int]
+) -> npt.NDArray[np.bool_]:
+    """The burned-in frame of :func:`_uniform_border`, on the working grid."""
+    top, bottom, left, right = _uniform_border(image, pixel_at_isocentre_mm)
+    frame = np.zeros(image.shape, np.uint8)
+    frame[:top], frame[image.shape[0] - bottom :] = 1, 1
+    frame[:, :left], frame[:, image.shape[1] - right :] = 1, 1
+    small = cv2.resize(frame, small_shape[::-1], interpolation=cv2.INTER_AREA)
+    return np.asarray(small > 0, bool)
+
+
+def _grown(mask: npt.NDArray[np.bool_], pixel_mm: float) -> npt.NDArray[np.bool_]:
+    margin = np.ones((_odd(2 * _BODY_MARGIN_MM / pixel_mm),) * 2, np.uint8)
+    grown: npt.NDArray[np.bool_] = cv2.dilate(mask.astype(np.uint8), margin).astype(bool)
+    return grown
+
+
+def _first_row_inside(frame: npt.NDArray[np.bool_]) -> int:
+    """The first working row below a frame band along the top (0 without one)."""
+    inside = np.nonzero(~frame.all(axis=1))[0]
+    return int(inside[0]) if inside.size else 0
+
+
+def _uniform_border(
+    image: npt.NDArray[np.float32], pixel_at_isocentre_mm: float
+) -> tuple[int, int, int, int]:
+    """Widths of a frame burned into the image along its top, bottom, left and right, pixels.
+
+    Digitised and exported radiographs often carry a uniform line or band along an edge (black
+    or white). Dark, it joins both lungs into one field through the image's top row or puts a
+    'diaphragm' on its bottom row: it is outside the body like the air around it. A band is a
+    run of edge lines whose spread is a small part of the image's range, plus a guard band for
+    its blurred inner edge; never more than ``_MAX_BORDER_FRACTION`` of the image.
+    """
+    low, high = np.percentile(image, [0.5, 99.5])
+    spread = max(float(high - low), 1e-12)
+    guard = max(1, round(_BORDER_GUARD_MM / pixel_at_isocentre_mm))
+
+    def band(lines: npt.NDArray[np.float32]) -> int:
+        limit = int(_MAX_BORDER_FRACTION * lines.shape[0])
+        uniform = lines[:limit].std(axis=1) < _UNIFORM_LINE_SPREAD * spread
+        count = int(np.argmin(uniform)) if not uniform.all() else limit
+        return min(count + guard, limit) if count else 0
+
+    return band(image), band(image[::-1]), band(image.T), band(image.T[::-1])
 
 
 def _field(
@@ -198,6 +258,7 @@ def _field(
     centroid: npt.NDArray[np.float64],
     full_cols: int,
     pixel_mm: float,
+    first_row: int,
 ) -> LungField:
     """A component's inferior boundary, mapped to full-resolution columns."""
     small_rows = np.arange(mask.shape[0])[:, None]
@@ -223,7 +284,7 @@ def _field(
             (float(centroid[1]) + 0.5) * factor_rows - 0.5,
         ),
         area_mm2=area_mm2,
-        touches_top=bool(np.count_nonzero(mask[0]) * pixel_mm >= _CUT_TOP_MIN_MM),
+        touches_top=bool(np.count_nonzero(mask[first_row]) * pixel_mm >= _CUT_TOP_MIN_MM),
     )
 
 
@@ -235,79 +296,147 @@ def refined_inferior_boundary(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
     """The field's inferior boundary moved onto the image's lung-to-liver edge, full resolution.
 
-    The segmentation works at about 2 mm and rounds the corner where the diaphragm meets the
-    heart border, which is where the dome is highest on many patients. Per column the boundary
-    is moved to the strongest rise of attenuation within ``_SNAP_MM`` of it; then the edge is
-    followed medially (``medial_step`` = +1 or -1 columns; 0 for none) beyond the segmented field
-    for up to ``_MEDIAL_EXTENSION_MM``, at most a row per column, while it stays strong.
+    The segmentation works at about 2 mm and often loses the medial lung, which overlies the
+    heart and the spine and is brighter than the rest; there the diaphragm rises to the heart
+    border, which is where the dome is highest on many patients. Per column the boundary is
+    moved to the strongest rise of attenuation within ``_SNAP_MM`` of it; then, from the medial
+    end of the diaphragm stretch (``medial_step`` = +1 or -1 columns, the way to the heart; 0
+    for none), the edge itself is followed column by column, at most a row per column (flatter
+    than 45 degrees, as a diaphragm is), while it stays strong, up to ``_MEDIAL_EXTENSION_MM``
+    beyond the field. The followed edge replaces the boundary where they overlap.
 
     Returns
     -------
     columns, rows : numpy.ndarray
         Columns in increasing order and the edge row on each (sub-pixel not attempted).
     """
-    rows, cols = attenuation.shape
-    smooth = cv2.GaussianBlur(attenuation, (0, 0), max(_EDGE_SIGMA_MM / pixel_at_isocentre_mm, 0.7))
-    gradient = np.asarray(cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3), np.float32)
-    snap = max(2, round(_SNAP_MM / pixel_at_isocentre_mm))
-    edge_rows = np.empty(field.columns.size)
-    strengths = np.empty(field.columns.size)
-    for i, (column, row) in enumerate(zip(field.columns, field.inferior_rows, strict=True)):
-        low, high = max(0, int(row) - snap), min(rows, int(row) + snap + 1)
-        profile = gradient[low:high, column]
-        k = int(np.argmax(profile))
-        edge_rows[i], strengths[i] = low + k, profile[k]
-    typical = float(np.median(strengths)) if strengths.size else 0.0
-    # One row per column: the diaphragm run is where the boundary is flatter than 45 degrees,
-    # and a steeper climb is the heart border.
-    step_rows = 1
-    extension: list[tuple[int, float]] = []
-    end = 0 if medial_step < 0 else -1
-    n_steps = round(_MEDIAL_EXTENSION_MM / pixel_at_isocentre_mm) if medial_step else 0
-    column, row = int(field.columns[end]), float(edge_rows[end])
-    for _ in range(n_steps):
-        column += medial_step
-        if not 0 <= column < cols:
-            break
-        low, high = max(0, int(row) - step_rows), min(rows, int(row) + step_rows + 1)
-        profile = gradient[low:high, column]
-        if profile.size == 0:
-            break
-        k = int(np.argmax(profile))
-        if profile[k] < _MEDIAL_MIN_RELATIVE_EDGE * typical:
-            break
-        row = float(low + k)
-        extension.append((column, row))
-    all_columns = np.concatenate([field.columns, [c for c, _ in extension]]).astype(np.intp)
-    all_rows = np.concatenate([edge_rows, [r for _, r in extension]])
+    gradient = _downward_gradient(attenuation, pixel_at_isocentre_mm)
+    columns, rows, strengths = _snapped(field, gradient, pixel_at_isocentre_mm)
+    if not medial_step or columns.size < 5:
+        return columns, rows
+    run = _diaphragm_run(columns, rows, pixel_at_isocentre_mm)
+    if run is None:
+        return columns, rows
+    start = run[1] - 1 if medial_step > 0 else run[0]
+    limit = abs(int(columns[-1 if medial_step > 0 else 0]) - int(columns[start])) + round(
+        _MEDIAL_EXTENSION_MM / pixel_at_isocentre_mm
+    )
+    traced = _followed_edge(
+        gradient,
+        (int(columns[start]), float(rows[start])),
+        medial_step,
+        limit,
+        min_strength=_MEDIAL_MIN_RELATIVE_EDGE * float(np.median(strengths)),
+    )
+    if not traced:
+        return columns, rows
+    traced_columns = np.array([c for c, _ in traced], np.intp)
+    keep = ~np.isin(columns, traced_columns)
+    all_columns = np.concatenate([columns[keep], traced_columns])
+    all_rows = np.concatenate([rows[keep], [r for _, r in traced]])
     order = np.argsort(all_columns)
     return all_columns[order], all_rows[order]
 
 
-def diaphragm_apex(
+def _downward_gradient(
+    attenuation: npt.NDArray[np.float32], pixel_at_isocentre_mm: float
+) -> npt.NDArray[np.float32]:
+    sigma = max(_EDGE_SIGMA_MM / pixel_at_isocentre_mm, 0.7)
+    smooth = cv2.GaussianBlur(attenuation, (0, 0), sigma)
+    return np.asarray(cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3), np.float32)
+
+
+def _snapped(
+    field: LungField, gradient: npt.NDArray[np.float32], pixel_at_isocentre_mm: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per column, the strongest lung-to-liver edge within ``_SNAP_MM`` of the boundary."""
+    snap = max(2, round(_SNAP_MM / pixel_at_isocentre_mm))
+    edge_rows = np.empty(field.columns.size)
+    strengths = np.empty(field.columns.size)
+    for i, (column, row) in enumerate(zip(field.columns, field.inferior_rows, strict=True)):
+        low, high = max(0, int(row) - snap), min(gradient.shape[0], int(row) + snap + 1)
+        profile = gradient[low:high, column]
+        k = int(np.argmax(profile))
+        edge_rows[i], strengths[i] = low + k, profile[k]
+    return field.columns, edge_rows, strengths
+
+
+def _followed_edge(
+    gradient: npt.NDArray[np.float32],
+    start: tuple[int, float],
+    step: int,
+    max_columns: int,
+    *,
+    min_strength: float,
+) -> list[tuple[int, float]]:
+    """An edge followed from ``start`` column by column, at most one row per column."""
+    rows, cols = gradient.shape
+    column, row = start
+    followed: list[tuple[int, float]] = []
+    recent: list[float] = []
+    for _ in range(max_columns):
+        column += step
+        if not 0 <= column < cols:
+            break
+        low, high = max(0, int(row) - 1), min(rows, int(row) + 2)
+        profile = gradient[low:high, column]
+        if profile.size == 0:
+            break
+        k = int(np.argmax(profile))
+        # Over the spine and the heart the edge fades gradually; where it ends it drops at once.
+        if profile[k] < min_strength or (
+            len(recent) >= _FOLLOW_MEMORY and profile[k] < _FOLLOW_DROP * np.median(recent)
+        ):
+            break
+        recent = [*recent[-_FOLLOW_MEMORY + 1 :], float(profile[k])]
+        row = float(low + k)
+        followed.append((column, row))
+    return followed
+
+
+def _boundary_slope(
+    columns: npt.NDArray[np.intp], rows: npt.NDArray[np.float64], pixel_at_isocentre_mm: float
+) -> npt.NDArray[np.float64]:
+    """|rows per column| of a boundary, over a baseline of ``2 * _SLOPE_BASELINE_MM``.
+
+    A boundary taken row by row is a staircase: between neighbouring columns a 40 degree
+    diaphragm steps 0, 1 or 2 rows, and a two-row step would read as steeper than 45 degrees.
+    """
+    half = max(1, round(_SLOPE_BASELINE_MM / pixel_at_isocentre_mm))
+    index = np.arange(columns.size)
+    ahead, behind = np.minimum(index + half, columns.size - 1), np.maximum(index - half, 0)
+    run = np.maximum(columns[ahead] - columns[behind], 1).astype(np.float64)
+    slope: npt.NDArray[np.float64] = np.abs(rows[ahead] - rows[behind]) / run
+    return slope
+
+
+def _smoothed(rows: npt.NDArray[np.float64], window: int) -> npt.NDArray[np.float64]:
+    window = min(window, rows.size - (1 - rows.size % 2))
+    padded = np.pad(rows, window // 2, mode="edge")
+    smooth: npt.NDArray[np.float64] = np.median(
+        np.lib.stride_tricks.sliding_window_view(padded, window), axis=1
+    )
+    return smooth
+
+
+def _diaphragm_run(
     columns: npt.NDArray[np.intp],
     inferior_rows: npt.NDArray[np.float64],
     pixel_at_isocentre_mm: float,
-) -> tuple[float, float] | None:
-    """The most superior point of the diaphragm part of a lung field's inferior boundary.
+) -> tuple[int, int] | None:
+    """Index range ``[start, stop)`` of the boundary's diaphragm stretch, or None.
 
     The inferior boundary of a lung field is the diaphragm where it runs closer to horizontal
     than vertical; laterally it drops into the costophrenic angle and medially it climbs the
-    heart border, both steeper. The apex is the highest point of the longest such run.
-
-    Returns
-    -------
-    tuple of float or None
-        ``(column, row)``, panel pixels; None when no run of at least ``_MIN_RUN_MM`` exists.
+    heart border, both steeper. Of the flat stretches at least ``_MIN_RUN_MM`` long, the lowest
+    of those nearly as long as the longest: a flat stretch higher up is the top of a heart
+    shadow overlapping the field (the left lung) or the floor of a rib gap.
     """
     if columns.size < 5:
         return None
     window = max(3, round(_BOUNDARY_MEDIAN_MM / pixel_at_isocentre_mm) | 1)
-    window = min(window, columns.size - (1 - columns.size % 2))
-    padded = np.pad(inferior_rows, window // 2, mode="edge")
-    smooth = np.median(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)
-    slope = np.abs(np.gradient(smooth, columns.astype(np.float64)))
-    flat = slope < 1.0
+    smooth = _smoothed(inferior_rows, window)
+    flat = _boundary_slope(columns, smooth, pixel_at_isocentre_mm) < 1.0
     runs: list[tuple[int, int]] = []
     start = None
     for i, is_flat in enumerate([*flat.tolist(), False]):
@@ -323,13 +452,34 @@ def diaphragm_apex(
     ]
     if not long_enough:
         return None
-    # The diaphragm is the lowest long flat stretch: a flat stretch higher up is the top of a
-    # heart shadow overlapping the field (the left lung) or the floor of a rib gap.
     longest = max(b - a for a, b in long_enough)
-    a, b = max(
+    return max(
         (run for run in long_enough if run[1] - run[0] >= _MIN_RELATIVE_RUN * longest),
         key=lambda run: float(np.median(smooth[run[0] : run[1]])),
     )
+
+
+def diaphragm_apex(
+    columns: npt.NDArray[np.intp],
+    inferior_rows: npt.NDArray[np.float64],
+    pixel_at_isocentre_mm: float,
+) -> tuple[float, float] | None:
+    """The most superior point of the diaphragm part of a lung field's inferior boundary.
+
+    The diaphragm part is the stretch of :func:`_diaphragm_run`; its apex is its highest
+    point, at the median column of the points within ``_APEX_TOLERANCE_MM`` of it.
+
+    Returns
+    -------
+    tuple of float or None
+        ``(column, row)``, panel pixels; None when no run of at least ``_MIN_RUN_MM`` exists.
+    """
+    run = _diaphragm_run(columns, inferior_rows, pixel_at_isocentre_mm)
+    if run is None:
+        return None
+    window = max(3, round(_BOUNDARY_MEDIAN_MM / pixel_at_isocentre_mm) | 1)
+    smooth = _smoothed(inferior_rows, window)
+    a, b = run
     run_columns, run_rows = columns[a:b], smooth[a:b]
     top = float(run_rows.min())
     near_top = run_columns[run_rows <= top + _APEX_TOLERANCE_MM / pixel_at_isocentre_mm]

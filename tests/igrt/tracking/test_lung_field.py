@@ -1,0 +1,89 @@
+"""Lung-field segmentation and the diaphragm boundary on synthetic images with known geometry.
+
+Real radiographs are in ``test_detection_real_radiograph.py``; these isolate three behaviours
+found on them: a burned-in frame band, the staircase of a boundary taken row by row, and a
+segmentation that loses the medial lung.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from igrt.tracking.lung_field import (
+    LungField,
+    diaphragm_apex,
+    find_lung_fields,
+    refined_inferior_boundary,
+)
+
+PIXEL_MM = 0.4
+AIR, LUNG, BODY = 0.0, 60.0, 200.0
+
+
+def _chest(size: int = 800) -> npt.NDArray[np.float32]:
+    """Air at both sides, a body, two lungs whose tops reach row 30 (a view cropped high)."""
+    image = np.full((size, size), BODY, np.float32)
+    image[:, :40] = image[:, -40:] = AIR
+    rows, cols = np.mgrid[0:size, 0:size]
+    for centre in (260, 540):
+        image[(np.abs(cols - centre) < 110) & (rows > 30) & (rows < 560)] = LUNG
+    return image
+
+
+def test_a_frame_band_along_the_top_does_not_join_the_lungs() -> None:
+    image = _chest()
+    image[:30, 40:-40] = LUNG  # a band as dark as lung, lungs reaching it
+    fields = find_lung_fields(image, PIXEL_MM)
+    centres = sorted(round(f.centroid_column_row[0]) for f in fields)
+    assert len(centres) == 2, centres
+    assert abs(centres[0] - 260) < 20
+    assert abs(centres[1] - 540) < 20
+
+
+def test_a_frame_band_along_the_bottom_is_not_a_diaphragm() -> None:
+    image = _chest()
+    image[-12:, 40:-40] = LUNG
+    image[550:, 150:172] = LUNG  # dark soft tissue joining a lung to the band
+    fields = find_lung_fields(image, PIXEL_MM)
+    assert len(fields) == 2
+    assert all(f.inferior_rows.max() < image.shape[0] - 12 for f in fields)
+
+
+def test_a_diaphragm_sloping_at_35_degrees_is_flat_enough() -> None:
+    # Row by row, a 35 degree boundary steps 0 or 1 rows per column, and two steps in a row
+    # read as 45 degrees column to column.
+    columns = np.arange(100, 300)
+    rows = np.round(600.0 - 0.7 * (columns - 100)).astype(np.float64)
+    heart = np.arange(300, 330)
+    columns = np.concatenate([columns, heart])
+    rows = np.concatenate([rows, rows[-1] - 4.0 * (heart - 299)])
+    apex = diaphragm_apex(columns.astype(np.intp), rows, PIXEL_MM)
+    assert apex is not None
+    # Within the slope's 3 mm baseline of the heart border.
+    assert abs(apex[1] - rows[199]) <= 3.0 / PIXEL_MM
+    assert 280 <= apex[0] <= 300
+
+
+def test_the_boundary_follows_the_diaphragm_where_the_segmentation_lost_the_medial_lung() -> None:
+    size = 800
+    rows, cols = np.mgrid[0:size, 0:size]
+    edge = 600.0 - 0.3 * (cols - 100)  # rising gently to the heart border at column 350
+    image = np.where(rows > edge, BODY, LUNG).astype(np.float32)
+    image[:, 350:] = BODY  # heart and mediastinum
+    columns = np.arange(100, 300)
+    true_rows = 600.0 - 0.3 * (columns - 100)
+    segmented = np.where(columns < 200, true_rows, true_rows - 40.0)  # off the edge medially
+    field = LungField(
+        columns=columns.astype(np.intp),
+        inferior_rows=segmented,
+        superior_row=100.0,
+        centroid_column_row=(200.0, 350.0),
+        area_mm2=20000.0,
+        touches_top=False,
+    )
+    boundary_columns, boundary_rows = refined_inferior_boundary(field, image, PIXEL_MM, +1)
+    apex = diaphragm_apex(boundary_columns, boundary_rows, PIXEL_MM)
+    assert apex is not None
+    assert 330 <= apex[0] <= 350, apex
+    assert abs(apex[1] - (600.0 - 0.3 * 249)) <= 3, apex
