@@ -48,6 +48,8 @@ _APEX_TOLERANCE_MM = 2.0
 _MIN_RELATIVE_RUN = 0.8
 _EDGE_SIGMA_MM = 1.5
 _SNAP_MM = 8.0
+_DESCENT_MM = 80.0
+_DESCENT_MIN_RATIO = 1.5
 _MEDIAL_EXTENSION_MM = 30.0
 _MEDIAL_MIN_RELATIVE_EDGE = 0.3
 _FOLLOW_MEMORY = 20
@@ -349,8 +351,15 @@ def _downward_gradient(
 def _snapped(
     field: LungField, gradient: npt.NDArray[np.float32], pixel_at_isocentre_mm: float
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Per column, the strongest lung-to-liver edge within ``_SNAP_MM`` of the boundary."""
+    """Per column, the lung-to-liver edge nearest the segmented boundary, or a stronger one below.
+
+    The strongest rise of attenuation within ``_SNAP_MM`` of the boundary, unless one at least
+    ``_DESCENT_MIN_RATIO`` times as strong lies within ``_DESCENT_MM`` below: the lowest part of
+    a lung field is often greyer than the rest (more tissue in the beam) and falls on the wrong
+    side of the threshold, and the diaphragm is then the much stronger edge further down.
+    """
     snap = max(2, round(_SNAP_MM / pixel_at_isocentre_mm))
+    descent = round(_DESCENT_MM / pixel_at_isocentre_mm)
     edge_rows = np.empty(field.columns.size)
     strengths = np.empty(field.columns.size)
     for i, (column, row) in enumerate(zip(field.columns, field.inferior_rows, strict=True)):
@@ -358,6 +367,11 @@ def _snapped(
         profile = gradient[low:high, column]
         k = int(np.argmax(profile))
         edge_rows[i], strengths[i] = low + k, profile[k]
+        below = gradient[high : min(gradient.shape[0], high + descent), column]
+        if below.size:
+            j = int(np.argmax(below))
+            if below[j] > _DESCENT_MIN_RATIO * max(float(profile[k]), 0.0):
+                edge_rows[i], strengths[i] = high + j, below[j]
     return field.columns, edge_rows, strengths
 
 

@@ -78,17 +78,12 @@ def test_automatic_detection_on_the_cxr_dev_radiographs(shared_data: Path) -> No
     assert confident_wrong <= 3, f"{confident_wrong} wrong edges reported TRACKED"
 
 
-@pytest.mark.shared_data
-@pytest.mark.xfail(
-    strict=True,
-    reason="known miss of the automatic path (issue 11): on this plate the lung fields are not "
-    "segmented and a wrong edge near row 350 is reported TRACKED",
-)
-def test_automatic_detection_on_the_monochrome1_plate(shared_data: Path) -> None:
+def _plate_first_observation(shared_data: Path) -> tuple[TrackingStatusValues, np.ndarray]:
     """The CR plate, inverted from MONOCHROME1 and reduced to 0.8 mm: the whole plate, no region.
 
-    Reference apex annotated by hand (column 420, row 1399 at the plate's ~0.2 mm pixels; the
-    dome top is flat between columns ~395 and ~440, the row uncertain by about +/-3 px).
+    Returns the first observation's status and apex at the plate's pixels. Reference apex
+    annotated by hand: column 420, row 1399 at the plate's ~0.2 mm pixels (the dome top is flat
+    between columns ~395 and ~440, the row uncertain by about +/-3 px).
     """
     dataset = pydicom.dcmread(shared_data / CHEST_CR)
     assert dataset.PhotometricInterpretation == "MONOCHROME1"
@@ -98,10 +93,30 @@ def test_automatic_detection_on_the_monochrome1_plate(shared_data: Path) -> None
     small = cv2.resize(display, (cols // 4, rows // 4), interpolation=cv2.INTER_AREA)
     sequence = _still(small.astype(np.uint16), 0.8, IntensityValues.DISPLAY)
     first = track_dome(sequence).observations[0]
-    assert first.status is TrackingStatusValues.TRACKED
-    found = np.array([first.apex_column, first.apex_row]) * 4
-    assert abs(found[1] - 1399.0) * 0.2 <= 3.0, f"apex row {found[1]:.0f}, annotated 1399"
-    assert 340.0 <= found[0] <= 500.0, f"apex column {found[0]:.0f}, annotated 395-440"
+    return first.status, np.array([first.apex_column, first.apex_row]) * 4
+
+
+def _at_the_annotated_dome(found: np.ndarray) -> bool:
+    return abs(found[1] - 1399.0) * 0.2 <= 3.0 and 340.0 <= found[0] <= 500.0
+
+
+@pytest.mark.shared_data
+def test_the_monochrome1_plate_is_never_tracked_on_a_wrong_edge(shared_data: Path) -> None:
+    status, found = _plate_first_observation(shared_data)
+    if status is TrackingStatusValues.TRACKED:
+        assert _at_the_annotated_dome(found), f"TRACKED at {found.round()}, annotated (420, 1399)"
+
+
+@pytest.mark.shared_data
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss of the automatic path (issue 11): the plate's greyer lower lung zones are "
+    "not segmented as lung; the dome is reported NEEDS_CONFIRMATION, not found",
+)
+def test_automatic_detection_on_the_monochrome1_plate(shared_data: Path) -> None:
+    status, found = _plate_first_observation(shared_data)
+    assert status is TrackingStatusValues.TRACKED
+    assert _at_the_annotated_dome(found), f"apex {found.round()}, annotated (420, 1399)"
 
 
 @pytest.mark.shared_data
