@@ -156,3 +156,43 @@ def test_a_ten_metre_clip_box_is_a_422_naming_the_field(api: InProcessApi) -> No
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "clip_box_lps_mm"
     assert "600 mm" in response.json()["detail"]
+
+
+@pytest.fixture
+def hasty_api(tmp_path: Path) -> Iterator[InProcessApi]:
+    settings = make_settings(
+        tmp_path / "data",
+        registration_time_limit_s=0.3,
+        job_lease_s=0.5,
+        registration_workers=1,
+        heavy_work_max_concurrent=2,
+    )
+    yield from start_in_process(settings)
+
+
+def test_a_registration_past_its_time_limit_is_failed_with_the_reason(
+    hasty_api: InProcessApi, volumes: Volumes
+) -> None:
+    import time
+
+    api = hasty_api
+    session_id, body = _prepared(api, volumes)
+    created = api.client.post(
+        f"/api/v1/sessions/{session_id}/registrations", json=body, headers=api.headers()
+    )
+    assert created.status_code == 202, created.text
+    url = created.headers["location"]
+    deadline = time.monotonic() + 30.0
+    job = created.json()
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+        job = api.client.get(url, headers=api.headers()).json()
+    assert job["status"] == "failed"
+    assert "time limit of 0.3 s exceeded" in job["reason"]
+    # The late result is dropped: the job stays failed once its computation ends.
+    budget: WorkBudget = api.client.app.state.service.heavy_work  # type: ignore[attr-defined]
+    while budget.running:
+        assert time.monotonic() < deadline + 60.0
+        time.sleep(0.1)
+    assert api.client.get(url, headers=api.headers()).json()["status"] == "failed"
