@@ -36,8 +36,8 @@ class WorkBudgetExhaustedError(Exception):
         self.retry_after_s = retry_after_s
         super().__init__(
             f"the service is busy: {limit} heavy requests (uploads, assessments, "
-            f"registrations) are running, the most it runs at once; nothing was stored for "
-            f"this {what}, retry in {retry_after_s} s"
+            f"registrations) are running, the most it runs at once; nothing was done for this "
+            f"request ({what}), retry in {retry_after_s} s"
         )
 
 
