@@ -32,6 +32,7 @@ __all__ = [
     "ClinicalStaff",
     "CurrentPrincipal",
     "DbSession",
+    "HeavyWork",
     "JsonContent",
     "MultipartContent",
     "OriginalsReader",
@@ -224,3 +225,18 @@ JsonContent = Annotated[None, Depends(require_media_type("application/json"))]
 
 MultipartContent = Annotated[None, Depends(require_media_type("multipart/form-data"))]
 """Declare after the principal in upload routes (415 otherwise)."""
+
+
+def _heavy_work_slot(request: Request) -> Iterator[None]:
+    """Hold one of the process's heavy-work slots for the request (503 when none comes free)."""
+    service: Service = request.app.state.service
+    route = request.scope.get("route")
+    what = getattr(route, "name", None) or "request"
+    with service.heavy_work.slot(str(what)):
+        yield
+
+
+HeavyWork = Annotated[None, Depends(_heavy_work_slot)]
+"""Declare right after the principal in routes that decode uploads or run an analysis: the
+request waits up to ``IGRT_HEAVY_WORK_WAIT_S`` for a slot of :mod:`api.work_budget`, then 503
+with ``Retry-After``. Unauthenticated requests are refused before they take one."""

@@ -16,7 +16,9 @@ a file naming another patient               409     patient_mismatch
 body over the upload limit                  413     payload_too_large
 wrong content type                          415     unsupported_media_type
 too many open real-time streams             429     too_many_streams
+too many queued registrations (one token)   429     too_many_jobs
 SQLite busy (a concurrent write; retry)     503     unavailable
+heavy-work budget taken (uploads, ...)      503     busy
 anything else (a bug)                       500     internal_error
 ==========================================  ======  ========================
 
@@ -37,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.core.logging import REQUEST_ID
 from api.schemas.common import FieldProblem, Problem
+from api.work_budget import WorkBudgetExhaustedError
 from igrt.errors import IgrtError, InvalidInputError, PatientMismatchError, ProcessingError
 
 __all__ = [
@@ -172,6 +175,15 @@ async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected_error(request, exc)
 
 
+async def _busy(request: Request, exc: Exception) -> JSONResponse:
+    # Refused before any work: the process would otherwise run out of memory under the burst.
+    assert isinstance(exc, WorkBudgetExhaustedError)
+    _LOG.warning("heavy-work budget exhausted", extra={"what": exc.what, "limit": exc.limit})
+    return problem_response(
+        503, str(exc), code="busy", headers={"Retry-After": str(exc.retry_after_s)}
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     _LOG.error("unhandled error", exc_info=exc)
     return problem_response(500, "internal error; quote the request id when reporting it")
@@ -184,6 +196,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IgrtError, _igrt_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_busy)
+    app.add_exception_handler(WorkBudgetExhaustedError, _busy)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -15,6 +15,9 @@ process of this host) and jobs past their time limit (``IGRT_REGISTRATION_TIME_L
 failed that way is never written over: its late result is discarded (a thread cannot be
 stopped, so the computation itself runs to its end, holding its worker thread).
 
+Budget: a job runs only while it holds a slot of the service's heavy-work budget
+(:mod:`api.work_budget`); it waits for one queued.
+
 Restart policy (:meth:`RegistrationWorker.recover`, run at start-up): a job still ``queued``
 was never started, so it is queued again (its inputs are immutable uploads); a job left
 ``running`` by a dead process is marked ``failed`` with the reason "interrupted", never run
@@ -77,10 +80,13 @@ class RegistrationWorker:
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._stop = threading.Event()
+        # Set first on shutdown: a job still waiting for a heavy-work slot stays queued.
+        self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
 
     def start(self) -> None:
         """Create the thread pool and the lease sweeper (idempotent)."""
+        self._stopping.clear()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=self.service.settings.registration_workers,
@@ -95,6 +101,7 @@ class RegistrationWorker:
 
     def shutdown(self) -> None:
         """Wait for running jobs; queued ones stay queued in the database for the next start."""
+        self._stopping.set()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -141,6 +148,13 @@ class RegistrationWorker:
     # --- one job --------------------------------------------------------------------------
 
     def _run(self, job_id: str) -> None:
+        # A job shares the process's heavy-work budget with uploads and assessments; it waits
+        # for a slot still queued, so its time limit counts from when it really runs.
+        with self.service.heavy_work.slot_when_free(self._stopping) as running:
+            if running:
+                self._run_claimed(job_id)
+
+    def _run_claimed(self, job_id: str) -> None:
         settings = self.service.settings
         if not self.leases.claim(job_id, time_limit_s=settings.registration_time_limit_s):
             return  # another worker has it, or it is no longer queued

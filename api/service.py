@@ -19,6 +19,7 @@ from api.registration_jobs import RegistrationWorker
 from api.storage import FileStore
 from api.stream_slots import StreamSlots
 from api.volumes import VolumeLimits
+from api.work_budget import WorkBudget
 from igrt.protocol_file import LoadedProtocol, builtin_protocol, load_protocol_file
 
 __all__ = ["Service"]
@@ -44,6 +45,7 @@ class Service:
     monitor_slots: StreamSlots = field(init=False, repr=False)
     previews: FramePreviews = field(init=False, repr=False)
     live: LiveMonitorHub = field(init=False, repr=False)
+    heavy_work: WorkBudget = field(init=False, repr=False)
     protocol: LoadedProtocol = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,9 @@ class Service:
         )
         self.monitor_slots = StreamSlots(
             max_total=settings.monitor_max_open, max_per_token=settings.monitor_max_per_token
+        )
+        self.heavy_work = WorkBudget(
+            max_concurrent=settings.heavy_work_max_concurrent, wait_s=settings.heavy_work_wait_s
         )
         self.registrations = RegistrationWorker(self)
         self.previews = FramePreviews(self.store)

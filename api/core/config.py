@@ -20,6 +20,18 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_REGISTRATION_WORKERS``   registration jobs run at the same time (thread pool)
 ``IGRT_REGISTRATION_TIME_LIMIT_S``  a registration still running after this long is failed
                                 with the reason (900 s; one takes seconds to a minute)
+``IGRT_HEAVY_WORK_MAX_CONCURRENT``  uploads being decoded, assessments and registration jobs
+                                running at once in this process (3; each peaks at about
+                                2 x ``IGRT_MAX_DECODED_BYTES``, so the heavy-work peak is
+                                about this many times that); more than
+                                ``IGRT_REGISTRATION_WORKERS``, so uploads always find a slot
+``IGRT_HEAVY_WORK_WAIT_S``      a request waits this long for a heavy-work slot, then gets 503
+                                with ``Retry-After`` (10 s); registration jobs wait queued
+``IGRT_REGISTRATION_MAX_ACTIVE_PER_TOKEN``  queued or running registration jobs one token may
+                                have (4; one CBCT-to-CT per fraction, and a retry or two);
+                                429 with ``Retry-After`` beyond
+``IGRT_REGISTRATION_MAX_ACTIVE``  queued or running registration jobs in the whole service
+                                (64); 503 with ``Retry-After`` beyond
 ``IGRT_JOB_LEASE_S``            a running job's claim lasts this long unless its worker
                                 renews it (30 s, renewed every 10 s): a job whose worker
                                 died is failed within about this long
@@ -105,6 +117,10 @@ class Settings(BaseSettings):
     max_volume_voxels: int = Field(default=512 * 512 * 1024, gt=0)
     registration_workers: int = Field(default=2, ge=1, le=16)
     registration_time_limit_s: float = Field(default=900.0, gt=0, le=24 * 3600)
+    heavy_work_max_concurrent: int = Field(default=3, ge=2, le=64)
+    heavy_work_wait_s: float = Field(default=10.0, ge=0, le=300)
+    registration_max_active_per_token: int = Field(default=4, ge=1, le=1000)
+    registration_max_active: int = Field(default=64, ge=1, le=100_000)
     job_lease_s: float = Field(default=30.0, ge=0.5, le=3600)
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
     stream_max_open: int = Field(default=32, ge=1, le=1024)
@@ -149,6 +165,17 @@ class Settings(BaseSettings):
         if value and value.partition("://")[0] not in ("redis", "rediss", "unix"):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return value
+
+    @model_validator(mode="after")
+    def _heavy_work_above_registrations(self) -> Settings:
+        # Registration jobs hold heavy-work slots while they run: with no slot left over, every
+        # upload would wait behind them and be refused.
+        if self.heavy_work_max_concurrent <= self.registration_workers:
+            raise ValueError(
+                "heavy_work_max_concurrent must be greater than registration_workers "
+                f"({self.heavy_work_max_concurrent} <= {self.registration_workers})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -11,7 +11,7 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
 from api.db.models import MotionAssessment, TreatmentSession, Upload
-from api.deps import AnyRole, DbSession, JsonContent, ServiceDep
+from api.deps import AnyRole, DbSession, HeavyWork, JsonContent, ServiceDep
 from api.enums import RoleValues, UploadKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.ingest import read_stored_sequence
@@ -39,11 +39,13 @@ router = APIRouter(prefix=API_PREFIX, tags=["assessments"], responses=PROBLEM_RE
         **problem(403, "A console token gave a dome hint (a person's judgement)."),
         **problem(404, "No such session or upload."),
         **problem(415, "The body is not JSON."),
+        **problem(503, "The service is busy (heavy-work budget); retry after Retry-After."),
     },
 )
 def create_motion_assessment(
     principal: AnyRole,
     _: JsonContent,
+    _work: HeavyWork,
     service: ServiceDep,
     db: DbSession,
     session_id: str,

@@ -23,6 +23,7 @@ from api.db.models import RegistrationJob, TreatmentSession, Upload, VolumeUploa
 from api.deps import AnyRole, DbSession, JsonContent, ServiceDep, WriteDbSession
 from api.enums import RegistrationStatusValues, VolumeKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
+from api.job_quota import JobQuotaError, check_job_quota
 from api.registration_jobs import overlay_key
 from api.schemas.registrations import (
     RegistrationCreate,
@@ -38,6 +39,24 @@ __all__ = ["router"]
 router = APIRouter(prefix=API_PREFIX, tags=["registrations"], responses=PROBLEM_RESPONSES)
 
 _NOT_READY = "The registration has not completed (see its status)."
+# A registration takes seconds to a minute: by then one of the token's jobs has usually ended.
+_JOB_RETRY_AFTER_S = 30
+
+
+def _check_quota(db: Session, service: Service, principal: Principal) -> None:
+    settings = service.settings
+    try:
+        check_job_quota(
+            db,
+            principal.token_id,
+            max_per_token=settings.registration_max_active_per_token,
+            max_in_service=settings.registration_max_active,
+        )
+    except JobQuotaError as exc:
+        status, code = (429, "too_many_jobs") if exc.scope == "token" else (503, "busy")
+        raise ApiError(
+            status, str(exc), code=code, headers={"Retry-After": str(_JOB_RETRY_AFTER_S)}
+        ) from exc
 
 
 def _links(job: RegistrationJob) -> dict[str, str]:
@@ -116,6 +135,8 @@ def _completed(db: Session, registration_id: str) -> RegistrationJob:
     responses={
         **problem(404, "No such session or volume upload."),
         **problem(415, "The body is not JSON."),
+        **problem(429, "This token has its most registration jobs queued or running."),
+        **problem(503, "The service has its most registration jobs queued or running."),
     },
 )
 def create_registration(
@@ -130,7 +151,9 @@ def create_registration(
     """Queue a CBCT-to-planning-CT registration (202 with the job; poll its ``Location``).
 
     The planning CT may come from any session of the same patient; the CBCT must belong to
-    this session. Both must be volume uploads of the right ``kind`` (422 otherwise).
+    this session. Both must be volume uploads of the right ``kind`` (422 otherwise). A token
+    may have ``IGRT_REGISTRATION_MAX_ACTIVE_PER_TOKEN`` jobs queued or running (429 beyond),
+    the service ``IGRT_REGISTRATION_MAX_ACTIVE`` (503 beyond); both with ``Retry-After``.
     """
     session = get_session(db, session_id)
     planning = _volume(
@@ -141,6 +164,7 @@ def create_registration(
         session,
     )
     cbct = _volume(db, body.cbct_upload_id, "cbct_upload_id", VolumeKindValues.CBCT, session)
+    _check_quota(db, service, principal)
     job = RegistrationJob(
         session_id=session.id,
         planning_ct_upload_id=planning.id,

@@ -12,7 +12,7 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
 from api.db.models import VolumeUpload
-from api.deps import AnyRole, DbSession, MultipartContent, OriginalsReader, ServiceDep
+from api.deps import AnyRole, DbSession, HeavyWork, MultipartContent, OriginalsReader, ServiceDep
 from api.enums import VolumeFormatValues, VolumeKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.files import stored_file_response
@@ -63,11 +63,13 @@ def get_volume_upload(db: DbSession, volume_id: str) -> VolumeUpload:
         **problem(409, "The DICOM series names another patient than the session's."),
         **problem(413, "The file exceeds the upload limit."),
         **problem(415, "Not multipart/form-data, or a file part of the wrong content type."),
+        **problem(503, "The service is busy (heavy-work budget); retry after Retry-After."),
     },
 )
 def upload_volume(
     principal: AnyRole,
     _: MultipartContent,
+    _work: HeavyWork,
     service: ServiceDep,
     db: DbSession,
     session_id: str,

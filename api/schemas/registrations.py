@@ -11,6 +11,7 @@ from pydantic.config import JsonDict
 from api.enums import RegistrationStatusValues
 
 __all__ = [
+    "CLIP_BOX_MAX_SIDE_MM",
     "ClipBoxLps",
     "RegistrationCreate",
     "RegistrationPublic",
@@ -20,9 +21,19 @@ __all__ = [
 
 _Vector = tuple[float, float, float]
 
+CLIP_BOX_MAX_SIDE_MM = 600.0
+"""Longest side of a clip box, mm. A CBCT's reconstructed field of view is at most about
+500 mm across (a large-FOV, half-fan scan) and a planning CT's about 600 mm, so a longer box
+can only be a mistake (a unit error: metres or cm typed as mm) that would spend minutes
+registering outside any image."""
+
 
 class ClipBoxLps(BaseModel):
-    """An axis-aligned box in DICOM patient coordinates (LPS), mm."""
+    """An axis-aligned box in DICOM patient coordinates (LPS), mm.
+
+    Finite corners within 5 m of the origin; every side longer than 0 and at most
+    :data:`CLIP_BOX_MAX_SIDE_MM` (600 mm).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -42,6 +53,11 @@ class ClipBoxLps(BaseModel):
         for axis, (low, high) in enumerate(zip(self.lower_lps_mm, self.upper_lps_mm, strict=True)):
             if not low < high:
                 raise ValueError(f"lower_lps_mm[{axis}] must be less than upper_lps_mm[{axis}]")
+            if high - low > CLIP_BOX_MAX_SIDE_MM:
+                raise ValueError(
+                    f"side {axis} of the clip box is {high - low:g} mm; at most "
+                    f"{CLIP_BOX_MAX_SIDE_MM:g} mm (a CBCT is at most about 500 mm across)"
+                )
             if abs(low) > 5000 or abs(high) > 5000:
                 raise ValueError("clip box corners must lie within 5 m of the origin")
         return self

@@ -23,7 +23,16 @@ EXIT_PROCESSING_FAILED = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from igrt.cli import dicom_receiver, motion, register, register_pair, serve, simulate, token
+    from igrt.cli import (
+        dicom_receiver,
+        motion,
+        register,
+        register_pair,
+        serve,
+        simulate,
+        store,
+        token,
+    )
 
     parser = argparse.ArgumentParser(
         prog="igrt",
@@ -37,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_pair.register(commands)
     serve.register(commands)
     simulate.register(commands)
+    store.register(commands)
     token.register(commands)
     return parser
 

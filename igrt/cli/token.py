@@ -41,25 +41,38 @@ def register(commands: Any) -> None:
     revoke.set_defaults(handler=_revoke)
 
 
-def _open() -> Any:
+def load_settings() -> Any:
+    """The service's settings from ``IGRT_*``; a bad value is bad input naming the variable."""
     from pydantic import ValidationError
 
     from api.core.config import Settings
-    from api.db.engine import make_engine, make_session_factory
-    from api.db.migrate import upgrade
-    from api.security import load_pepper
     from igrt.errors import InvalidInputError
 
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         error = exc.errors()[0]
         name = "IGRT_" + str(error["loc"][0]).upper() if error["loc"] else "IGRT_*"
         raise InvalidInputError(f"{name}: {error['msg']}", field=name) from None
+
+
+def open_database(settings: Any) -> tuple[Any, Any]:
+    """(session factory, engine) of the service's database, migrated to the head revision."""
+    from api.db.engine import make_engine, make_session_factory
+    from api.db.migrate import upgrade
+
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    return make_session_factory(engine), load_pepper(settings), engine
+    return make_session_factory(engine), engine
+
+
+def _open() -> Any:
+    from api.security import load_pepper
+
+    settings = load_settings()
+    sessions, engine = open_database(settings)
+    return sessions, load_pepper(settings), engine
 
 
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
