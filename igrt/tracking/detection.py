@@ -756,9 +756,17 @@ def detect_dome(
             field, image, view.pixel_at_isocentre_mm, medial_step
         )
         apex = lung_field.diaphragm_apex(columns, rows, view.pixel_at_isocentre_mm)
-        if apex is not None and field.holds_dome_at(apex[1]):
+        if (
+            apex is not None
+            and field.holds_dome_at(apex[1])
+            and _inside_vertically(apex[1], image.shape[0], view.pixel_at_isocentre_mm)
+        ):
             candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
-            if candidate is not None and candidate.contrast_to_noise >= min_contrast_to_noise:
+            if (
+                candidate is not None
+                and candidate.contrast_to_noise >= min_contrast_to_noise
+                and _lung_over_liver(image, candidate, view.pixel_at_isocentre_mm)
+            ):
                 return DomeDetection(
                     candidate, True, "dome on the inferior boundary of the lung field"
                 )
@@ -774,6 +782,47 @@ def detect_dome(
         "strength alone and needs confirmation"
     )
     return DomeDetection(chosen, False, reason)
+
+
+def _inside_vertically(row: float, n_rows: int, pixel_at_isocentre_mm: float) -> bool:
+    """Whether a dome apex at ``row`` has image above and below it: lung over liver.
+
+    A boundary on the first or last rows is where the image ends (a field cut by the edge, an
+    inverted image's abdomen), not an edge seen on both sides.
+    """
+    margin = _EDGE_MARGIN_MM / pixel_at_isocentre_mm
+    return margin <= row <= n_rows - 1 - margin
+
+
+_EDGE_MARGIN_MM = 5.0
+
+
+def _lung_over_liver(
+    image: npt.NDArray[np.float32], candidate: DomeCandidate, pixel_at_isocentre_mm: float
+) -> bool:
+    """Whether the apex has textured lung above it and smooth liver below it.
+
+    Aerated lung shows vessels and rib edges; the liver under the dome is homogeneous. Where
+    the texture above is not clearly stronger than below, the 'field' is probably not lung
+    (an image whose stated pixel meaning is inverted: bone and abdomen look like lung), and
+    the dome is not confirmed by anatomy.
+    """
+    detail = image - cv2.GaussianBlur(image, (0, 0), _TEXTURE_SCALE_MM / pixel_at_isocentre_mm)
+    half = round(_TEXTURE_WINDOW_MM / pixel_at_isocentre_mm)
+    gap = round(_TEXTURE_GAP_MM / pixel_at_isocentre_mm)
+    column, row = round(candidate.apex_column), round(candidate.apex_row)
+    columns = slice(max(0, column - half), column + half + 1)
+    above = detail[max(0, row - gap - half) : max(0, row - gap), columns]
+    below = detail[row + gap : row + gap + half, columns]
+    if above.size < 16 or below.size < 16:
+        return False
+    return float(above.std()) >= _MIN_TEXTURE_RATIO * float(below.std())
+
+
+_TEXTURE_SCALE_MM = 3.0
+_TEXTURE_WINDOW_MM = 15.0
+_TEXTURE_GAP_MM = 3.0
+_MIN_TEXTURE_RATIO = 1.15
 
 
 def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None:
