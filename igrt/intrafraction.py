@@ -11,9 +11,10 @@ The steps, one per frame
 ------------------------
 1. **Window** (:class:`TrailingWindow`): the trusted positions of the trailing ``window_s``.
 2. **Level**: in *free breathing* (:func:`exhale_level`) the end-exhale level, the median of a
-   still second (``intrafraction_still_window_s``, positions within
-   ``intrafraction_still_tolerance_mm`` of a line no steeper than ``hold_max_speed_mm_per_s``)
-   lying in the upper half of the window's range: an end-exhale pause. It is held until the next
+   still second (``intrafraction_still_window_s``: positions within
+   ``intrafraction_still_tolerance_mm`` of a flat line, no steeper than
+   ``hold_max_speed_mm_per_s``, or of a parabola turning inside that second) lying above the
+   lowest quarter of the window's range: an end-exhale pause. It is held until the next
    pause and expires after ``max_period_s`` without one. In *breath-hold* mode
    (:func:`hold_level`) the level of a still hold judged over ``hold_detection_min_s``; between
    holds (the patient breathing) there is none, and none is needed.
@@ -80,6 +81,10 @@ __all__ = [
 ]
 
 _MAX_WINDOW_SAMPLES = 10_000
+_LOWEST_QUARTER = 0.5
+"""A pause in the lowest quarter of the breathing range is an inhale, not an exhale. Not the
+lower half: after an inferior shift the new exhale sits nearer the middle of a window that still
+holds the old exhales, and must count as soon as a superior one would."""
 
 
 class MonitorModeValues(enum.Enum):
@@ -370,13 +375,16 @@ def pause_level(
     tolerance_mm: float,
     max_speed_mm_per_s: float,
 ) -> float | None:
-    """The level of a turning point or plateau at the top of a breath, or None.
+    """The level of a plateau or a turning point of the breathing, or None.
 
     A quadratic is fitted to the samples (they must cover three quarters of ``span_s``, four or
-    more): they must lie within ``tolerance_mm`` of it (peak-to-peak of the residuals), and it
-    must not be convex beyond what the tolerance allows and be no steeper than
-    ``max_speed_mm_per_s``: either flat (a pause; the level is the fit's mean) or turning in the
-    middle half of the span (a rounded exhale; the level is the fit's apex).
+    more, no two consecutive ones more than ``tolerance_mm`` apart: a step up followed by the
+    start of an inhale fits a parabola too, and counting it would see a superior shift sooner
+    than an inferior one): they must lie within ``tolerance_mm`` of it (peak-to-peak of the
+    residuals), and it
+    must be either flat, no steeper than ``max_speed_mm_per_s`` (a pause; the level is the fit's
+    mean), or turning in the middle half of the span (a rounded exhale, or the bottom of a
+    trough; the level is the turning point).
 
     Examples
     --------
@@ -389,6 +397,8 @@ def pause_level(
     """
     if times_s.size < 4 or times_s[-1] - times_s[0] < 0.75 * span_s:
         return None
+    if float(np.max(np.abs(np.diff(si_mm)))) > tolerance_mm:
+        return None  # a jump between two frames: a step (a shift under way), not a pause
     centre_s = float(times_s.mean())
     x = times_s - centre_s
     a, b, c = np.polyfit(x, si_mm, 2)
@@ -396,13 +406,11 @@ def pause_level(
     if float(residual.max() - residual.min()) > tolerance_mm:
         return None
     span = float(x[-1] - x[0])
-    if a * span**2 > tolerance_mm:  # a trough, not an exhale
-        return None
     flat = abs(b) * span <= tolerance_mm and abs(a) * span**2 <= tolerance_mm
     if flat and abs(b) <= max_speed_mm_per_s:
         return round(float(np.mean(a * x * x + b * x + c)), 6)
     # A rounded apex: the turning point in the middle half of the span (at its edge the fit
-    # would describe a shoulder of the inhale or exhale slope).
+    # would describe the shoulder of a slope).
     if a < 0 and abs(-b / (2.0 * a)) <= 0.25 * span:
         turn = -b / (2.0 * a)
         return round(float(a * turn * turn + b * turn + c), 6)
@@ -410,11 +418,11 @@ def pause_level(
 
 
 def exhale_level(window: TrailingWindow, now_s: float, rule: IntrafractionRule) -> float | None:
-    """The end-exhale level of the latest second, if it is a pause in the upper half.
+    """The end-exhale level of the latest second, if it is a pause above the lowest quarter.
 
-    A pause (:func:`pause_level`) whose level lies in the upper half of the trailing window's
-    range (exhale is the superior end). None when the latest second is inhaling, exhaling or an
-    inhale hold.
+    A pause (:func:`pause_level`) whose level lies above the lowest quarter of the trailing
+    window's range (exhale is the superior end; inhales turn in the lowest quarter). None when
+    the latest second is inhaling, exhaling or turning at end-inhale.
     """
     times, values = window.arrays(now_s - rule.still_window_s)
     level = pause_level(
@@ -427,8 +435,8 @@ def exhale_level(window: TrailingWindow, now_s: float, rule: IntrafractionRule) 
     if level is None:
         return None
     _, everything = window.arrays()
-    middle = 0.5 * (float(everything.max()) + float(everything.min()))
-    return level if level >= middle else None
+    lowest, highest = float(everything.min()), float(everything.max())
+    return level if level >= lowest + _LOWEST_QUARTER * (highest - lowest) else None
 
 
 def hold_level(window: TrailingWindow, now_s: float, rule: IntrafractionRule) -> float | None:
