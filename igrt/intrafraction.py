@@ -10,7 +10,7 @@ rule reports which ones it applied (:meth:`IntrafractionRule.to_dict`).
 The steps, one per frame
 ------------------------
 1. **Window** (:class:`TrailingWindow`): the trusted positions of the trailing ``window_s``.
-2. **Level**: in *free breathing* (:func:`exhale_level`) the end-exhale level, the median of a
+2. **Level**: in *free breathing* (:func:`exhale_level`) the end-exhale level, the level of a
    still second (``intrafraction_still_window_s``: positions within
    ``intrafraction_still_tolerance_mm`` of a flat line, no steeper than
    ``hold_max_speed_mm_per_s``, or of a parabola turning inside that second) lying above the
@@ -113,7 +113,7 @@ class LevelMethodValues(enum.Enum):
     """How the current level was obtained."""
 
     EXHALE_PAUSE = "exhale_pause"
-    """Median of the latest still second in the upper half of the breathing range."""
+    """The latest still second above the lowest quarter of the breathing range (a pause)."""
     HOLD = "hold"
     """A still breath hold: the fitted hold level at the latest frame."""
     NONE = "none"

@@ -59,11 +59,12 @@ field                                  default      justification
                                                     its default from here.
 ``intrafraction_alert_mm``             3.0 mm       KIM action rule (Keall et al.; LARK): offset
                                                     > 3 mm ...
-``intrafraction_alert_duration_s``     5.0 s        ... persisting > 5 s (:mod:`igrt.intrafraction`).
-``intrafraction_still_window_s``       1.0 s        Site choice: the end-exhale level is the median
-                                                    of a still second in the upper half of the
-                                                    breathing range (an exhale pause), so a shift
-                                                    either way is seen one still second after it.
+``intrafraction_alert_duration_s``     5.0 s        ... persisting > 5 s (igrt.intrafraction).
+``intrafraction_still_window_s``       1.0 s        Site choice: the end-exhale level is that of
+                                                    the latest still second above the lowest
+                                                    quarter of the breathing range (an exhale
+                                                    pause), so a shift either way is seen at the
+                                                    first pause after it.
 ``intrafraction_still_tolerance_mm``   2.0 mm       Site choice: "still" = positions within 2 mm
                                                     over the still window (tracker noise ~0.5 mm SD
                                                     plus Khot 2020's creep over a 5 s window).

@@ -42,12 +42,12 @@ expired token closes the stream with **1008** (code ``unauthenticated``).
 
 A bad frame or message gets ``{"type": "error", "code", "detail", "field"}`` and the stream goes
 on (codes: ``invalid_message``, ``invalid_frame``, ``frame_without_header``,
-``missing_pixels``, ``frame_too_large``, ``not_started``, ``no_reference``). The connection is closed with **1008**
-(policy violation) for a missing, unknown or revoked token, an unknown session or a session
-whose protocol version this service does not know, and with **1003** (unsupported data) for
-binary data where only text may come (before ``start``). Alert state changes and the stream's
-opening and closing go to the audit trail (``stream.open``, ``stream.alert_raised``,
-``stream.alert_cleared``, ``stream.close``; resource: the session).
+``missing_pixels``, ``frame_too_large``, ``not_started``, ``no_reference``). The connection is
+closed with **1008** (policy violation) for a missing, unknown or revoked token, an unknown
+session or a session whose protocol version this service does not know, and with **1003**
+(unsupported data) for binary data where only text may come (before ``start``). Alert state
+changes and the stream's opening and closing go to the audit trail (``stream.open``,
+``stream.alert_raised``, ``stream.alert_cleared``, ``stream.close``; resource: the session).
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ from api.schemas.stream import (
 )
 from api.security import Principal, authenticate_token
 from api.service import Service
-from api.stream_slots import StreamSlot, TooManyStreamsError
 from api.stream_setup import planned_dome, session_protocol
+from api.stream_slots import StreamSlot, TooManyStreamsError
 from api.streaming import (
     AlertEvent,
     PlannedDome,
@@ -311,9 +311,7 @@ class _Conversation:
                 if start.reference.mode == "plan"
                 else None
             )
-            monitor = open_monitor(
-                start, self.protocol, self.session_position, geometry, planned
-            )
+            monitor = open_monitor(start, self.protocol, self.session_position, geometry, planned)
         except ApiError as exc:
             await self.error("no_reference", exc.detail, exc.field or "reference")
             return None

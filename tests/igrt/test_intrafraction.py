@@ -42,9 +42,7 @@ def _run(
     rule: IntrafractionRule = RULE,
 ) -> list[tuple[float, MonitorState]]:
     monitor = IntrafractionMonitor(rule, reference, window_s=8.0, mode=mode)
-    return [
-        (i / FPS, monitor.update(i / FPS, float(value), i)) for i, value in enumerate(si_mm)
-    ]
+    return [(i / FPS, monitor.update(i / FPS, float(value), i)) for i, value in enumerate(si_mm)]
 
 
 def _raised(states: list[tuple[float, MonitorState]]) -> list[float]:
@@ -176,7 +174,8 @@ def test_a_breath_hold_treatment_at_the_planned_level_raises_no_alert() -> None:
     monitoring = {s.monitoring for _, s in states}
     assert {"monitoring", "between_holds"} <= monitoring
     gates = [s.gate for _, s in states if s.monitoring == "monitoring"]
-    assert gates and all(g == "in" for g in gates)
+    assert gates
+    assert all(g == "in" for g in gates)
     assert any(s.gate == "out" for _, s in states)  # breathing between holds leaves the gate
     # Free-breathing rule on the same imaging (what the former monitor did): alerts on holds.
     free = _run(si, MonitorReference.stream_start(10.0))
@@ -194,9 +193,7 @@ def test_a_hold_away_from_the_planned_level_or_drifting_out_of_the_gate_alerts()
     assert first.event.over_threshold_s is not None
     assert first.event.over_threshold_s > DEFAULT_PROTOCOL.intrafraction_gating_duration_s
     # Khot 2020: the dome rising 5.6 mm over a long hold leaves a 3 mm gate.
-    drifting = _run(
-        _holds(creep_mm=5.6), hold_reference, mode=MonitorModeValues.BREATH_HOLD
-    )
+    drifting = _run(_holds(creep_mm=5.6), hold_reference, mode=MonitorModeValues.BREATH_HOLD)
     assert _raised(drifting)
 
 
