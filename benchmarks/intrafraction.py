@@ -187,7 +187,8 @@ def latency_table(bases: dict[str, list[Trace]]) -> dict[str, dict[str, float]]:
                 f"{up['mean_s']:6.2f} {up['median_s']:6.2f} {up['max_s']:6.2f} "
                 f"{up['misses']:2d}/{up['n']:<2d} "
                 f"{down['mean_s']:6.2f} {down['median_s']:6.2f} {down['max_s']:6.2f} "
-                f"{down['misses']:2d}/{down['n']:<2d} {diff:9.2f}  early {up['early']}/{down['early']}"
+                f"{down['misses']:2d}/{down['n']:<2d} {diff:9.2f}  "
+                f"early {up['early']}/{down['early']}"
             )
             out[f"{name}/{rule_name}"] = {
                 "superior_mean_s": up["mean_s"],
