@@ -4,9 +4,11 @@ inferior shift alerting as soon as a superior one (simulated fluoroscopy, the re
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
 from api.enums import RoleValues
 from api.streaming import StreamMonitor
@@ -15,9 +17,17 @@ from igrt.intrafraction import MonitorModeValues, MonitorReference, ReferenceSou
 from igrt.protocol import DEFAULT_PROTOCOL
 from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.tracking import TrackerSettings
-from tests.api.conftest import InProcessApi
+from tests.api.conftest import InProcessApi, bearer
 from tests.api.fake_results import add_registration, service_of
-from tests.api.test_stream import REFERENCE_WINDOW_S, SHIFT_AT_S, SHIFT_MM, _simulate
+from tests.api.test_stream import (
+    REFERENCE_WINDOW_S,
+    SHIFT_AT_S,
+    SHIFT_MM,
+    Stack,
+    _receive,
+    _simulate,
+    stack,  # noqa: F401  (the live server of the WebSocket tests)
+)
 from tests.api.test_stream_http import _frame, _session, _stream_events
 
 GEOMETRY = {"preset": "xvi", "binning": 4}
@@ -246,3 +256,26 @@ def test_the_former_requests_still_work_and_say_their_reference_is_unverified(
     assert held.json()["alert_persistence_s"] == DEFAULT_PROTOCOL.intrafraction_gating_duration_s
     misplaced = _post_start(api, session_id, {"reference": {"mode": "initial", "source": "plan"}})
     assert misplaced.status_code == 422
+
+
+def test_the_websocket_answers_a_plan_reference_it_cannot_give_and_waits_for_another_start(
+    stack: Stack,  # noqa: F811  (the fixture imported from test_stream)
+) -> None:
+    headers = bearer(stack.tokens[RoleValues.CONSOLE])
+    with connect(stack.url, additional_headers=headers, open_timeout=10) as ws:
+        assert _receive(ws)["type"] == "ready"
+        ws.send(json.dumps({"type": "start", "geometry": GEOMETRY, "reference": {"mode": "plan"}}))
+        error = _receive(ws)
+        assert error["type"] == "error"
+        assert error["code"] == "no_reference"
+        assert error["field"] == "reference.mode"
+        ws.send(json.dumps({"type": "start", "geometry": GEOMETRY, "mode": "breath_hold"}))
+        started = _receive(ws)
+        assert started["type"] == "started", started
+        assert started["mode"] == "breath_hold"
+        assert started["reference"]["source"] == "stream_start"
+        assert started["rule"]["fields"]["intrafraction_gating_window_mm"]["kind"] == "site_choice"
+        ws.send(json.dumps({"type": "stop"}))
+        summary = _receive(ws)
+        assert summary["reference"]["source"] == "stream_start"
+        assert summary["mode"] == "breath_hold"
