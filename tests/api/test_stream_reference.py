@@ -11,7 +11,8 @@ import pytest
 from websockets.sync.client import connect
 
 from api.enums import RoleValues
-from api.streaming import StreamMonitor
+from api.schemas.stream import StreamOpen
+from api.streaming import PlannedDome, StreamMonitor, monitor_reference
 from igrt.geometry import xvi_geometry
 from igrt.intrafraction import MonitorModeValues, MonitorReference, ReferenceSourceValues
 from igrt.protocol import DEFAULT_PROTOCOL
@@ -279,3 +280,45 @@ def test_the_websocket_answers_a_plan_reference_it_cannot_give_and_waits_for_ano
         summary = _receive(ws)
         assert summary["reference"]["source"] == "stream_start"
         assert summary["mode"] == "breath_hold"
+
+
+@pytest.fixture(scope="module")
+def planned_apex() -> PlannedDome:
+    """The planning CT's dome apex (found as the registration finds it) and the isocentre."""
+    from fixtures import breathing
+    from fixtures.fluoro import simulate_fluoro
+    from fixtures.phantom import make_phantom
+    from registration.dome import find_dome_apex
+
+    anatomy = make_phantom()
+    apex = find_dome_apex(anatomy.ct_hu)
+    # The simulator's default isocentre (the one the clips were made with), read off its truth.
+    truth = simulate_fluoro(
+        anatomy,
+        breathing.regular(12.0, 4.0, 0.5, 50.0),
+        duration_s=0.5,
+        fps=4.0,
+        geometry=xvi_geometry(binning=4),
+        grid_spacing_mm=(2.5, 2.0),
+        seed=3,
+    ).truth
+    x, y, z = (float(v) for v in apex.position_lps_mm)
+    ix, iy, iz = (float(v) for v in truth.isocentre_lps_mm)
+    return PlannedDome("simulated", (x, y, z), (ix, iy, iz), "isocentre")
+
+
+def test_the_planning_ct_dome_is_where_the_tracker_finds_the_exhale_level(
+    clips: dict[str, FluoroSequence], planned_apex: PlannedDome
+) -> None:
+    start = StreamOpen.model_validate({"geometry": GEOMETRY, "reference": {"mode": "plan"}})
+    reference = monitor_reference(
+        start, TrackerSettings().patient_position, xvi_geometry(binning=4), planned_apex
+    )
+    # The simulated patient lies as planned: the plan's exhale level is the tracked one.
+    steady = _track(_monitor(reference), clips["steady"])
+    assert not _raised(steady)
+    displacements = [r["displacement_si_mm"] for r in steady if r["displacement_si_mm"] is not None]
+    assert displacements
+    assert max(abs(d) for d in displacements) < 1.0
+    assert reference.si_isocentre_mm is not None
+    assert abs(reference.si_isocentre_mm - _steady_level(clips["steady"])) < 1.0
