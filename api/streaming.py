@@ -329,12 +329,18 @@ def monitor_reference(
     )
     offset_mm = planned.apex_lps_mm[2] - planned.isocentre_lps_mm[2]
     where = "superior" if offset_mm >= 0 else "inferior"
+    caveat = (
+        ""
+        if planned.isocentre_source == "isocentre"
+        else f"; no isocentre was given to the registration, the {planned.isocentre_source} "
+        "stands in for it: check the reference"
+    )
     return MonitorReference.given(
         si_mm,
         ReferenceSourceValues.PLAN,
         f"registration {planned.registration_id}: planning CT dome apex {abs(offset_mm):.1f} mm "
         f"{where} of the isocentre ({planned.isocentre_source}), projected at gantry "
-        f"{geometry.gantry_deg:g} deg",
+        f"{geometry.gantry_deg:g} deg{caveat}",
     )
 
 
@@ -378,6 +384,9 @@ def started_document(
         "mode": monitor.core.mode.value,
         "reference": monitor.reference_document(),
         "rule": monitor.rule.to_dict(),
+        "protocol_version": monitor.protocol.version,
+        "alert_threshold_mm": monitor.alert_threshold_mm,
+        "alert_persistence_s": monitor.alert_persistence_s,
     }
 
 

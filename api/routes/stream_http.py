@@ -261,9 +261,6 @@ def open_stream(
         {
             **started,
             "session_id": session.id,
-            "protocol_version": protocol.version,
-            "alert_threshold_mm": monitor.alert_threshold_mm,
-            "alert_persistence_s": monitor.alert_persistence_s,
             "max_frame_bytes": settings.stream_max_frame_bytes,
             "idle_timeout_s": streams.idle_timeout_s,
             "frames_url": f"{base}/frames",

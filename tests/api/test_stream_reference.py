@@ -322,3 +322,18 @@ def test_the_planning_ct_dome_is_where_the_tracker_finds_the_exhale_level(
     assert max(abs(d) for d in displacements) < 1.0
     assert reference.si_isocentre_mm is not None
     assert abs(reference.si_isocentre_mm - _steady_level(clips["steady"])) < 1.0
+
+
+def test_a_plan_reference_without_a_given_isocentre_says_what_stands_in_for_it(
+    planned_apex: PlannedDome,
+) -> None:
+    start = StreamOpen.model_validate({"geometry": GEOMETRY, "reference": {"mode": "plan"}})
+    geometry = xvi_geometry(binning=4)
+    position = TrackerSettings().patient_position
+    given = monitor_reference(start, position, geometry, planned_apex)
+    assert "stands in" not in given.detail
+    centre = PlannedDome(
+        "r1", planned_apex.apex_lps_mm, planned_apex.isocentre_lps_mm, "cbct-centre"
+    )
+    approximate = monitor_reference(start, position, geometry, centre)
+    assert "the cbct-centre stands in for it" in approximate.detail
