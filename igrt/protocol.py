@@ -59,7 +59,22 @@ field                                  default      justification
                                                     its default from here.
 ``intrafraction_alert_mm``             3.0 mm       KIM action rule (Keall et al.; LARK): offset
                                                     > 3 mm ...
-``intrafraction_alert_duration_s``     5.0 s        ... persisting > 5 s (used by later modules).
+``intrafraction_alert_duration_s``     5.0 s        ... persisting > 5 s (igrt.intrafraction).
+``intrafraction_still_window_s``       1.0 s        Site choice: the end-exhale level is that of
+                                                    the latest still second above the lowest
+                                                    quarter of the breathing range (an exhale
+                                                    pause), so a shift either way is seen at the
+                                                    first pause after it.
+``intrafraction_still_tolerance_mm``   2.0 mm       Site choice: "still" = positions within 2 mm
+                                                    over the still window (tracker noise ~0.5 mm SD
+                                                    plus Khot 2020's creep over a 5 s window).
+``intrafraction_gating_window_mm``     3.0 mm       Breath-hold mode: the gate is the hold level of
+                                                    the reference ± 3 mm (equals
+                                                    ``max_hold_reproducibility_mm`` and the 3 mm
+                                                    repositioning threshold).
+``intrafraction_gating_duration_s``    1.0 s        Site choice: a still hold outside the gating
+                                                    window for longer than this raises the alert
+                                                    (the per-frame gate state is immediate).
 ``min_cycles``                         5            Protocol choice: with 5 cycles and a typical
                                                     15 % amplitude variation the median excursion
                                                     is known to ~±8 % (1.25·CV/√n).
@@ -225,6 +240,10 @@ _DEFAULT_PROVENANCE_TABLE: dict[str, tuple[ProvenanceValues, str]] = {
     "repositioning_threshold_mm": (_S, "Lee 2009: reposition when liver offset > 3 mm"),
     "intrafraction_alert_mm": (_L, "KIM action rule (Keall et al.; LARK): > 3 mm"),
     "intrafraction_alert_duration_s": (_L, "KIM action rule (Keall et al.; LARK): > 5 s"),
+    "intrafraction_still_window_s": (_C, "an end-exhale pause or a hold is still for 1 s"),
+    "intrafraction_still_tolerance_mm": (_C, "tracker noise ~0.5 mm SD plus Khot 2020 creep"),
+    "intrafraction_gating_window_mm": (_C, "hold level +- 3 mm: the hold reproducibility limit"),
+    "intrafraction_gating_duration_s": (_C, "a still hold out of the gate for > 1 s alerts"),
     "min_cycles": (_C, "5 cycles pin the median to ~8 %; fewer give a provisional result"),
     "max_lost_fraction": (_C, "more than 10 % lost frames: tracking untrustworthy"),
     "max_gap_s": (_C, "a quarter of a 4 s breath"),
@@ -317,8 +336,16 @@ class MotionProtocol:
         Daily liver offset above which the patient is repositioned, mm; the registrations'
         default (``registration.RegistrationProtocol``) is this protocol's value.
     intrafraction_alert_mm, intrafraction_alert_duration_s : float
-        Intrafraction action rule: offset above ``intrafraction_alert_mm`` for longer than
-        ``intrafraction_alert_duration_s`` (used later).
+        Intrafraction action rule (free breathing): end-exhale offset above
+        ``intrafraction_alert_mm`` for longer than ``intrafraction_alert_duration_s``
+        (:mod:`igrt.intrafraction`).
+    intrafraction_still_window_s, intrafraction_still_tolerance_mm : float
+        A stretch of ``intrafraction_still_window_s`` whose positions lie within
+        ``intrafraction_still_tolerance_mm`` is still: an exhale pause (free breathing) or a
+        hold (breath-hold mode, judged over ``hold_detection_min_s``).
+    intrafraction_gating_window_mm, intrafraction_gating_duration_s : float
+        Breath-hold mode: the gate is the reference hold level ± ``intrafraction_gating_window_mm``;
+        a still hold outside it for longer than ``intrafraction_gating_duration_s`` alerts.
     min_cycles : int
         Fewest non-outlier breathing cycles for a trustworthy analysis.
     max_lost_fraction : float
@@ -377,6 +404,10 @@ class MotionProtocol:
     repositioning_threshold_mm: float = 3.0
     intrafraction_alert_mm: float = 3.0
     intrafraction_alert_duration_s: float = 5.0
+    intrafraction_still_window_s: float = 1.0
+    intrafraction_still_tolerance_mm: float = 2.0
+    intrafraction_gating_window_mm: float = 3.0
+    intrafraction_gating_duration_s: float = 1.0
     min_cycles: int = 5
     max_lost_fraction: float = 0.1
     max_gap_s: float = 1.0
@@ -428,6 +459,10 @@ class MotionProtocol:
             "repositioning_threshold_mm",
             "intrafraction_alert_mm",
             "intrafraction_alert_duration_s",
+            "intrafraction_still_window_s",
+            "intrafraction_still_tolerance_mm",
+            "intrafraction_gating_window_mm",
+            "intrafraction_gating_duration_s",
             "max_gap_s",
             "min_period_s",
             "max_period_s",

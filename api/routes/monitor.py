@@ -31,7 +31,6 @@ from api.security import Principal, authenticate_token
 from api.service import Service
 from api.stream_slots import TooManyStreamsError
 from api.web_sessions import SESSION_COOKIE, authenticate_web_session
-from igrt.protocol import DEFAULT_PROTOCOL
 
 __all__ = ["router"]
 
@@ -115,7 +114,7 @@ async def monitor_session(websocket: WebSocket, session_id: str) -> None:
 async def _forward(
     service: Service, websocket: WebSocket, session_id: str, check: Callable[[], bool]
 ) -> None:
-    protocol = DEFAULT_PROTOCOL
+    protocol = service.protocol.protocol  # the active one: streams judge by it
     with service.live.watch(session_id) as queue:
         await _send(
             websocket,

@@ -9,8 +9,14 @@ Conversation
    headers). Tokens never go in the URL: query strings end up in access logs. The server answers
    ``{"type": "ready", ...}`` with the protocol's alert threshold and persistence and the limits.
 2. **Start**: ``{"type": "start", "geometry": {"preset": "xvi", "binning": 4}, "intensity":
-   "raw", "reference": {"mode": "initial", "window_s": 10}, "window_s": 8}`` (see
-   :class:`api.schemas.stream.StreamStart`); answer ``{"type": "started", "stream_id": ...}``.
+   "raw", "reference": {"mode": "plan"}, "mode": "free_breathing", "window_s": 8}`` (see
+   :class:`api.schemas.stream.StreamStart`: the reference comes from the session's registration
+   (``plan``), a given level (``fixed``) or, unverified, the first seconds (``initial``, the
+   default); ``mode`` ``breath_hold`` watches the hold level against the protocol's gating
+   window); answer ``{"type": "started", "stream_id": ...}`` with the reference, its source and
+   the rule applied (protocol fields with their provenance). A ``plan`` reference the session
+   cannot give (no completed registration with a planning dome apex) is answered with an error
+   ``no_reference`` and the server waits for another start.
 3. **Frames**, each as two messages: a text header ``{"type": "frame", "time_s": 0.2, "rows":
    256, "columns": 256}`` (optionally ``gantry_deg`` and ``detector_offset_mm`` of this frame),
    then one binary message of exactly ``rows * columns * 2`` bytes, little-endian uint16, row
@@ -36,12 +42,12 @@ expired token closes the stream with **1008** (code ``unauthenticated``).
 
 A bad frame or message gets ``{"type": "error", "code", "detail", "field"}`` and the stream goes
 on (codes: ``invalid_message``, ``invalid_frame``, ``frame_without_header``,
-``missing_pixels``, ``frame_too_large``, ``not_started``). The connection is closed with **1008**
-(policy violation) for a missing, unknown or revoked token, an unknown session or a session
-whose protocol version this service does not know, and with **1003** (unsupported data) for
-binary data where only text may come (before ``start``). Alert state changes and the stream's
-opening and closing go to the audit trail (``stream.open``, ``stream.alert_raised``,
-``stream.alert_cleared``, ``stream.close``; resource: the session).
+``missing_pixels``, ``frame_too_large``, ``not_started``, ``no_reference``). The connection is
+closed with **1008** (policy violation) for a missing, unknown or revoked token, an unknown
+session or a session whose protocol version this service does not know, and with **1003**
+(unsupported data) for binary data where only text may come (before ``start``). Alert state
+changes and the stream's opening and closing go to the audit trail (``stream.open``,
+``stream.alert_raised``, ``stream.alert_cleared``, ``stream.close``; resource: the session).
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from api.core.logging import REQUEST_ID, log_event
 from api.credential_watch import close_when_revoked, credential_check
 from api.db.models import TreatmentSession
 from api.enums import RoleValues
+from api.errors import ApiError
 from api.routes import stream_http
 from api.schemas.stream import (
     CLIENT_MESSAGE,
@@ -75,9 +82,11 @@ from api.schemas.stream import (
 )
 from api.security import Principal, authenticate_token
 from api.service import Service
+from api.stream_setup import planned_dome, session_protocol
 from api.stream_slots import StreamSlot, TooManyStreamsError
 from api.streaming import (
     AlertEvent,
+    PlannedDome,
     StreamMonitor,
     alert_audit_detail,
     frame_geometry,
@@ -191,6 +200,10 @@ class _Conversation:
         finally:
             REQUEST_ID.reset(context)
 
+    def _planned_dome(self, registration_id: str | None) -> PlannedDome:
+        with self.service.sessions() as db:
+            return planned_dome(db, self.session_id, registration_id)
+
     async def audit(self, action: str, detail: dict[str, Any]) -> None:
         await run_in_threadpool(self._audit, action, detail)
 
@@ -226,12 +239,15 @@ class _Conversation:
                 _POLICY_VIOLATION, "not_found", f"no session with id {self.session_id[:64]!r}"
             )
         assert session is not None
-        if session.protocol_version != DEFAULT_PROTOCOL.version:
+        protocol = session_protocol(self.service, session.protocol_version)
+        if protocol is None:
             await self.refuse(
                 _POLICY_VIOLATION,
                 "unknown_protocol",
                 f"protocol version {session.protocol_version!r} is not known to this service",
             )
+        assert protocol is not None
+        self.protocol = protocol
         self.session_position = PatientPositionValues(session.patient_position)
         settings = self.service.settings
         await self.send(
@@ -289,12 +305,29 @@ class _Conversation:
         if rows > settings.max_image_rows or columns > settings.max_image_columns:
             await self.error("frame_too_large", "the panel exceeds the image limits", "geometry")
             return None
-        monitor = open_monitor(start, self.protocol, self.session_position)
+        try:
+            planned = (
+                await run_in_threadpool(self._planned_dome, start.reference.registration_id)
+                if start.reference.mode == "plan"
+                else None
+            )
+            monitor = open_monitor(start, self.protocol, self.session_position, geometry, planned)
+        except ApiError as exc:
+            await self.error("no_reference", exc.detail, exc.field or "reference")
+            return None
+        except IgrtError as exc:
+            await self.error("invalid_message", str(exc), "reference")
+            return None
         await self.audit(
             "stream.open",
-            {"reference_mode": start.reference.mode, "detector_shape": [rows, columns]},
+            {
+                "reference_mode": start.reference.mode,
+                "reference": monitor.reference_document(),
+                "mode": monitor.core.mode.value,
+                "detector_shape": [rows, columns],
+            },
         )
-        await self.send(started_document(self.stream_id, start, geometry))
+        await self.send(started_document(self.stream_id, start, geometry, monitor))
         return monitor, geometry
 
     async def track(

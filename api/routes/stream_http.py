@@ -5,7 +5,9 @@ KIM-style alert as ``/sessions/{session_id}/stream`` (:mod:`api.routes.stream`),
 :class:`~api.streaming.StreamMonitor`, the same answer per frame. Any role may stream.
 
 1. **Start**: ``POST /api/v1/sessions/{session_id}/streams`` with the WebSocket's start message as
-   a JSON body (:class:`~api.schemas.stream.StreamOpen`; ``type`` may be left out). 201 with the
+   a JSON body (:class:`~api.schemas.stream.StreamOpen`; ``type`` may be left out; its
+   ``reference.mode`` ``plan`` takes the reference from the session's registration, 409 when
+   there is none; ``mode`` ``breath_hold`` for ABC / DIBH). 201 with the
    ``stream_id``, the panel, the alert rule and the limits (:class:`~api.schemas.stream.
    StreamOpened`).
 2. **Frames**: ``POST .../streams/{stream_id}/frames?time_s=0.2&rows=256&columns=256`` (optional
@@ -55,6 +57,7 @@ from api.http_streams import HttpStream, HttpStreamRegistry, TooManyStreamsError
 from api.schemas.stream import StreamFrameResult, StreamOpen, StreamOpened, StreamSummary
 from api.security import Principal
 from api.service import Service
+from api.stream_setup import planned_dome, session_protocol
 from api.streaming import (
     alert_audit_detail,
     frame_geometry,
@@ -64,7 +67,6 @@ from api.streaming import (
 )
 from igrt.errors import IgrtError
 from igrt.frame_of_reference import PatientPositionValues
-from igrt.protocol import DEFAULT_PROTOCOL
 
 __all__ = ["HttpStreams", "get_http_streams", "router"]
 
@@ -156,8 +158,12 @@ async def _open_stream(
     operation_id="open_stream",
     status_code=201,
     responses={
-        **problem(404, "No such session."),
-        **problem(409, "The session's protocol version is not known to this service."),
+        **problem(404, "No such session, or no such registration of it (reference mode plan)."),
+        **problem(
+            409,
+            "The session's protocol version is not known to this service, or (reference mode "
+            "plan) no registration of the session has a planning dome apex.",
+        ),
         **problem(415, "The body is not JSON."),
         **problem(429, "As many streams are open as this service, or this token, may hold."),
     },
@@ -174,10 +180,16 @@ def open_stream(
     """Start tracking the dome on frames sent one request at a time (see the frames route)."""
     _audit_idle(service, streams.expire())
     session = get_session(db, session_id)
+    planned = (
+        planned_dome(db, session.id, body.reference.registration_id)
+        if body.reference.mode == "plan"
+        else None
+    )
     # Give the connection back to the pool now: the audit below takes one of its own, and 32
     # requests each holding one while waiting for a second would exhaust the pool.
     db.commit()
-    if session.protocol_version != DEFAULT_PROTOCOL.version:
+    protocol = session_protocol(service, session.protocol_version)
+    if protocol is None:
         raise ApiError(
             409,
             f"protocol version {session.protocol_version!r} is not known to this service",
@@ -203,7 +215,12 @@ def open_stream(
             f"{settings.stream_max_frame_bytes} bytes",
             field="geometry",
         )
-    monitor = open_monitor(body, DEFAULT_PROTOCOL, PatientPositionValues(session.patient_position))
+    try:
+        monitor = open_monitor(
+            body, protocol, PatientPositionValues(session.patient_position), geometry, planned
+        )
+    except IgrtError as exc:
+        raise ApiError(422, str(exc), field="reference") from exc
     try:
         stream = streams.open(session.id, principal, monitor, geometry)
     except TooManyStreamsError as exc:
@@ -227,25 +244,23 @@ def open_stream(
                 "stream_id": stream.stream_id,
                 "transport": "http",
                 "reference_mode": body.reference.mode,
+                "reference": monitor.reference_document(),
+                "mode": monitor.core.mode.value,
                 "detector_shape": [rows, columns],
             },
         )
     except BaseException:
         streams.close(stream)  # an unaudited stream must not run
         raise
-    started = started_document(stream.stream_id, body, geometry)
+    started = started_document(stream.stream_id, body, geometry, monitor)
     # The review page's live monitor watches HTTP streams as it watches WebSockets; its hub
     # lives on the event loop and this route runs in a worker thread.
     from_thread.run_sync(service.live.publish, session.id, started)
     base = f"{API_PREFIX}/sessions/{session.id}/streams/{stream.stream_id}"
-    protocol = monitor.protocol
     return StreamOpened.model_validate(
         {
             **started,
             "session_id": session.id,
-            "protocol_version": protocol.version,
-            "alert_threshold_mm": protocol.intrafraction_alert_mm,
-            "alert_persistence_s": protocol.intrafraction_alert_duration_s,
             "max_frame_bytes": settings.stream_max_frame_bytes,
             "idle_timeout_s": streams.idle_timeout_s,
             "frames_url": f"{base}/frames",

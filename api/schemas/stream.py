@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, TypeAdapter, model_validator
 
+from igrt.intrafraction import LevelMethodValues, MonitorModeValues
 from igrt.sequence import IntensityValues
 from igrt.tracking import TrackingStatusValues
 
@@ -28,6 +29,7 @@ __all__ = [
     "StreamOpen",
     "StreamOpened",
     "StreamReference",
+    "StreamReferenceState",
     "StreamStart",
     "StreamStop",
     "StreamSummary",
@@ -86,26 +88,65 @@ class StreamGeometry(BaseModel):
 
 
 class StreamReference(BaseModel):
-    """Where the reference end-exhale level comes from."""
+    """Where the reference level (end-exhale, or the hold level in breath-hold mode) comes from.
+
+    - ``plan``: the planning CT's dome apex relative to the isocentre, from the session's
+      registration (``registration_id``, by default the latest completed one with a dome check),
+      projected for the stream's imager: where the day's couch correction puts the dome. An
+      offset already present when the stream starts is seen.
+    - ``fixed``: ``si_isocentre_mm`` given by the client; ``source`` says whose it is
+      (``therapist``, the default, or ``plan``).
+    - ``initial`` (the default, for older clients): the level of the first ``window_s``
+      seconds. It is not checked against the plan: every answer reports it as source
+      ``stream_start``.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
+                {"mode": "plan"},
+                {"mode": "fixed", "si_isocentre_mm": 4.87, "source": "therapist"},
                 {"mode": "initial", "window_s": 10.0},
-                {"mode": "fixed", "si_isocentre_mm": 4.87},
             ]
         },
     )
 
-    mode: Literal["initial", "fixed"] = "initial"
-    window_s: float = Field(default=10.0, ge=2.0, le=120.0, allow_inf_nan=False)
-    si_isocentre_mm: float | None = Field(default=None, ge=-500, le=500, allow_inf_nan=False)
+    mode: Literal["initial", "fixed", "plan"] = "initial"
+    window_s: float = Field(
+        default=10.0,
+        ge=2.0,
+        le=120.0,
+        allow_inf_nan=False,
+        description="Length of the stream-start window (mode initial), s.",
+    )
+    si_isocentre_mm: float | None = Field(
+        default=None,
+        ge=-500,
+        le=500,
+        allow_inf_nan=False,
+        description="The reference level, superior +, mm at the isocentre (mode fixed only).",
+    )
+    source: Literal["therapist", "plan"] | None = Field(
+        default=None,
+        description="Whose fixed level it is (mode fixed only; default therapist).",
+    )
+    registration_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The registration whose planning dome is the reference (mode plan only; "
+        "default: the session's latest completed registration with a dome check).",
+    )
 
     @model_validator(mode="after")
-    def _fixed_needs_value(self) -> StreamReference:
+    def _fields_of_the_mode(self) -> StreamReference:
         if (self.mode == "fixed") != (self.si_isocentre_mm is not None):
             raise ValueError("si_isocentre_mm is required with mode fixed, and only then")
+        if self.source is not None and self.mode != "fixed":
+            raise ValueError("source is given with mode fixed only")
+        if self.registration_id is not None and self.mode != "plan":
+            raise ValueError("registration_id is given with mode plan only")
         return self
 
 
@@ -123,9 +164,15 @@ class StreamOpen(BaseModel):
                 {
                     "geometry": {"preset": "xvi", "binning": 4},
                     "intensity": "raw",
-                    "reference": {"mode": "initial", "window_s": 10.0},
+                    "reference": {"mode": "plan"},
+                    "mode": "free_breathing",
                     "window_s": 8.0,
-                }
+                },
+                {
+                    "geometry": {"preset": "xvi", "binning": 4},
+                    "reference": {"mode": "fixed", "si_isocentre_mm": -14.2},
+                    "mode": "breath_hold",
+                },
             ]
         },
     )
@@ -134,6 +181,12 @@ class StreamOpen(BaseModel):
     geometry: StreamGeometry
     intensity: IntensityValues = IntensityValues.RAW
     reference: StreamReference = Field(default_factory=StreamReference)
+    mode: MonitorModeValues = Field(
+        default=MonitorModeValues.FREE_BREATHING,
+        description="free_breathing: the end-exhale level against the alert threshold; "
+        "breath_hold (ABC, DIBH): the hold level against the protocol's gating window, breathing "
+        "between holds not judged.",
+    )
     window_s: float = Field(
         default=8.0,
         ge=2.0,
@@ -192,9 +245,27 @@ _OPENED_EXAMPLE: dict[str, Any] = {
     "session_id": "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9",
     "detector_shape": [256, 256],
     "pixel_at_isocentre_mm": [1.0417, 1.0417],
-    "reference_mode": "initial",
+    "reference_mode": "plan",
     "reference_window_s": 10.0,
     "window_s": 8.0,
+    "mode": "free_breathing",
+    "reference": {
+        "source": "plan",
+        "si_isocentre_mm": 4.87,
+        "detail": "registration 5d1e...: planning CT dome apex 4.7 mm superior of the isocentre, "
+        "projected at gantry 0 deg",
+        "window_s": None,
+    },
+    "rule": {
+        "protocol_version": "seed-lee2009-liver-sbrt-2026.2",
+        "fields": {
+            "intrafraction_alert_mm": {
+                "value": 3.0,
+                "kind": "literature",
+                "source": "KIM action rule (Keall et al.; LARK): > 3 mm",
+            }
+        },
+    },
     "protocol_version": "seed-lee2009-liver-sbrt-2026.2",
     "alert_threshold_mm": 3.0,
     "alert_persistence_s": 5.0,
@@ -217,12 +288,16 @@ _RESULT_EXAMPLE: dict[str, Any] = {
     },
     "window_s": 8.0,
     "excursion_mm": 11.8,
+    "mode": "free_breathing",
     "exhale_si_mm": 5.02,
+    "level_method": "exhale_pause",
     "reference_si_mm": 4.87,
-    "reference_mode": "initial",
+    "reference_mode": "plan",
+    "reference_source": "plan",
     "displacement_si_mm": 0.15,
     "instantaneous_displacement_si_mm": -0.657,
     "monitoring": "monitoring",
+    "gate": None,
     "alert": {
         "active": False,
         "event": None,
@@ -240,8 +315,27 @@ _SUMMARY_EXAMPLE: dict[str, Any] = {
     "alerts_raised": 0,
     "alert_active": False,
     "reference_si_mm": 4.87,
-    "reference_mode": "initial",
+    "reference_mode": "plan",
+    "reference": {
+        "source": "plan",
+        "si_isocentre_mm": 4.87,
+        "detail": "registration 5d1e...: planning CT dome apex 4.7 mm superior of the isocentre, "
+        "projected at gantry 0 deg",
+        "window_s": None,
+    },
+    "mode": "free_breathing",
 }
+
+
+class StreamReferenceState(BaseModel):
+    """Where the monitor's reference came from, and its value (None while it is being built)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE["reference"]]})
+
+    source: Literal["plan", "therapist", "stream_start"]
+    si_isocentre_mm: float | None = Field(description="Reference level, superior +, mm.")
+    detail: str = Field(description="What the value is, in words (and what it cannot see).")
+    window_s: float | None = Field(description="Stream-start window, s (source stream_start).")
 
 
 class StreamOpened(BaseModel):
@@ -256,11 +350,19 @@ class StreamOpened(BaseModel):
     pixel_at_isocentre_mm: tuple[float, float] = Field(
         description="Pixel size projected to the isocentre (u, v), mm."
     )
-    reference_mode: Literal["initial", "fixed"]
+    reference_mode: Literal["initial", "fixed", "plan"]
     reference_window_s: float
     window_s: float
+    mode: MonitorModeValues = Field(description="free_breathing or breath_hold.")
+    reference: StreamReferenceState
+    rule: dict[str, Any] = Field(
+        description="The protocol fields the alert rule applies: value, kind and source of each."
+    )
     protocol_version: str
-    alert_threshold_mm: float
+    alert_threshold_mm: float = Field(
+        description="The alert's threshold: intrafraction_alert_mm, or the gating window in "
+        "breath-hold mode, mm."
+    )
     alert_persistence_s: float
     max_frame_bytes: int = Field(description="Largest frame body accepted, bytes.")
     idle_timeout_s: float = Field(
@@ -311,15 +413,29 @@ class StreamFrameResult(BaseModel):
     time_s: float
     dome: StreamDome
     window_s: float
+    mode: MonitorModeValues
     excursion_mm: float | None = Field(description="Running peak-to-peak SI excursion, mm.")
-    exhale_si_mm: float | None = Field(description="End-exhale level of the window, mm.")
+    exhale_si_mm: float | None = Field(
+        description="The level judged: the latest end-exhale pause (free breathing) or the "
+        "hold under way (breath hold), superior +, mm."
+    )
+    level_method: LevelMethodValues
     reference_si_mm: float | None
-    reference_mode: Literal["initial", "fixed"]
+    reference_mode: Literal["initial", "fixed", "plan"]
+    reference_source: Literal["plan", "therapist", "stream_start"]
     displacement_si_mm: float | None = Field(
-        description="End-exhale level minus the reference (superior +), mm."
+        description="The level minus the reference (superior +), mm."
     )
     instantaneous_displacement_si_mm: float | None
-    monitoring: Literal["building_reference", "untrusted", "monitoring"]
+    monitoring: Literal[
+        "building_reference", "untrusted", "monitoring", "no_level", "between_holds"
+    ] = Field(
+        description="no_level: no end-exhale pause within the protocol's max_period_s, nothing "
+        "judged; between_holds: breath-hold mode while the patient breathes."
+    )
+    gate: Literal["in", "out"] | None = Field(
+        description="Breath-hold mode: this frame's dome within the gating window or not."
+    )
     alert: StreamAlertState
     processing_ms: float = Field(description="Tracking and alert rule, server time, ms.")
     latency_ms: float = Field(description="From the pixels received to the answer sent, ms.")
@@ -336,4 +452,6 @@ class StreamSummary(BaseModel):
     alerts_raised: int
     alert_active: bool
     reference_si_mm: float | None
-    reference_mode: Literal["initial", "fixed"]
+    reference_mode: Literal["initial", "fixed", "plan"]
+    reference: StreamReferenceState
+    mode: MonitorModeValues

@@ -108,7 +108,11 @@ export async function showMonitor(view, sessionId) {
     threshold = message.alert.threshold_mm;
     const displacement = message.displacement_si_mm;
     if (message.monitoring === "building_reference") {
-      offset.textContent = "establishing the reference…";
+      offset.textContent = "establishing the reference from the stream's first seconds (not checked against the plan)…";
+    } else if (message.monitoring === "no_level") {
+      offset.textContent = "no end-exhale pause recently: not judged";
+    } else if (message.monitoring === "between_holds") {
+      offset.textContent = `breathing between holds (gate ${message.gate || "?"})`;
     } else if (message.monitoring !== "monitoring" || displacement === null) {
       offset.textContent = `untrusted (${words(message.dome.status)})`;
     } else {
@@ -144,6 +148,11 @@ export async function showMonitor(view, sessionId) {
         view.dataset.monitor = "ready";
       } else if (message.type === "started") {
         status.textContent = "Stream started.";
+        const held = message.mode === "breath_hold";
+        const reference = message.reference || {};
+        rule.textContent = held
+          ? `Breath-hold rule (protocol ${message.protocol_version}): a hold more than ${mm(message.alert_threshold_mm, 0)} from the reference hold level for longer than ${num(message.alert_persistence_s, 0, "s")}. Reference: ${reference.source || "?"} — ${reference.detail || ""}`
+          : `Alert rule (protocol ${message.protocol_version}): the end-exhale baseline more than ${mm(message.alert_threshold_mm, 0)} from the reference for longer than ${num(message.alert_persistence_s, 0, "s")}. Reference: ${reference.source || "?"} — ${reference.detail || ""}`;
       } else if (message.type === "result") {
         onResult(message);
       } else if (message.type === "summary") {
