@@ -29,6 +29,7 @@ from api.db.base import Base, new_id, utc_now
 from api.dicom.objects import (
     ObjectKindValues,
     ProcessingStatusValues,
+    QuarantineActionValues,
     QuarantineReasonValues,
     SourceRoleValues,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "AuditEvent",
     "DicomInstance",
     "DicomQuarantineItem",
+    "DicomQuarantineResolution",
     "ImmutableRowError",
     "MotionAssessment",
     "Patient",
@@ -339,6 +341,8 @@ class RegistrationJob(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
     overlay_paths: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
     dicom_reg_path: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The RT Plan (and structures) the isocentre and clip box come from (api.plan_registration).
+    plan_request: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
     software_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -433,9 +437,40 @@ class DicomQuarantineItem(Base):
     received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
 
 
+class DicomQuarantineResolution(Base):
+    """A physicist's decision on one quarantined instance: released to a session, or discarded.
+
+    A released instance becomes a :class:`DicomInstance` of the session (``instance_id``) and is
+    processed like a filed one; a discarded one stays in the store, attached to nothing. One per
+    quarantined instance; immutable (a decision is not taken back, the audit trail says who).
+    """
+
+    __tablename__ = "dicom_quarantine_resolutions"
+    __table_args__ = (
+        CheckConstraint(_one_of("action", QuarantineActionValues), name="action"),
+        CheckConstraint(
+            "(action = 'released' AND session_id IS NOT NULL AND instance_id IS NOT NULL) "
+            "OR (action = 'discarded' AND session_id IS NULL AND instance_id IS NULL)",
+            name="released_to",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    quarantine_item_id: Mapped[str] = mapped_column(ForeignKey("dicom_quarantine.id"), unique=True)
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(2000))
+    session_id: Mapped[str | None] = mapped_column(
+        ForeignKey("treatment_sessions.id"), default=None
+    )
+    instance_id: Mapped[str | None] = mapped_column(ForeignKey("dicom_instances.id"), default=None)
+    resolved_by: Mapped[str] = mapped_column(ForeignKey("api_tokens.id"))
+    resolved_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
 _IMMUTABLE: tuple[type[Base], ...] = (
     AuditEvent,
     DicomQuarantineItem,
+    DicomQuarantineResolution,
     MotionAssessment,
     Review,
     Upload,
