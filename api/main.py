@@ -162,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 await service.live.close()
+                await run_in_threadpool(service.stop_dicom_processor)
                 await run_in_threadpool(service.registrations.shutdown)
                 service.first_run.cancel()
                 service.engine.dispose()
