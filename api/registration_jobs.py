@@ -76,6 +76,7 @@ class RegistrationWorker:
         self.leases = JobLeases(service.sessions, lease_s=settings.job_lease_s)
         self._executor: ThreadPoolExecutor | None = None
         self._held: set[str] = set()
+        self._offered: set[str] = set()  # queued jobs the sweep handed to the pool
         self._held_lock = threading.Lock()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -119,11 +120,24 @@ class RegistrationWorker:
         return len(failed), len(queued)
 
     def sweep(self) -> list[ReapedJob]:
-        """Renew this process's leases, then fail dead and overdue jobs (any process's)."""
+        """Renew leases, fail dead and overdue jobs, run jobs left queued for a lease period.
+
+        Dead and overdue jobs are any process's. A job another process queued (the DICOM
+        receiver's automatic registrations) and could not start, because it stopped or died,
+        is run here rather than waiting for a restart; the compare-and-set claim keeps it to
+        one worker whoever else was offered it.
+        """
         with self._held_lock:
             held = set(self._held)
         self.leases.renew(held)
-        return self.leases.reap(then=self._audit_reaped)
+        reaped = self.leases.reap(then=self._audit_reaped)
+        for job_id in self.leases.queued(older_than_s=self.leases.lease_s):
+            with self._held_lock:
+                offered = job_id in self._offered
+                self._offered.add(job_id)
+            if not offered:
+                self.submit(job_id)
+        return reaped
 
     def _sweep_until_stopped(self) -> None:
         interval_s = self.leases.lease_s / 3.0
