@@ -56,6 +56,7 @@ __all__ = [
     "DicomQuarantineResolution",
     "ImmutableRowError",
     "MotionAssessment",
+    "PairRegistration",
     "Patient",
     "RegistrationJob",
     "Review",
@@ -354,6 +355,29 @@ class RegistrationJob(Base):
     deadline_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class PairRegistration(Base):
+    """A kV/MV image pair registered to DRRs of a planning CT (2D/2D), with its result.
+
+    Computed within the request (a few seconds) and written once: immutable. ``request`` names
+    the views (received RT Images or fluoroscopy uploads, their beam, intensity and kV source
+    angle) and where the isocentre came from; ``result`` is the engine's document
+    (:meth:`registration.Pair2DResult.to_dict` with ``kind`` and ``isocentre_source``).
+    """
+
+    __tablename__ = "pair_registrations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("treatment_sessions.id"), index=True)
+    planning_ct_upload_id: Mapped[str] = mapped_column(ForeignKey("volume_uploads.id"))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON())
+    quality: Mapped[str] = mapped_column(String(16))
+    repositioning_required: Mapped[bool | None] = mapped_column(default=None)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON())
+    software_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
+
+
 class DicomInstance(Base):
     """A DICOM instance the receiver stored and filed to a patient's session.
 
@@ -472,6 +496,7 @@ _IMMUTABLE: tuple[type[Base], ...] = (
     DicomQuarantineItem,
     DicomQuarantineResolution,
     MotionAssessment,
+    PairRegistration,
     Review,
     Upload,
     VolumeUpload,

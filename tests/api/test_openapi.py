@@ -38,6 +38,9 @@ EXPECTED_OPERATIONS = {
         "download_motion_assessment_report"
     ),
     ("post", "/api/v1/sessions/{session_id}/registrations"): "create_registration",
+    ("post", "/api/v1/sessions/{session_id}/pair-registrations"): "create_pair_registration",
+    ("get", "/api/v1/sessions/{session_id}/pair-registrations"): "list_pair_registrations",
+    ("get", "/api/v1/pair-registrations/{pair_registration_id}"): "get_pair_registration",
     ("post", "/api/v1/dicom-quarantine/{item_id}/release"): "release_dicom_quarantine",
     ("post", "/api/v1/dicom-quarantine/{item_id}/discard"): "discard_dicom_quarantine",
     ("get", "/api/v1/reviews/{review_id}"): "get_review",
