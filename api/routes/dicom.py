@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
@@ -83,7 +85,7 @@ def list_dicom_quarantine(
 
 
 def _decision(
-    db: WriteDbSession, action: QuarantineActionValues, item_ids: list[str]
+    db: Session, action: QuarantineActionValues, item_ids: list[str]
 ) -> QuarantineDecisionPublic:
     rows = list(
         db.scalars(
@@ -109,6 +111,17 @@ def _queue(service: Service, pending: list[tuple[str, str, str, str | None]]) ->
 
 
 _DECIDED = "Decided before, or an instance of the series is filed already."
+
+
+def _commit_decision(db: Session) -> None:
+    """Commit; a decision another request committed first (unique keys) is a 409."""
+    try:
+        db.commit()
+    except IntegrityError as exc:
+        db.rollback()
+        raise ApiError(
+            409, "another decision on this series was recorded at the same time", field="item_id"
+        ) from exc
 
 
 @router.post(
@@ -143,7 +156,7 @@ def release_dicom_quarantine(
     except AlreadyDecidedError as exc:
         raise ApiError(409, str(exc), field="item_id") from exc
     pending = [(i.kind, i.id, i.session_id, i.series_instance_uid) for i in released.pending]
-    db.commit()
+    _commit_decision(db)
     _queue(service, pending)
     return _decision(db, QuarantineActionValues.RELEASED, list(released.item_ids))
 
@@ -174,7 +187,7 @@ def discard_dicom_quarantine(
         discarded = discard_series(db, principal, item, body.reason)
     except AlreadyDecidedError as exc:
         raise ApiError(409, str(exc), field="item_id") from exc
-    db.commit()
+    _commit_decision(db)
     return _decision(db, QuarantineActionValues.DISCARDED, discarded)
 
 
