@@ -38,6 +38,8 @@ __all__ = [
     "OriginalsReader",
     "PatientReader",
     "Physicist",
+    "QuarantineResolver",
+    "ReportReader",
     "ServiceDep",
     "SettingsDep",
     "WriteDbSession",
@@ -202,6 +204,14 @@ OriginalsReader = Annotated[
     Principal, Depends(require_permission(PermissionValues.DOWNLOAD_ORIGINALS))
 ]
 """Roles that may download uploaded files byte for byte (not consoles)."""
+
+ReportReader = Annotated[Principal, Depends(require_permission(PermissionValues.DOWNLOAD_REPORTS))]
+"""Roles that may download printable reports, which name the patient (not consoles)."""
+
+QuarantineResolver = Annotated[
+    Principal, Depends(require_permission(PermissionValues.RESOLVE_QUARANTINE))
+]
+"""Roles that may release or discard quarantined DICOM instances (physicists)."""
 
 
 def require_media_type(*media_types: str) -> Callable[[Request], None]:

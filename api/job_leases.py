@@ -219,17 +219,14 @@ class JobLeases:
             )
         )
 
-    def queued(self) -> list[str]:
-        """Ids of the queued jobs, oldest first."""
+    def queued(self, *, older_than_s: float | None = None) -> list[str]:
+        """Ids of the queued jobs, oldest first (``older_than_s``: queued at least that long)."""
         table = self._model
+        query = select(table.id).where(table.status == QUEUED)
+        if older_than_s is not None:
+            query = query.where(table.created_at <= self._clock() - timedelta(seconds=older_than_s))
         with self._sessions() as db:
-            return list(
-                db.scalars(
-                    select(table.id)
-                    .where(table.status == QUEUED)
-                    .order_by(table.created_at, table.id)
-                )
-            )
+            return list(db.scalars(query.order_by(table.created_at, table.id)))
 
     def reap(
         self, *, then: Callable[[Session, ReapedJob], None], unleased: bool = False

@@ -30,6 +30,7 @@ from api.routes import (
     health,
     metrics,
     monitor,
+    pair_registrations,
     patients,
     previews,
     registrations,
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 await service.live.close()
+                await run_in_threadpool(service.stop_dicom_processor)
                 await run_in_threadpool(service.registrations.shutdown)
                 service.first_run.cancel()
                 service.engine.dispose()
@@ -193,6 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         uploads.router,
         volumes.router,
         registrations.router,
+        pair_registrations.router,
         assessments.router,
         reviews.router,
         stream.router,

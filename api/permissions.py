@@ -33,13 +33,21 @@ class PermissionValues(enum.StrEnum):
     UPLOAD_PLANNING_CT = "upload_planning_ct"
     """Upload a planning CT."""
 
+    DOWNLOAD_REPORTS = "download_reports"
+    """Download printable reports (they carry the patient's name and ID on every page)."""
 
-_PEOPLE = frozenset(PermissionValues)
+    RESOLVE_QUARANTINE = "resolve_quarantine"
+    """Release a quarantined DICOM series to a patient's session, or discard it (a physicist's
+    act: attaching images to a patient is the one step the receiver refused to take)."""
+
+
+_PHYSICIST_ONLY = frozenset({PermissionValues.RESOLVE_QUARANTINE})
+_PEOPLE = frozenset(PermissionValues) - _PHYSICIST_ONLY
 
 ROLE_PERMISSIONS: Mapping[RoleValues, frozenset[PermissionValues]] = {
     RoleValues.CONSOLE: frozenset(),
     RoleValues.THERAPIST: _PEOPLE,
-    RoleValues.PHYSICIST: _PEOPLE,
+    RoleValues.PHYSICIST: _PEOPLE | _PHYSICIST_ONLY,
     RoleValues.PHYSICIAN: _PEOPLE,
 }
 """Permissions of each role (a role missing here has none)."""

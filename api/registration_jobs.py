@@ -38,9 +38,10 @@ from sqlalchemy.orm import Session
 
 import igrt
 from api.audit import record_audit
-from api.db.models import Patient, RegistrationJob, TreatmentSession, VolumeUpload
+from api.db.models import DicomInstance, Patient, RegistrationJob, TreatmentSession, VolumeUpload
 from api.enums import RegistrationStatusValues
 from api.job_leases import DEAD_WORKER_REASON, JobLeases, ReapedJob
+from api.plan_registration import PlanSources, plan_focus_from_store
 from api.volumes import read_stored_volume
 from igrt.errors import IgrtError
 
@@ -78,6 +79,7 @@ class RegistrationWorker:
         self.leases = JobLeases(service.sessions, lease_s=settings.job_lease_s)
         self._executor: ThreadPoolExecutor | None = None
         self._held: set[str] = set()
+        self._offered: set[str] = set()  # queued jobs the sweep handed to the pool
         self._held_lock = threading.Lock()
         self._stop = threading.Event()
         # Set first on shutdown: a job still waiting for a heavy-work slot stays queued.
@@ -125,11 +127,24 @@ class RegistrationWorker:
         return len(failed), len(queued)
 
     def sweep(self) -> list[ReapedJob]:
-        """Renew this process's leases, then fail dead and overdue jobs (any process's)."""
+        """Renew leases, fail dead and overdue jobs, run jobs left queued for a lease period.
+
+        Dead and overdue jobs are any process's. A job another process queued (the DICOM
+        receiver's automatic registrations) and could not start, because it stopped or died,
+        is run here rather than waiting for a restart; the compare-and-set claim keeps it to
+        one worker whoever else was offered it.
+        """
         with self._held_lock:
             held = set(self._held)
         self.leases.renew(held)
-        return self.leases.reap(then=self._audit_reaped)
+        reaped = self.leases.reap(then=self._audit_reaped)
+        for job_id in self.leases.queued(older_than_s=self.leases.lease_s):
+            with self._held_lock:
+                offered = job_id in self._offered
+                self._offered.add(job_id)
+            if not offered:
+                self.submit(job_id)
+        return reaped
 
     def _sweep_until_stopped(self) -> None:
         interval_s = self.leases.lease_s / 3.0
@@ -192,6 +207,7 @@ class RegistrationWorker:
                 "degrees_of_freedom": job.degrees_of_freedom,
                 "clip_box": job.clip_box_lps_mm,
                 "isocentre_lps_mm": job.isocentre_lps_mm,
+                "plan": self._plan_sources(db, job.plan_request),
             }
         try:
             return self._register(job_id, request)
@@ -202,23 +218,53 @@ class RegistrationWorker:
                 "reason": str(exc).replace(root, "<store>")[:2000],
             }
 
+    @staticmethod
+    def _plan_sources(db: Session, plan_request: dict[str, Any] | None) -> PlanSources | None:
+        """The stored plan (and structures) a job's ``plan_request`` names."""
+        if plan_request is None:
+            return None
+        plan = db.get(DicomInstance, plan_request["rt_plan_instance_id"])
+        structures_id = plan_request.get("rt_struct_instance_id")
+        structures = None if structures_id is None else db.get(DicomInstance, structures_id)
+        if plan is None or (structures_id is not None and structures is None):  # pragma: no cover
+            raise RuntimeError("a registration job's plan instances are missing")
+        return PlanSources.from_request(
+            plan_request, plan.stored_path, None if structures is None else structures.stored_path
+        )
+
     def _register(self, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
-        from registration import ClipBox, QualityValues, register_cbct_to_ct
+        from registration import (
+            ClipBox,
+            QualityValues,
+            prepare_planning_reference,
+            register_cbct_to_ct,
+        )
+        from registration.plan_focus import register_with_plan
 
         store = self.service.store
         planning = read_stored_volume(store, request["planning_path"])
         day = read_stored_volume(store, request["cbct_path"])
-        box = request["clip_box"]
-        clip_box = None if box is None else ClipBox(box["lower_lps_mm"], box["upper_lps_mm"])
-        result = register_cbct_to_ct(
-            planning,
-            day,
-            patient_position=request["patient_position"],
-            clip_box=clip_box,
-            degrees_of_freedom=request["degrees_of_freedom"],
-            isocentre_lps_mm=request["isocentre_lps_mm"],
-            threads=1,
-        )
+        options: dict[str, Any] = {
+            "patient_position": request["patient_position"],
+            "degrees_of_freedom": request["degrees_of_freedom"],
+            "threads": 1,
+        }
+        plan: PlanSources | None = request["plan"]
+        if plan is not None:
+            # As igrt register --plan: the reference is prepared once with the plan's clip box.
+            focus = plan_focus_from_store(store, planning, plan)
+            reference = prepare_planning_reference(planning, clip_box=focus.clip_box, threads=1)
+            result = register_with_plan(reference, day, focus, **options)
+        else:
+            box = request["clip_box"]
+            clip_box = None if box is None else ClipBox(box["lower_lps_mm"], box["upper_lps_mm"])
+            result = register_cbct_to_ct(
+                planning,
+                day,
+                clip_box=clip_box,
+                isocentre_lps_mm=request["isocentre_lps_mm"],
+                **options,
+            )
         overlay_paths: dict[str, str] = {}
         with tempfile.TemporaryDirectory(dir=store.temp_dir, prefix="staged-") as scratch:
             folder = Path(scratch)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +23,9 @@ from api.stream_slots import StreamSlots
 from api.volumes import VolumeLimits
 from api.work_budget import WorkBudget
 from igrt.protocol_file import LoadedProtocol, builtin_protocol, load_protocol_file
+
+if TYPE_CHECKING:
+    from api.dicom.processing import DicomProcessor
 
 __all__ = ["Service"]
 
@@ -47,6 +52,40 @@ class Service:
     live: LiveMonitorHub = field(init=False, repr=False)
     heavy_work: WorkBudget = field(init=False, repr=False)
     protocol: LoadedProtocol = field(init=False, repr=False)
+    _dicom_processor: DicomProcessor | None = field(default=None, init=False, repr=False)
+    _dicom_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def dicom_processor(self) -> DicomProcessor:
+        """The processing of DICOM instances filed by this process (quarantine releases).
+
+        Started on first use and without recovering other work: what the receiver left
+        pending is the receiver's to process (it queues it again at its next start).
+        """
+        from api.dicom.processing import DicomProcessor, ProcessingContext
+
+        with self._dicom_lock:
+            if self._dicom_processor is None:
+                processor = DicomProcessor(
+                    ProcessingContext(
+                        store=self.store,
+                        sessions=self.sessions,
+                        limits=self.limits,
+                        volume_limits=self.volume_limits,
+                        registrations=self.registrations,
+                        auto_register=self.settings.dicom_auto_register,
+                    ),
+                    settle_s=0.0,
+                )
+                processor.start(recover=False)
+                self._dicom_processor = processor
+            return self._dicom_processor
+
+    def stop_dicom_processor(self) -> None:
+        """Finish the DICOM task at hand, if processing was ever started (idempotent)."""
+        with self._dicom_lock:
+            processor, self._dicom_processor = self._dicom_processor, None
+        if processor is not None:
+            processor.stop()
 
     def __post_init__(self) -> None:
         # The active protocol is read once, at start: a broken file stops the service rather

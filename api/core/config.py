@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     registration_max_active_per_token: int = Field(default=4, ge=1, le=1000)
     registration_max_active: int = Field(default=64, ge=1, le=100_000)
     job_lease_s: float = Field(default=30.0, ge=0.5, le=3600)
+    dicom_auto_register: bool = Field(
+        default=True,
+        description="Queue a registration when a received CBCT series becomes a volume of a "
+        "session whose patient has a planning CT (IGRT_DICOM_AUTO_REGISTER).",
+    )
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
     stream_max_open: int = Field(default=32, ge=1, le=1024)
     stream_max_per_token: int = Field(default=16, ge=1, le=1024)

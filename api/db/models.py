@@ -29,6 +29,7 @@ from api.db.base import Base, new_id, utc_now
 from api.dicom.objects import (
     ObjectKindValues,
     ProcessingStatusValues,
+    QuarantineActionValues,
     QuarantineReasonValues,
     SourceRoleValues,
 )
@@ -52,8 +53,10 @@ __all__ = [
     "AuditEvent",
     "DicomInstance",
     "DicomQuarantineItem",
+    "DicomQuarantineResolution",
     "ImmutableRowError",
     "MotionAssessment",
+    "PairRegistration",
     "Patient",
     "RegistrationJob",
     "Review",
@@ -339,6 +342,8 @@ class RegistrationJob(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
     overlay_paths: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
     dicom_reg_path: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The RT Plan (and structures) the isocentre and clip box come from (api.plan_registration).
+    plan_request: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
     software_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -348,6 +353,29 @@ class RegistrationJob(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     deadline_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PairRegistration(Base):
+    """A kV/MV image pair registered to DRRs of a planning CT (2D/2D), with its result.
+
+    Computed within the request (a few seconds) and written once: immutable. ``request`` names
+    the views (received RT Images or fluoroscopy uploads, their beam, intensity and kV source
+    angle) and where the isocentre came from; ``result`` is the engine's document
+    (:meth:`registration.Pair2DResult.to_dict` with ``kind`` and ``isocentre_source``).
+    """
+
+    __tablename__ = "pair_registrations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("treatment_sessions.id"), index=True)
+    planning_ct_upload_id: Mapped[str] = mapped_column(ForeignKey("volume_uploads.id"))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON())
+    quality: Mapped[str] = mapped_column(String(16))
+    repositioning_required: Mapped[bool | None] = mapped_column(default=None)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON())
+    software_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
 
 
 class DicomInstance(Base):
@@ -433,10 +461,42 @@ class DicomQuarantineItem(Base):
     received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
 
 
+class DicomQuarantineResolution(Base):
+    """A physicist's decision on one quarantined instance: released to a session, or discarded.
+
+    A released instance becomes a :class:`DicomInstance` of the session (``instance_id``) and is
+    processed like a filed one; a discarded one stays in the store, attached to nothing. One per
+    quarantined instance; immutable (a decision is not taken back, the audit trail says who).
+    """
+
+    __tablename__ = "dicom_quarantine_resolutions"
+    __table_args__ = (
+        CheckConstraint(_one_of("action", QuarantineActionValues), name="action"),
+        CheckConstraint(
+            "(action = 'released' AND session_id IS NOT NULL AND instance_id IS NOT NULL) "
+            "OR (action = 'discarded' AND session_id IS NULL AND instance_id IS NULL)",
+            name="released_to",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    quarantine_item_id: Mapped[str] = mapped_column(ForeignKey("dicom_quarantine.id"), unique=True)
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(2000))
+    session_id: Mapped[str | None] = mapped_column(
+        ForeignKey("treatment_sessions.id"), default=None
+    )
+    instance_id: Mapped[str | None] = mapped_column(ForeignKey("dicom_instances.id"), default=None)
+    resolved_by: Mapped[str] = mapped_column(ForeignKey("api_tokens.id"))
+    resolved_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
 _IMMUTABLE: tuple[type[Base], ...] = (
     AuditEvent,
     DicomQuarantineItem,
+    DicomQuarantineResolution,
     MotionAssessment,
+    PairRegistration,
     Review,
     Upload,
     VolumeUpload,

@@ -35,6 +35,7 @@ __all__ = [
     "InstanceIdentity",
     "ObjectKindValues",
     "ProcessingStatusValues",
+    "QuarantineActionValues",
     "QuarantineReasonValues",
     "SourceRoleValues",
     "read_identity",
@@ -84,6 +85,16 @@ class QuarantineReasonValues(enum.StrEnum):
 
     CONFLICTING_RESEND = "conflicting_resend"
     """A SOP Instance UID already received, sent again with different content."""
+
+
+class QuarantineActionValues(enum.StrEnum):
+    """What a physicist decided about a quarantined instance."""
+
+    RELEASED = "released"
+    """Filed to a named session of the patient its Patient ID names, then processed."""
+
+    DISCARDED = "discarded"
+    """Attached to nothing, for good (the file stays in the store; the sender may resend)."""
 
 
 class ProcessingStatusValues(enum.StrEnum):

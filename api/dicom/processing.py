@@ -10,6 +10,12 @@
   CBCT from a treatment sender, ready for ``POST .../registrations``. Slices arriving later
   make a new volume upload of the whole series (uploads are immutable).
 * RT Image, RT Plan and RT Structure Set instances are kept and filed (status ``stored``).
+* When a CBCT volume is made and the patient has a planning CT, a registration of the two is
+  queued in the same transaction (``IGRT_DICOM_AUTO_REGISTER``, on by default; audited as
+  ``registration.create`` with ``"automatic": true``): the latest planning CT of any of the
+  patient's sessions, 6 degrees of freedom, automatic clip box and the CBCT centre, as a
+  ``POST .../registrations`` without options would. Without a planning CT nothing is queued
+  (the volume's audit event says so).
 
 One worker thread does the work in arrival order. Every outcome is committed on the
 instances (``processing_status`` ``done`` with links, or ``failed`` with the reason); an
@@ -27,11 +33,12 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+import igrt
 from api.assessment import assess_sequence
 from api.audit import record_audit
 from api.db.base import new_id
@@ -39,12 +46,19 @@ from api.db.models import (
     DicomInstance,
     MotionAssessment,
     Patient,
+    RegistrationJob,
     TreatmentSession,
     Upload,
     VolumeUpload,
 )
 from api.dicom.objects import ObjectKindValues, ProcessingStatusValues, SourceRoleValues
-from api.enums import UploadFormatValues, UploadKindValues, VolumeFormatValues, VolumeKindValues
+from api.enums import (
+    RegistrationStatusValues,
+    UploadFormatValues,
+    UploadKindValues,
+    VolumeFormatValues,
+    VolumeKindValues,
+)
 from api.ingest import ImageLimits, ingest_fluoroscopy, read_stored_sequence
 from api.schemas.uploads import FluoroscopyUploadForm
 from api.storage import FileStore
@@ -60,6 +74,10 @@ _ASSESSMENT_CONTEXT = "free_breathing"
 _DICOM = "application/dicom"
 
 
+class _Submitter(Protocol):
+    def submit(self, job_id: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class ProcessingContext:
     """What the processing needs of the service."""
@@ -68,6 +86,10 @@ class ProcessingContext:
     sessions: sessionmaker[Session]
     limits: ImageLimits
     volume_limits: VolumeLimits
+    registrations: _Submitter | None = None
+    """Runs queued registration jobs (the service's worker); None: nothing is queued."""
+    auto_register: bool = False
+    """Queue a registration for each CBCT volume whose patient has a planning CT."""
 
 
 _SeriesKey = tuple[str, str]  # (session id, Series Instance UID)
@@ -90,11 +112,12 @@ class DicomProcessor:
 
     # --- life cycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, recover: bool = True) -> None:
         """Start the worker and the clock, then queue what a previous run left pending."""
         self._worker.start()
         self._clock.start()
-        self.recover()
+        if recover:
+            self.recover()
 
     def stop(self) -> None:
         """Finish the task at hand and stop (pending work stays pending for the next start)."""
@@ -349,17 +372,65 @@ class DicomProcessor:
             )
             db.add(volume)
             db.flush()
-            record_audit(
-                db,
-                None,
-                "volume.create",
-                "volume_upload",
-                volume.id,
-                {"session_id": session_id, "kind": volume.kind, "source": "dicom_receiver"},
-            )
+            job = self._queue_registration(db, volume) if kind is VolumeKindValues.CBCT else None
+            detail: dict[str, Any] = {
+                "session_id": session_id,
+                "kind": volume.kind,
+                "source": "dicom_receiver",
+            }
+            if kind is VolumeKindValues.CBCT:
+                detail["registration_id"] = None if job is None else job.id
+            record_audit(db, None, "volume.create", "volume_upload", volume.id, detail)
             for instance_id in pending:
                 row = db.get(DicomInstance, instance_id)
                 assert row is not None
                 row.processing_status = ProcessingStatusValues.DONE.value
                 row.volume_upload_id = volume.id
             db.commit()
+            job_id = None if job is None else job.id
+        if job_id is not None and self.context.registrations is not None:
+            self.context.registrations.submit(job_id)
+
+    def _queue_registration(self, db: Session, cbct: VolumeUpload) -> RegistrationJob | None:
+        """A queued job registering ``cbct`` to its patient's latest planning CT (or None)."""
+        if not self.context.auto_register or self.context.registrations is None:
+            return None
+        session = db.get(TreatmentSession, cbct.session_id)
+        assert session is not None
+        planning = db.scalars(
+            select(VolumeUpload)
+            .join(TreatmentSession, TreatmentSession.id == VolumeUpload.session_id)
+            .where(
+                TreatmentSession.patient_id == session.patient_id,
+                VolumeUpload.kind == VolumeKindValues.PLANNING_CT.value,
+            )
+            .order_by(VolumeUpload.created_at.desc(), VolumeUpload.id)
+        ).first()
+        if planning is None:
+            return None
+        job = RegistrationJob(
+            session_id=session.id,
+            planning_ct_upload_id=planning.id,
+            cbct_upload_id=cbct.id,
+            degrees_of_freedom=6,
+            status=RegistrationStatusValues.QUEUED.value,
+            software_version=igrt.__version__,
+        )
+        db.add(job)
+        db.flush()
+        record_audit(
+            db,
+            None,
+            "registration.create",
+            "registration",
+            job.id,
+            {
+                "session_id": session.id,
+                "planning_ct_upload_id": planning.id,
+                "cbct_upload_id": cbct.id,
+                "degrees_of_freedom": job.degrees_of_freedom,
+                "source": "dicom_receiver",
+                "automatic": True,
+            },
+        )
+        return job

@@ -197,6 +197,8 @@ class DicomReceiver:
                 sessions=self.service.sessions,
                 limits=self.service.limits,
                 volume_limits=self.service.volume_limits,
+                registrations=self.service.registrations,
+                auto_register=service_settings.dicom_auto_register,
             ),
             settle_s=self.settings.series_settle_s,
         )
@@ -259,6 +261,9 @@ class DicomReceiver:
             self._server.shutdown()
             self._server = None
         self.processor.stop()
+        # Registrations it queued and started run to their end; queued ones stay queued
+        # (the service's restart policy runs them).
+        self.service.registrations.shutdown()
         self.service.engine.dispose()
 
     def _make_ae(self, calling_aes: list[str]) -> Any:

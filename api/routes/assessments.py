@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 
 from api.assessment import assess_sequence
+from api.assessment_report import (
+    ReportUnavailableError,
+    StoredAssessment,
+    write_stored_assessment_pdf,
+)
 from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
-from api.db.models import MotionAssessment, TreatmentSession, Upload
-from api.deps import AnyRole, DbSession, HeavyWork, JsonContent, ServiceDep
-from api.enums import RoleValues, UploadKindValues
+from api.db.models import ApiToken, MotionAssessment, Patient, Review, TreatmentSession, Upload
+from api.deps import AnyRole, DbSession, HeavyWork, JsonContent, ReportReader, ServiceDep
+from api.enums import ReviewSubjectValues, RoleValues, UploadKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.ingest import read_stored_sequence
 from api.schemas.assessments import (
@@ -198,6 +205,97 @@ def read_motion_assessment(
     row = get_or_404(db, MotionAssessment, assessment_id, "motion assessment", "assessment_id")
     service.read_audit.record(principal, "motion_assessment", row.id, session_id=row.session_id)
     return MotionAssessmentPublic.model_validate(row)
+
+
+@router.get(
+    "/motion-assessments/{assessment_id}/report.pdf",
+    operation_id="download_motion_assessment_report",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {"application/pdf": {}},
+            "description": "The printable report: decision with thresholds and provenance, "
+            "margins, reviewer and time, the breathing trace; patient name and ID and the "
+            "protocol version on every page.",
+        },
+        **problem(404, "No such assessment."),
+        **problem(409, "No decision to report, or it cannot be rebuilt exactly here."),
+    },
+)
+def download_motion_assessment_report(
+    principal: ReportReader, service: ServiceDep, db: DbSession, assessment_id: str
+) -> FileResponse:
+    """The assessment's PDF for the chart (``igrt motion assess --pdf``; audited).
+
+    Rebuilt from the stored track under the assessment's protocol; refused (409) when the
+    assessment has no decision or the rebuilt decision would differ from the stored one.
+    """
+    row = get_or_404(db, MotionAssessment, assessment_id, "motion assessment", "assessment_id")
+    session = db.get(TreatmentSession, row.session_id)
+    patient = None if session is None else db.get(Patient, session.patient_id)
+    stored = StoredAssessment(
+        upload_id=row.upload_id,
+        status=row.status,
+        context=row.context,
+        track=list(row.track),
+        result=row.result,
+        dome_hint=row.dome_hint,
+    )
+    reviewer = _standing_review(db, row.id)
+    db.commit()  # end the read transaction before the seconds the report takes
+    target = service.store.temp_path(".pdf")
+    try:
+        write_stored_assessment_pdf(
+            stored,
+            service.protocol,
+            target,
+            patient_name=(patient.name or "") if patient else "",
+            patient_id=patient.external_id if patient else "",
+            reviewer=reviewer,
+        )
+    except ReportUnavailableError as exc:
+        target.unlink(missing_ok=True)
+        raise ApiError(409, str(exc), field="assessment_id") from exc
+    service.read_audit.record(
+        principal,
+        "motion_assessment",
+        row.id,
+        session_id=row.session_id,
+        what="motion_assessment_report",
+    )
+    return FileResponse(
+        target,
+        media_type="application/pdf",
+        filename=f"motion-assessment-{row.id}.pdf",
+        background=BackgroundTask(target.unlink, missing_ok=True),
+    )
+
+
+def _standing_review(db: Session, assessment_id: str) -> str | None:
+    """Who reviewed the assessment, the outcome and when (the review nothing supersedes)."""
+    reviews = list(
+        db.scalars(
+            select(Review).where(
+                Review.subject_type == ReviewSubjectValues.MOTION_ASSESSMENT.value,
+                Review.subject_id == assessment_id,
+            )
+        )
+    )
+    superseded = {r.supersedes_id for r in reviews if r.supersedes_id is not None}
+    standing = [r for r in reviews if r.id not in superseded]
+    if not standing:
+        return None
+    review = standing[0]
+    token = db.get(ApiToken, review.created_by)
+    name = token.name if token is not None else "unknown"
+    text = (
+        f"{name} ({review.reviewer_role}), {review.outcome} {review.created_at:%Y-%m-%d %H:%M} UTC"
+    )
+    if review.decision:
+        text += f", decision {review.decision}"
+    if review.reason:
+        text += f": {review.reason}"
+    return text
 
 
 def _hold_evidence(body: MotionAssessmentCreate) -> BreathHoldEvidence | None:

@@ -19,13 +19,16 @@ import igrt
 from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.crud import get_or_404, get_session
-from api.db.models import RegistrationJob, TreatmentSession, Upload, VolumeUpload
+from api.db.models import DicomInstance, RegistrationJob, TreatmentSession, Upload, VolumeUpload
 from api.deps import AnyRole, DbSession, JsonContent, ServiceDep, WriteDbSession
+from api.dicom.objects import ObjectKindValues
 from api.enums import RegistrationStatusValues, VolumeKindValues
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.job_quota import JobQuotaError, check_job_quota
+from api.plan_registration import PlanSources, check_plan_request
 from api.registration_jobs import overlay_key
 from api.schemas.registrations import (
+    PlanFocusRequest,
     RegistrationCreate,
     RegistrationPublic,
     RegistrationResultPublic,
@@ -33,6 +36,7 @@ from api.schemas.registrations import (
 )
 from api.security import Principal
 from api.service import Service
+from igrt.errors import IgrtError
 
 __all__ = ["router"]
 
@@ -104,6 +108,61 @@ def _volume(
     return volume
 
 
+def _received(
+    db: Session, instance_id: str, field: str, kind: ObjectKindValues, session: TreatmentSession
+) -> DicomInstance:
+    """A received DICOM instance of ``kind`` filed to any session of the session's patient."""
+    row = db.get(DicomInstance, instance_id) if len(instance_id) <= 64 else None
+    if row is None:
+        raise ApiError(404, f"no received DICOM instance with id {instance_id[:64]!r}", field=field)
+    if row.kind != kind.value:
+        raise ApiError(422, f"{field} names a {row.kind} instance, not a {kind.value}", field=field)
+    if row.patient_id != session.patient_id:
+        raise ApiError(422, f"{field} belongs to another patient", field=field)
+    return row
+
+
+def _plan_request(
+    db: Session,
+    service: Service,
+    plan: PlanFocusRequest,
+    session: TreatmentSession,
+    ct: VolumeUpload,
+) -> dict[str, object]:
+    """The job's ``plan_request``, checked against the planning CT (422 when it cannot hold)."""
+    plan_row = _received(
+        db, plan.rt_plan_instance_id, "plan.rt_plan_instance_id", ObjectKindValues.RT_PLAN, session
+    )
+    structures_row = (
+        None
+        if plan.rt_struct_instance_id is None
+        else _received(
+            db,
+            plan.rt_struct_instance_id,
+            "plan.rt_struct_instance_id",
+            ObjectKindValues.RT_STRUCT,
+            session,
+        )
+    )
+    request = plan.model_dump(mode="json")
+    sources = PlanSources.from_request(
+        request,
+        plan_row.stored_path,
+        None if structures_row is None else structures_row.stored_path,
+    )
+    try:
+        checked = check_plan_request(service.store, ct.geometry, sources)
+    except IgrtError as exc:
+        message = str(exc).replace(str(service.store.root), "<store>")
+        field = getattr(exc, "field", None) or "rt_plan_instance_id"
+        raise ApiError(
+            422,
+            f"the plan cannot focus this registration: {message}",
+            field=f"plan.{field}",
+        ) from exc
+    return {**request, "checked_focus": checked}
+
+
 def _audit_read(service: Service, principal: Principal, job: RegistrationJob, what: str) -> None:
     service.read_audit.record(
         principal, "registration", job.id, session_id=job.session_id, what=what
@@ -133,7 +192,7 @@ def _completed(db: Session, registration_id: str) -> RegistrationJob:
     operation_id="create_registration",
     status_code=202,
     responses={
-        **problem(404, "No such session or volume upload."),
+        **problem(404, "No such session, volume upload or received DICOM instance."),
         **problem(415, "The body is not JSON."),
         **problem(429, "This token has its most registration jobs queued or running."),
         **problem(503, "The service has its most registration jobs queued or running."),
@@ -154,6 +213,12 @@ def create_registration(
     this session. Both must be volume uploads of the right ``kind`` (422 otherwise). A token
     may have ``IGRT_REGISTRATION_MAX_ACTIVE_PER_TOKEN`` jobs queued or running (429 beyond),
     the service ``IGRT_REGISTRATION_MAX_ACTIVE`` (503 beyond); both with ``Retry-After``.
+
+    With ``plan``, the isocentre is the received RT Plan's and the clip box the named RT
+    Structure Set ROI's, as ``igrt register --plan --structures --roi``; the request is checked
+    at once (422 naming the problem: another Frame of Reference than the planning CT, no
+    isocentre, several isocentres without ``beam``, no such ROI, a box without the isocentre)
+    and the result's ``plan_focus`` says where both came from.
     """
     session = get_session(db, session_id)
     planning = _volume(
@@ -164,6 +229,9 @@ def create_registration(
         session,
     )
     cbct = _volume(db, body.cbct_upload_id, "cbct_upload_id", VolumeKindValues.CBCT, session)
+    plan_request = (
+        None if body.plan is None else _plan_request(db, service, body.plan, session, planning)
+    )
     _check_quota(db, service, principal)
     job = RegistrationJob(
         session_id=session.id,
@@ -174,6 +242,7 @@ def create_registration(
         if body.clip_box_lps_mm is None
         else body.clip_box_lps_mm.model_dump(mode="json"),
         isocentre_lps_mm=None if body.isocentre_lps_mm is None else list(body.isocentre_lps_mm),
+        plan_request=plan_request,
         status=RegistrationStatusValues.QUEUED.value,
         software_version=igrt.__version__,
         created_by=principal.token_id,
@@ -191,6 +260,8 @@ def create_registration(
             "planning_ct_upload_id": planning.id,
             "cbct_upload_id": cbct.id,
             "degrees_of_freedom": job.degrees_of_freedom,
+            "rt_plan_instance_id": None if body.plan is None else body.plan.rt_plan_instance_id,
+            "rt_struct_instance_id": None if body.plan is None else body.plan.rt_struct_instance_id,
         },
     )
     db.commit()

@@ -13,6 +13,7 @@ from api.enums import RegistrationStatusValues
 __all__ = [
     "CLIP_BOX_MAX_SIDE_MM",
     "ClipBoxLps",
+    "PlanFocusRequest",
     "RegistrationCreate",
     "RegistrationPublic",
     "RegistrationResultPublic",
@@ -63,6 +64,65 @@ class ClipBoxLps(BaseModel):
         return self
 
 
+class PlanFocusRequest(BaseModel):
+    """Take the isocentre from a received RT Plan and the clip box from an RT Structure Set ROI.
+
+    As ``igrt register --plan --structures --roi``: the planning CT, the plan and the ROI must
+    share one Frame of Reference (422 otherwise), several distinct isocentres need ``beam``,
+    and the ROI's box (plus ``roi_margin_mm``) must contain the isocentre. Without ``roi`` the
+    clip box is the automatic one around the dome, which must then contain the isocentre. The
+    ids are those of ``GET /sessions/{id}/dicom-instances`` (any session of the patient).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "rt_plan_instance_id": "0b8e1f52-6c1d-4d8e-9a57-2f0d7c9b1e34",
+                    "rt_struct_instance_id": "1c9f2a63-7d2e-4e9f-8b68-3a1e8d0c2f45",
+                    "roi": "Liver",
+                    "roi_margin_mm": 0.0,
+                }
+            ]
+        },
+    )
+
+    rt_plan_instance_id: str = Field(
+        min_length=1, max_length=64, description="A received RT Plan instance of the patient."
+    )
+    rt_struct_instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="A received RT Structure Set instance of the patient (needed for `roi`).",
+    )
+    roi: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="ROI whose extent is the clip box (e.g. Liver, or GTV with a margin).",
+    )
+    roi_margin_mm: float = Field(
+        default=0.0, ge=0.0, le=100.0, description="Margin around the ROI's extent, mm."
+    )
+    beam: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Beam number or name whose isocentre to use when the plan has several.",
+    )
+
+    @model_validator(mode="after")
+    def _roi_with_structures(self) -> PlanFocusRequest:
+        if (self.roi is None) != (self.rt_struct_instance_id is None):
+            raise ValueError("roi and rt_struct_instance_id go together")
+        if self.roi is None and self.roi_margin_mm:
+            raise ValueError("roi_margin_mm needs an roi")
+        return self
+
+
 class RegistrationCreate(BaseModel):
     """Register a CBCT of this session to a planning CT of the same patient."""
 
@@ -85,6 +145,15 @@ class RegistrationCreate(BaseModel):
                         "upper_lps_mm": [-20.0, 40.0, 60.0],
                     },
                     "isocentre_lps_mm": [-70.0, -10.0, 10.0],
+                },
+                {
+                    "planning_ct_upload_id": "4b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+                    "cbct_upload_id": "5c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f",
+                    "plan": {
+                        "rt_plan_instance_id": "0b8e1f52-6c1d-4d8e-9a57-2f0d7c9b1e34",
+                        "rt_struct_instance_id": "1c9f2a63-7d2e-4e9f-8b68-3a1e8d0c2f45",
+                        "roi": "Liver",
+                    },
                 },
             ]
         },
@@ -112,10 +181,22 @@ class RegistrationCreate(BaseModel):
         description="Treatment isocentre (reference point), LPS mm; the CBCT centre by default.",
     )
 
+    plan: PlanFocusRequest | None = Field(
+        default=None,
+        description="Isocentre and clip box from the treatment plan (not with "
+        "`clip_box_lps_mm` or `isocentre_lps_mm`).",
+    )
+
     @model_validator(mode="after")
     def _isocentre_bounded(self) -> RegistrationCreate:
         if self.isocentre_lps_mm is not None and any(abs(v) > 5000 for v in self.isocentre_lps_mm):
             raise ValueError("isocentre_lps_mm must lie within 5 m of the origin")
+        if self.plan is not None and (
+            self.clip_box_lps_mm is not None or self.isocentre_lps_mm is not None
+        ):
+            raise ValueError(
+                "give the isocentre and clip box either from the plan or typed, not both"
+            )
         return self
 
 
@@ -127,6 +208,7 @@ _JOB_EXAMPLE: JsonDict = {
     "degrees_of_freedom": 3,
     "clip_box_lps_mm": None,
     "isocentre_lps_mm": None,
+    "plan_request": None,
     "status": "completed",
     "reason": None,
     "quality": "good",
@@ -157,6 +239,11 @@ class RegistrationPublic(BaseModel):
     degrees_of_freedom: int
     clip_box_lps_mm: ClipBoxLps | None
     isocentre_lps_mm: _Vector | None
+    plan_request: dict[str, Any] | None = Field(
+        default=None,
+        description="The plan request (`plan` of the creation) with the focus it gave when "
+        "checked (`checked_focus`: isocentre and sources); the result's `plan_focus` is final.",
+    )
     status: RegistrationStatusValues
     reason: str | None = Field(description="Why it failed, or the quality's reasons.")
     quality: str | None = Field(description="good, questionable or failed (when completed).")

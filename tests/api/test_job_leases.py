@@ -178,3 +178,24 @@ def test_the_service_sweep_renews_its_own_jobs_and_fails_abandoned_ones(
     assert after is not None
     assert after >= before
     assert _job(db_api, mine).status == "running"
+
+
+def test_the_sweep_runs_a_job_another_process_queued_and_left(db_api: InProcessApi) -> None:
+    """E.g. the DICOM receiver queued an automatic registration and stopped before running it."""
+    worker = service_of(db_api).registrations
+    fresh = _queued_job(db_api)
+    left = _queued_job(db_api)
+    with service_of(db_api).sessions() as db:
+        job = db.get(RegistrationJob, left)
+        assert job is not None
+        job.created_at = utc_now() - timedelta(seconds=worker.leases.lease_s + 1)
+        db.commit()
+    worker.sweep()
+    deadline = datetime.now().timestamp() + 30
+    while _job(db_api, left).status in ("queued", "running"):
+        assert datetime.now().timestamp() < deadline
+        threading.Event().wait(0.05)
+    # Its placeholder volumes do not exist: it ends failed, with the reason, run exactly once.
+    assert _job(db_api, left).status == "failed"
+    assert _job(db_api, fresh).status == "queued"  # its own process may still claim it
+    assert worker._offered == {left}

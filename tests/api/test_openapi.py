@@ -34,6 +34,15 @@ EXPECTED_OPERATIONS = {
     ("get", "/api/v1/motion-assessments/{assessment_id}/reviews"): (
         "list_motion_assessment_reviews"
     ),
+    ("get", "/api/v1/motion-assessments/{assessment_id}/report.pdf"): (
+        "download_motion_assessment_report"
+    ),
+    ("post", "/api/v1/sessions/{session_id}/registrations"): "create_registration",
+    ("post", "/api/v1/sessions/{session_id}/pair-registrations"): "create_pair_registration",
+    ("get", "/api/v1/sessions/{session_id}/pair-registrations"): "list_pair_registrations",
+    ("get", "/api/v1/pair-registrations/{pair_registration_id}"): "get_pair_registration",
+    ("post", "/api/v1/dicom-quarantine/{item_id}/release"): "release_dicom_quarantine",
+    ("post", "/api/v1/dicom-quarantine/{item_id}/discard"): "discard_dicom_quarantine",
     ("get", "/api/v1/reviews/{review_id}"): "get_review",
     ("get", "/api/v1/me"): "who_am_i",
     ("get", "/api/v1/audit-events"): "list_audit_events",
@@ -66,6 +75,18 @@ def test_every_schema_has_examples(schema: dict[str, Any]) -> None:
         if not has_examples:
             missing.append(name)
     assert missing == []
+
+
+def test_the_plan_request_and_the_pdf_are_documented(schema: dict[str, Any]) -> None:
+    create = schema["components"]["schemas"]["RegistrationCreate"]
+    assert "plan" in create["properties"]
+    plan = schema["components"]["schemas"]["PlanFocusRequest"]
+    assert {"rt_plan_instance_id", "rt_struct_instance_id", "roi", "roi_margin_mm", "beam"} <= set(
+        plan["properties"]
+    )
+    report = schema["paths"]["/api/v1/motion-assessments/{assessment_id}/report.pdf"]["get"]
+    assert "application/pdf" in report["responses"]["200"]["content"]
+    assert {"403", "404", "409"} <= set(report["responses"])
 
 
 def test_errors_are_documented_as_problems(schema: dict[str, Any]) -> None:

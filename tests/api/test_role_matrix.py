@@ -48,9 +48,13 @@ EXPECTED: dict[str, frozenset[RoleValues]] = {
     "get_registration_result": ANY_ROLE,
     "get_registration_overlay": ANY_ROLE,
     "download_registration_dicom": ANY_ROLE,
+    "create_pair_registration": ANY_ROLE,
+    "list_pair_registrations": ANY_ROLE,
+    "get_pair_registration": ANY_ROLE,
     "create_motion_assessment": ANY_ROLE,
     "list_motion_assessments": ANY_ROLE,
     "get_motion_assessment": ANY_ROLE,
+    "download_motion_assessment_report": PEOPLE,  # names the patient on every page
     "create_motion_assessment_review": PEOPLE,
     "list_motion_assessment_reviews": ANY_ROLE,
     "create_registration_review": PEOPLE,
@@ -66,6 +70,8 @@ EXPECTED: dict[str, frozenset[RoleValues]] = {
     "who_am_i": ANY_ROLE,
     "list_audit_events": PHYSICISTS,
     "list_dicom_quarantine": PEOPLE,
+    "release_dicom_quarantine": PHYSICISTS,
+    "discard_dicom_quarantine": PHYSICISTS,
     "list_session_dicom_instances": ANY_ROLE,
 }
 """Roles admitted by each operation that takes an API token."""

@@ -414,3 +414,23 @@ def test_a_slow_view_never_replaces_a_newer_one(page: Any, demo_server: DemoServ
     page.wait_for_timeout(2500)  # long enough for the registration view to have finished
     assert page.get_by_role("heading", name="Registration review").count() == 0
     assert page.get_by_role("heading", name="Registrations").count() == 1
+
+
+def test_the_assessment_page_links_its_printable_report(page: Any, demo_server: DemoServer) -> None:
+    sign_in(page, demo_server)
+    page.goto(f"{demo_server.url}/#/assessments/{demo_server.assessment_id}")
+    link = page.locator("#report-pdf")
+    link.wait_for()
+    href = link.get_attribute("href")
+    assert href == f"/api/v1/motion-assessments/{demo_server.assessment_id}/report.pdf"
+    # The signed-in page's own cookie fetches it (as the link does).
+    answer = page.evaluate(
+        """async (url) => {
+            const response = await fetch(url, { credentials: "same-origin" });
+            const bytes = new Uint8Array(await response.arrayBuffer());
+            return [response.status, response.headers.get("content-type"),
+                    String.fromCharCode(...bytes.slice(0, 4))];
+        }""",
+        href,
+    )
+    assert answer == [200, "application/pdf", "%PDF"]

@@ -3,7 +3,7 @@
 // Therapists and physicists may click on the dome in the cine to re-run the assessment from
 // that point of the first frame (a new assessment; this one stays).
 
-import { ApiError, api } from "./api.js";
+import { ApiError, api, imageUrl } from "./api.js";
 import { Cine } from "./cine.js";
 import { definitionList, h, mm, num, recommendationLabel, section, words } from "./dom.js";
 import { rerender } from "./navigation.js";
@@ -127,6 +127,10 @@ function decisionCard(assessment) {
     abcCard(decision.abc_assessment),
     h("h3", {}, "Rationale"),
     h("ul", { class: "rationale" }, (decision.rationale || []).map((line) => h("li", {}, line))),
+    // The report names the patient: people only (the service refuses a console).
+    state.user && state.user.role !== "console"
+      ? h("p", {}, h("a", { href: imageUrl(`/motion-assessments/${assessment.id}/report.pdf`), id: "report-pdf", download: `motion-assessment-${assessment.id}.pdf` }, "Download the report (PDF)"))
+      : "",
   );
 }
 
