@@ -173,11 +173,17 @@ def _gradient(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.
 
 
 def _parabolic_offset(values: npt.NDArray[np.float64], index: int) -> float:
+    """Sub-pixel offset of a peak at ``index`` from a parabola through it and its neighbours.
+
+    Bounded to half a pixel: ``index`` may be the best of a restricted range rather than a
+    local maximum, and on a plateau (8-bit or compressed frames) the parabola is nearly flat;
+    unbounded, its vertex lands tens of pixels away.
+    """
     if 0 < index < values.size - 1:
         y0, y1, y2 = values[index - 1], values[index], values[index + 1]
         denominator = y0 - 2.0 * y1 + y2
         if denominator < 0:
-            return float(0.5 * (y0 - y2) / denominator)
+            return float(np.clip(0.5 * (y0 - y2) / denominator, -0.5, 0.5))
     return 0.0
 
 
