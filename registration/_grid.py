@@ -222,6 +222,49 @@ def block_mean(array: Float32Array, factors: tuple[int, int, int]) -> Float32Arr
     return mean
 
 
+def coarsened_volume(
+    volume: Volume,
+    target_spacing_mm: float,
+    *,
+    padding_value: float | None = None,
+    invalid_below: float | None = None,
+) -> SampledImage:
+    """Block means of a whole volume approaching ``target_spacing_mm``, NaN where mostly invalid.
+
+    The same values as ``crop_volume`` of the whole volume followed by
+    :meth:`SampledImage.coarsened`, with blocks whose voxels are more than half invalid
+    (``padding_value``, below ``invalid_below``) set to NaN; but computed one slab of
+    ``k`` blocks at a time from the stored voxels (int16 for most CTs), so that no float32
+    copy or mask of the whole volume is made (a 512 x 512 x 141 CT is 150 MB as float32, and
+    writing it took most of the planning CT's preparation).
+    """
+    spacing = np.asarray(volume.spacing_mm, np.float64)
+    factors = tuple(max(1, round(target_spacing_mm / float(s))) for s in spacing[::-1])  # (k,j,i)
+    source = volume.array
+    counts = tuple(source.shape[axis] // factors[axis] for axis in range(3))
+    if min(counts) < 1:
+        raise ValueError("the volume is smaller than one block")
+    array = np.empty(counts, np.float32)
+    fk = factors[0]
+    for block_k in range(counts[0]):
+        slab = np.asarray(source[block_k * fk : (block_k + 1) * fk], dtype=np.float32)
+        means = block_mean(slab, factors)
+        if padding_value is not None or invalid_below is not None:
+            invalid = np.zeros(slab.shape, np.float32)
+            if padding_value is not None:
+                invalid[slab == np.float32(padding_value)] = 1.0
+            if invalid_below is not None:
+                invalid[slab < np.float32(invalid_below)] = 1.0
+            means[block_mean(invalid, factors) > 0.5] = np.nan
+        array[block_k] = means[0]
+    factors_ijk = np.asarray(factors[::-1], np.float64)
+    direction = np.asarray(volume.direction, np.float64)
+    origin = np.asarray(volume.origin_lps_mm, np.float64) + direction @ (
+        (factors_ijk - 1.0) / 2.0 * spacing
+    )
+    return SampledImage(array, origin, spacing * factors_ijk, direction.copy())
+
+
 def trilinear(array: Float32Array, index_ijk: FloatArray) -> FloatArray:
     """Trilinear interpolation of ``array`` ``(k, j, i)`` at continuous indices ``(N, 3)``.
 

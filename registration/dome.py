@@ -39,7 +39,7 @@ from igrt.volume import Volume
 from registration._grid import (
     CT_PADDING_BELOW_HU,
     IsoGrid,
-    block_mean,
+    coarsened_volume,
     crop_volume,
     nan_gaussian,
     resample_onto,
@@ -203,24 +203,11 @@ def _coarse_apex(
     volume: Volume, padding_value: float | None, invalid_below: float | None, threads: int
 ) -> FloatArray:
     lower, upper = volume_bounds_lps_mm(volume)
-    crop = crop_volume(
-        volume, lower, upper, margin_voxels=0, padding_value=None, invalid_below=None
+    # Cheap anti-aliasing: block means towards the coarse spacing before resampling; padding
+    # must not be averaged into tissue, so mostly-invalid blocks are NaN before resampling.
+    small = coarsened_volume(
+        volume, _COARSE_SPACING_MM, padding_value=padding_value, invalid_below=invalid_below
     )
-    assert crop is not None
-    # Cheap anti-aliasing: block means towards the coarse spacing before resampling.
-    small = crop.coarsened(_COARSE_SPACING_MM)
-    array = small.array
-    if padding_value is not None or invalid_below is not None:
-        # Padding must not be averaged into tissue: mark invalid blocks before resampling.
-        crop_invalid = np.zeros(crop.array.shape, np.float32)
-        if padding_value is not None:
-            crop_invalid[crop.array == np.float32(padding_value)] = 1.0
-        if invalid_below is not None:
-            crop_invalid[crop.array < np.float32(invalid_below)] = 1.0
-        factors = tuple(max(1, round(_COARSE_SPACING_MM / float(s))) for s in crop.spacing_mm[::-1])
-        invalid = block_mean(crop_invalid, (factors[0], factors[1], factors[2])) > 0.5
-        array = np.where(invalid, np.float32(np.nan), array)
-    small = type(small)(array, small.origin_lps_mm, small.spacing_mm, small.direction)
     grid = IsoGrid.covering(lower, upper, _COARSE_SPACING_MM, 1)
     values = resample_onto(small, grid, threads=threads).astype(np.float64)
     tissue = values >= _BODY_THRESHOLD_HU  # NaN compares False: padding is not body
