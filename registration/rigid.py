@@ -81,7 +81,6 @@ from registration._grid import (
     block_mean,
     crop_volume,
     inner,
-    map_points,
     nan_gaussian,
     padding_value_of,
     resample_onto,
@@ -670,11 +669,11 @@ class _Engine:
         covariance = jackknife_covariance(
             finest,
             self.moving[_LEVELS[-1][0]],
-            transform,
+            outcome,
             dof=self.dof,
             reference_lps_mm=reference_point,
         )
-        gain, offset = _intensity_fit(finest, self.moving[_LEVELS[-1][0]], transform)
+        gain, offset = _intensity_fit(finest, outcome)
         # The overlays compare the stored CBCT values: undo the map to HU.
         gain, offset = (
             gain / self.intensity_map.gain,
@@ -705,22 +704,19 @@ def _cbct_to_hu_map(
     return LinearMap.between(cbct_landmarks, ct_landmarks)
 
 
-def _intensity_fit(
-    level: TemplateLevel, moving: SampledImage, cbct_from_ct: FloatArray
-) -> tuple[float, float]:
-    """CBCT ~ gain x CT + offset on the final level (for the overlays)."""
-    mapped = map_points(level.points_lps_mm, cbct_from_ct[:3, :3], cbct_from_ct[:3, 3])
-    values = moving.sample(mapped)
-    valid = ~np.isnan(values)
-    if valid.sum() < 10:
+def _intensity_fit(level: TemplateLevel, final: LevelOutcome) -> tuple[float, float]:
+    """CBCT ~ gain x CT + offset on the final level at its result (for the overlays)."""
+    sampling = final.final
+    if sampling is None or sampling.sampled.size < 10:
         return 1.0, 0.0
-    ct_values = level.values[valid] - level.values[valid].mean()
-    cbct_values = values[valid]
+    template = level.values if sampling.all_valid else level.values[sampling.valid]
+    ct_values = template - template.mean()
+    cbct_values = sampling.sampled
     variance = inner(ct_values, ct_values)
     if variance <= 0:
         return 1.0, 0.0
     slope = inner(ct_values, cbct_values - cbct_values.mean()) / variance
-    intercept = float(cbct_values.mean()) - slope * float(level.values[valid].mean())
+    intercept = float(cbct_values.mean()) - slope * float(template.mean())
     return float(slope), float(intercept)
 
 
