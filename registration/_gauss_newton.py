@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from registration._grid import IsoGrid, SampledImage, gram, inner, map_points, project
+from registration._grid import IsoGrid, SampledImage, gram, inner, project
 from registration.transforms import rigid_about, rotation_from_vector
 
 FloatArray = npt.NDArray[np.float64]
@@ -168,6 +168,8 @@ class LevelOutcome:
     ncc: float
     valid_fraction: float
     stop_condition: str
+    # The sampling at ``cbct_from_ct``, kept for the jackknife and the intensity fit there.
+    final: _Linearisation | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,6 +179,7 @@ class _Linearisation:
     residual: FloatArray  # I' - T on the valid points
     ncc: float
     gain: float
+    sampled: FloatArray  # I on the valid points
 
 
 def _restricted_gram(
@@ -195,8 +198,7 @@ def _linearise(
     level: TemplateLevel, moving: SampledImage, cbct_from_ct: FloatArray
 ) -> _Linearisation | None:
     """Sample the CBCT at the mapped template points and fit the intensity model."""
-    mapped = map_points(level.points_lps_mm, cbct_from_ct[:3, :3], cbct_from_ct[:3, 3])
-    sampled = moving.sample(mapped)
+    sampled = moving.sample_transformed(level.points_lps_mm, cbct_from_ct)
     valid = ~np.isnan(sampled)
     n_valid = int(valid.sum())
     if n_valid < MIN_VALID_POINTS:
@@ -216,14 +218,14 @@ def _linearise(
     denominator = math.sqrt(inner(t_centred, t_centred) * inner(i_centred, i_centred))
     ncc = inner(t_centred, i_centred) / denominator if denominator > 0 else 0.0
     if gain <= 1e-6:
-        return _Linearisation(valid, all_valid, np.zeros(n_valid), ncc, gain)
+        return _Linearisation(valid, all_valid, np.zeros(n_valid), ncc, gain, i)
     shading = (
         coefficients[1]
         + design[:, 2] * coefficients[2]
         + design[:, 3] * coefficients[3]
         + design[:, 4] * coefficients[4]
     )
-    return _Linearisation(valid, all_valid, (i - shading) / gain - t, ncc, gain)
+    return _Linearisation(valid, all_valid, (i - shading) / gain - t, ncc, gain, i)
 
 
 def _step(
@@ -351,6 +353,7 @@ def _outcome(
         ncc=linearisation.ncc,
         valid_fraction=float(linearisation.valid.mean()),
         stop_condition=reason,
+        final=linearisation,
     )
 
 
@@ -367,7 +370,7 @@ def similarity(
 def jackknife_covariance(
     level: TemplateLevel,
     moving: SampledImage,
-    cbct_from_ct: FloatArray,
+    outcome: LevelOutcome,
     *,
     dof: int,
     reference_lps_mm: FloatArray,
@@ -386,7 +389,9 @@ def jackknife_covariance(
         3x3 covariance of the reference point's displacement (LPS, mm^2), or ``None`` when
         fewer than four octants hold points.
     """
-    linearisation = _linearise(level, moving, cbct_from_ct)
+    linearisation = outcome.final
+    if linearisation is None:
+        linearisation = _linearise(level, moving, outcome.cbct_from_ct)
     if linearisation is None:
         return None
     valid = linearisation.valid

@@ -26,6 +26,9 @@ __all__ = ["IntensityLandmarks", "LinearMap", "landmarks_of"]
 
 _HISTOGRAM_BINS = 256
 _MIN_VALUES = 100
+_MAX_SAMPLES = 250_000
+"""Values used at most (a regular stride through the image): a class median from 2.5e5 values
+is within about 0.2 HU of the whole image's, and the CBCT's crop holds 6-7e6 voxels."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,12 @@ class LinearMap:
 
 
 def landmarks_of(values: npt.NDArray[np.floating]) -> IntensityLandmarks | None:
-    """Class medians of an Otsu split of the finite ``values`` (subsampled to ~1e6 values).
+    """Class medians of an Otsu split of the finite ``values`` (subsampled, see _MAX_SAMPLES).
 
     Returns ``None`` when there are too few values or they do not split into two classes.
     """
     flat = values.reshape(-1)
-    step = max(1, flat.size // 1_000_000)
+    step = max(1, flat.size // _MAX_SAMPLES)
     sample = flat[::step]
     sample = sample[np.isfinite(sample)].astype(np.float64)
     if sample.size < _MIN_VALUES:

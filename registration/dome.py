@@ -39,7 +39,7 @@ from igrt.volume import Volume
 from registration._grid import (
     CT_PADDING_BELOW_HU,
     IsoGrid,
-    block_mean,
+    coarsened_volume,
     crop_volume,
     nan_gaussian,
     resample_onto,
@@ -203,28 +203,18 @@ def _coarse_apex(
     volume: Volume, padding_value: float | None, invalid_below: float | None, threads: int
 ) -> FloatArray:
     lower, upper = volume_bounds_lps_mm(volume)
-    crop = crop_volume(
-        volume, lower, upper, margin_voxels=0, padding_value=None, invalid_below=None
+    # Cheap anti-aliasing: block means towards the coarse spacing before resampling; padding
+    # must not be averaged into tissue, so mostly-invalid blocks are NaN before resampling.
+    small = coarsened_volume(
+        volume, _COARSE_SPACING_MM, padding_value=padding_value, invalid_below=invalid_below
     )
-    assert crop is not None
-    # Cheap anti-aliasing: block means towards the coarse spacing before resampling.
-    small = crop.coarsened(_COARSE_SPACING_MM)
-    array = small.array
-    if padding_value is not None or invalid_below is not None:
-        # Padding must not be averaged into tissue: mark invalid blocks before resampling.
-        crop_invalid = np.zeros(crop.array.shape, np.float32)
-        if padding_value is not None:
-            crop_invalid[crop.array == np.float32(padding_value)] = 1.0
-        if invalid_below is not None:
-            crop_invalid[crop.array < np.float32(invalid_below)] = 1.0
-        factors = tuple(max(1, round(_COARSE_SPACING_MM / float(s))) for s in crop.spacing_mm[::-1])
-        invalid = block_mean(crop_invalid, (factors[0], factors[1], factors[2])) > 0.5
-        array = np.where(invalid, np.float32(np.nan), array)
-    small = type(small)(array, small.origin_lps_mm, small.spacing_mm, small.direction)
     grid = IsoGrid.covering(lower, upper, _COARSE_SPACING_MM, 1)
     values = resample_onto(small, grid, threads=threads).astype(np.float64)
     tissue = values >= _BODY_THRESHOLD_HU  # NaN compares False: padding is not body
-    filled = np.stack([ndimage.binary_fill_holes(plane) for plane in tissue])
+    # Holes filled in each axial plane: one call whose structure does not connect planes.
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    filled = ndimage.binary_fill_holes(tissue, structure=in_plane)
     labels, n_labels = ndimage.label(filled)
     if n_labels == 0:
         raise DomeNotFoundError("no body found in the volume")
@@ -308,19 +298,13 @@ def _lung_base_heights(
     zeros = np.zeros((1, *values.shape[1:]), np.int32)
     tissue_sum = np.concatenate([zeros, np.cumsum(tissue, axis=0, dtype=np.int32)])
     lung_sum = np.concatenate([zeros, np.cumsum(lung, axis=0, dtype=np.int32)])
-    k = np.arange(n_below - 1, nk - n_above)[:, np.newaxis, np.newaxis]
-    # tissue at k - n_below + 1 .. k, lung at k + 1 .. k + n_above
-    tissue_run = (
-        np.take_along_axis(tissue_sum, np.broadcast_to(k + 1, (k.shape[0], *values.shape[1:])), 0)
-        - np.take_along_axis(
-            tissue_sum, np.broadcast_to(k + 1 - n_below, (k.shape[0], *values.shape[1:])), 0
-        )
-    ) == n_below
+    # For k = n_below - 1 .. nk - n_above - 1: tissue at k - n_below + 1 .. k, lung at
+    # k + 1 .. k + n_above, as differences of the running sums (contiguous slices, no gather).
+    count = nk - n_above - n_below + 1
+    tissue_run = (tissue_sum[n_below : n_below + count] - tissue_sum[:count]) == n_below
     lung_run = (
-        np.take_along_axis(
-            lung_sum, np.broadcast_to(k + 1 + n_above, (k.shape[0], *values.shape[1:])), 0
-        )
-        - np.take_along_axis(lung_sum, np.broadcast_to(k + 1, (k.shape[0], *values.shape[1:])), 0)
+        lung_sum[n_below + n_above : n_below + n_above + count]
+        - lung_sum[n_below : n_below + count]
     ) == n_above
     qualifies = tissue_run & lung_run
     any_q = qualifies.any(axis=0)

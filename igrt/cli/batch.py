@@ -40,7 +40,6 @@ from urllib.parse import urlsplit
 
 from igrt.cli.motion import _assess_one, _output_folder, _settings
 from igrt.errors import InvalidInputError, ProcessingError
-from igrt.motion_assessment import write_text_atomically
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -173,6 +172,8 @@ def assess_recording(recording: Path, folder: Path, settings: dict[str, Any]) ->
         return {"recording": str(recording), "status": "done_before"}
     for stale in folder.glob(".*.json.*"):  # a write that a killed worker left half-way
         stale.unlink(missing_ok=True)
+    from igrt.motion_assessment import write_text_atomically
+
     row = {k: v for k, v in _assess_one(recording, folder, settings).items() if k != "_summary"}
     if row["status"] != "ok":
         folder.mkdir(parents=True, exist_ok=True)
@@ -333,6 +334,10 @@ def _assessed_row(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    # Imported here: this module is loaded to build every sub-command's parser, and the
+    # assessment's import (scipy.signal, scipy.stats) cost ``igrt register`` about a second.
+    from igrt.motion_assessment import write_text_atomically
+
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=_SUMMARY_COLUMNS, extrasaction="ignore")
     writer.writeheader()

@@ -68,6 +68,10 @@ def test_register_writes_everything_and_prints_the_couch_correction(
     assert all(value >= 0 for value in timing.values())
     steps = timing["read"] + timing["prepare"] + timing["register"] + timing["write"]
     assert steps <= timing["total"]
+    cpu = summary["timing_cpu_s"]
+    assert set(cpu) == set(timing)
+    assert all(value >= 0 for value in cpu.values())
+    assert cpu["read"] + cpu["prepare"] + cpu["register"] + cpu["write"] <= cpu["total"]
     assert (tmp_path / "overlay_axial_after_checkerboard.png").stat().st_size > 0
     dciodvfy(tmp_path / "registration.dcm")
     reg = read_spatial_registration(tmp_path / "registration.dcm")
