@@ -679,6 +679,27 @@ def _intensity(dataset: Dataset, path: Path, requested: IntensityValues | None) 
     return stated
 
 
+def _displayed_inverted(dataset: Dataset) -> bool:
+    """Whether the file's grey levels are shown inverted: lung bright as stored.
+
+    MONOCHROME1 displays the lowest value white; a Presentation LUT Shape of INVERSE flips
+    whatever the Photometric Interpretation says (PS3.3 C.11.6).
+    """
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    shape = str(dataset.get("PresentationLUTShape", "IDENTITY")).strip().upper()
+    return (photometric == "MONOCHROME1") != (shape == "INVERSE")
+
+
+def _inverted(frames: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Grey levels mirrored within the sequence's own range, in the same dtype."""
+    low, high = frames.min(), frames.max()
+    if np.issubdtype(frames.dtype, np.integer):
+        mirrored = (int(low) + int(high)) - frames.astype(np.int64)
+        return mirrored.astype(frames.dtype)
+    flipped: npt.NDArray[Any] = (low + high) - frames
+    return flipped
+
+
 def _frame_values(dataset: Dataset, path: Path) -> npt.NDArray[Any]:
     decoded = decode_pixels(dataset, path)
     if decoded.rescaled:
@@ -719,8 +740,9 @@ def read_fluoro_dicom(
     FluoroSequence
         Frames ``(n, rows, columns)`` (stored integers, or ``float32`` after a non-identity
         Rescale Slope/Intercept), timestamps in s and one geometry per frame. Pixels are
-        returned as stored whatever the Photometric Interpretation (MONOCHROME1 is not
-        inverted).
+        returned as stored, except display grey levels (``intensity`` DISPLAY) shown inverted
+        (MONOCHROME1, or a Presentation LUT Shape of INVERSE): they are mirrored within the
+        sequence's range so that lung is dark, as DISPLAY means.
 
     Raises
     ------
@@ -746,6 +768,8 @@ def read_fluoro_dicom(
         )
         timestamps = _timestamps(dataset, source, n_frames, private, fallback_fps)
         meaning = _intensity(dataset, source, intensity)
+        if meaning is IntensityValues.DISPLAY and _displayed_inverted(dataset):
+            frames = _inverted(frames)
     try:
         return FluoroSequence(frames, timestamps, geometries, meaning)
     except InvalidInputError as exc:

@@ -258,6 +258,50 @@ def test_real_radiograph_does_not_state_its_pixel_meaning(shared_data: Path) -> 
 
 
 @pytest.mark.shared_data
+def test_a_monochrome1_plate_read_as_display_comes_back_lung_dark(shared_data: Path) -> None:
+    # MONOCHROME1 shows the lowest value white: as stored, lung is bright. DISPLAY means lung
+    # dark, so the reader mirrors the grey levels; a tracker told DISPLAY would otherwise look
+    # for the dome with the opposite polarity.
+    path = shared_data / CHEST_CR
+    stored = pydicom.dcmread(path).pixel_array.astype(np.int64)
+    fallback = ProjectionGeometry(1800.0, 1996.0, (0.2, 0.2), (1955, 1841))
+    read = read_fluoro_dicom(path, fallback_geometry=fallback, intensity=IntensityValues.DISPLAY)
+    assert read.frames.dtype == np.uint16
+    np.testing.assert_array_equal(read.frames[0], stored.min() + stored.max() - stored)
+
+
+@pytest.mark.parametrize(
+    ("photometric", "lut_shape", "inverted"),
+    [
+        ("MONOCHROME2", None, False),
+        ("MONOCHROME1", None, True),
+        ("MONOCHROME2", "INVERSE", True),
+        ("MONOCHROME1", "INVERSE", False),
+    ],
+)
+def test_display_frames_are_mirrored_when_shown_inverted(
+    panel: ProjectionGeometry,
+    tmp_path: Path,
+    photometric: str,
+    lut_shape: str | None,
+    inverted: bool,
+) -> None:
+    path = _write(fixed_sequence(panel, n_frames=2), tmp_path / "raw.dcm")
+    edits: dict[str, object] = {"PhotometricInterpretation": photometric}
+    if lut_shape is not None:
+        edits["PresentationLUTShape"] = lut_shape
+    foreign = _strip_private(
+        path, "PixelIntensityRelationship", "PixelIntensityRelationshipSign", **edits
+    )
+    stored = pydicom.dcmread(foreign).pixel_array.astype(np.int64)
+    read = read_fluoro_dicom(
+        foreign, fallback_geometry=panel, fallback_fps=10.0, intensity=IntensityValues.DISPLAY
+    )
+    expected = stored.min() + stored.max() - stored if inverted else stored
+    np.testing.assert_array_equal(read.frames, expected)
+
+
+@pytest.mark.shared_data
 def test_real_rt_image_lacks_the_xa_geometry(shared_data: Path) -> None:
     path = next((shared_data / RT_ECLIPSE).glob("RI.*.dcm"))
     with pytest.raises(GeometryError, match="RT Image Storage"):
