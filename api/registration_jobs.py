@@ -39,6 +39,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,11 +183,18 @@ class RegistrationWorker:
             self.submit(job_id)
         return len(offered)
 
-    def serve_queue(self, stop: threading.Event, *, poll_s: float = 1.0) -> None:
+    def serve_queue(
+        self,
+        stop: threading.Event,
+        *,
+        poll_s: float = 1.0,
+        on_poll: Callable[[], None] | None = None,
+    ) -> None:
         """Run queued jobs until ``stop`` is set (returns then; see :meth:`stop`).
 
         Polls every ``poll_s`` and as soon as a thread comes free; the lease sweeper (renewal,
-        failing abandoned jobs) runs beside it.
+        failing abandoned jobs) runs beside it. ``on_poll`` runs after each poll that read the
+        database (a liveness signal).
         """
         self._serving_queue = True
         self.start()
@@ -196,6 +204,9 @@ class RegistrationWorker:
                 self.offer_queued()
             except Exception:  # the database may be away for a moment; try again next time
                 _LOG.exception("registration queue poll failed")
+            else:
+                if on_poll is not None:
+                    on_poll()
             deadline = time.monotonic() + poll_s
             while not stop.is_set() and not self._freed.is_set():
                 remaining = deadline - time.monotonic()

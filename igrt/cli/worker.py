@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 _DEFAULT_STOP_GRACE_S = 20.0  # under compose's stop_grace_period (30 s) in compose.yaml
@@ -52,6 +53,13 @@ def register(commands: Any) -> None:
         default=_DEFAULT_STOP_GRACE_S,
         help="on SIGTERM, how long running jobs may finish before they are queued again, s "
         "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--alive-file",
+        type=Path,
+        default=None,
+        help="touch this file after every poll of the queue that did not fail (a container "
+        "health check compares its age with a few --poll-s)",
     )
     parser.set_defaults(handler=_run)
 
@@ -125,7 +133,10 @@ def _run(arguments: argparse.Namespace) -> int:
             f"registration jobs at once ({failed} abandoned jobs failed at start)",
             flush=True,
         )
-        worker.serve_queue(stop, poll_s=arguments.poll_s)
+        alive: Path | None = arguments.alive_file
+        worker.serve_queue(
+            stop, poll_s=arguments.poll_s, on_poll=None if alive is None else alive.touch
+        )
         released = worker.stop(arguments.stop_grace_s, hurry)
         print(
             f"igrt worker: stopped; {len(released)} running jobs queued again for another worker",

@@ -196,6 +196,44 @@ def test_a_stopped_worker_queues_its_unfinished_job_again_for_another(
     }
 
 
+@pytest.mark.postgres
+def test_a_dead_workers_job_on_another_host_is_failed_once_its_lease_expires(
+    postgres_api: InProcessApi,
+) -> None:
+    first_job, second_job = _queued_jobs(postgres_api, 2)
+    runs: list[tuple[str, str]] = []
+    lease = {"job_lease_s": 1.0, "registration_workers": 1}
+    dead = RecordingWorker(postgres_api, runs, **lease)
+    dead.worker.leases.owner = f"otherhost:1:{uuid.uuid4().hex[:8]}"  # its pid says nothing here
+    dead.release.clear()
+    dead.start()
+    assert dead.started.wait(_TIMEOUT_S)
+    # It dies: no more polls, no more lease renewals (its computation is left hanging).
+    dead.stop.set()
+    dead.worker._stop.set()
+    held = _statuses(postgres_api, [first_job])[first_job]
+    assert held.status == "running"
+    assert held.lease_expires_at is not None
+    survivor = RecordingWorker(postgres_api, runs, **lease).start()
+    try:
+        jobs = _wait_all_finished(postgres_api, [first_job, second_job])
+    finally:
+        assert survivor.close() == set()
+        dead.release.set()
+        dead.worker.shutdown()
+    failed = jobs[first_job]
+    assert (failed.status, failed.reason) == ("failed", DEAD_WORKER_REASON)
+    assert failed.finished_at is not None
+    assert failed.finished_at >= held.lease_expires_at  # not before its lease ran out
+    assert jobs[second_job].status == "completed"
+    assert runs == [
+        (first_job, dead.worker.leases.owner),
+        (second_job, survivor.worker.leases.owner),
+    ]
+    # The dead worker's late result was discarded: the reason stands.
+    assert _statuses(postgres_api, [first_job])[first_job].reason == DEAD_WORKER_REASON
+
+
 # --- real worker processes --------------------------------------------------------------------
 
 
@@ -231,7 +269,9 @@ def _queue_real_registrations(api: InProcessApi, volumes: Volumes, count: int) -
     return jobs
 
 
-def _start_worker(api: InProcessApi, log: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    api: InProcessApi, log: Path, alive: Path, *options: str
+) -> subprocess.Popen[bytes]:
     env = service_environment(
         api.settings.data_dir,
         database_url=api.settings.database_url,
@@ -241,7 +281,16 @@ def _start_worker(api: InProcessApi, log: Path) -> subprocess.Popen[bytes]:
     )
     with log.open("ab") as output:
         return subprocess.Popen(
-            [*_WORKER, "--concurrency", "1", "--poll-s", "0.1"],
+            [
+                *_WORKER,
+                "--concurrency",
+                "1",
+                "--poll-s",
+                "0.1",
+                "--alive-file",
+                str(alive),
+                *options,
+            ],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -255,8 +304,9 @@ def test_a_killed_workers_job_ends_failed_with_the_reason_and_the_other_worker_g
 ) -> None:
     job_ids = _queue_real_registrations(postgres_api, volumes, 3)
     assert {job.status for job in _statuses(postgres_api, job_ids).values()} == {"queued"}
-    doomed = _start_worker(postgres_api, tmp_path / "doomed.log")
+    doomed = _start_worker(postgres_api, tmp_path / "doomed.log", tmp_path / "doomed.alive")
     survivor: subprocess.Popen[bytes] | None = None
+    alive = tmp_path / "survivor.alive"
     try:
         deadline = time.monotonic() + _TIMEOUT_S
         while not (
@@ -272,8 +322,11 @@ def test_a_killed_workers_job_ends_failed_with_the_reason_and_the_other_worker_g
         [killed] = running
         assert killed.lease_owner is not None
         assert f":{doomed.pid}:" in killed.lease_owner
-        survivor = _start_worker(postgres_api, tmp_path / "survivor.log")
+        survivor = _start_worker(postgres_api, tmp_path / "survivor.log", alive)
         jobs = _wait_all_finished(postgres_api, job_ids)
+        touched = alive.stat().st_mtime
+        time.sleep(0.3)
+        assert alive.stat().st_mtime > touched  # its health check's signal: it polls
         survivor.send_signal(signal.SIGTERM)
         assert survivor.wait(30) == 0, (tmp_path / "survivor.log").read_text()
     finally:
@@ -288,3 +341,46 @@ def test_a_killed_workers_job_ends_failed_with_the_reason_and_the_other_worker_g
     ]
     assert all(f":{survivor.pid}:" in (job.lease_owner or "") for job in others)
     assert "stopped; 0 running jobs queued again" in (tmp_path / "survivor.log").read_text()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_sigterm_queues_the_running_job_again_and_the_worker_exits_at_once(
+    postgres_api: InProcessApi, volumes: Volumes, tmp_path: Path
+) -> None:
+    [job_id] = _queue_real_registrations(postgres_api, volumes, 1)
+    log = tmp_path / "worker.log"
+    worker = _start_worker(postgres_api, log, tmp_path / "alive", "--stop-grace-s", "0")
+    try:
+        deadline = time.monotonic() + _TIMEOUT_S
+        while _statuses(postgres_api, [job_id])[job_id].status != "running":
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the worker never claimed the job"
+            time.sleep(0.01)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(10) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    job = _statuses(postgres_api, [job_id])[job_id]
+    assert (job.status, job.lease_owner, job.reason) == ("queued", None, None)
+    assert "stopped; 1 running jobs queued again" in log.read_text()
+
+
+def test_a_worker_beside_a_sqlite_service_is_refused(api: InProcessApi, tmp_path: Path) -> None:
+    env = service_environment(api.settings.data_dir, demo_data="false", first_run_token="false")
+    result = subprocess.run(
+        [*_WORKER, "--poll-s", "0.1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "another igrt service process" in result.stderr
+
+
+def test_a_bad_concurrency_is_a_usage_error(tmp_path: Path) -> None:
+    env = service_environment(tmp_path / "data")
+    result = subprocess.run(
+        [*_WORKER, "--concurrency", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "bad input (concurrency)" in result.stderr
