@@ -193,8 +193,8 @@ class RegistrationWorker:
         """Run queued jobs until ``stop`` is set (returns then; see :meth:`stop`).
 
         Polls every ``poll_s`` and as soon as a thread comes free; the lease sweeper (renewal,
-        failing abandoned jobs) runs beside it. ``on_poll`` runs after each poll that read the
-        database (a liveness signal).
+        failing abandoned jobs) runs beside it. ``on_poll`` runs after each poll that did not fail
+        (a liveness signal).
         """
         self._serving_queue = True
         self.start()
