@@ -21,17 +21,26 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from api.db.base import utc_now
 from api.db.models import AuditEvent, RegistrationJob
 from api.enums import RegistrationStatusValues, RoleValues
 from api.job_leases import DEAD_WORKER_REASON
 from api.registration_jobs import RegistrationWorker
 from api.service import Service
-from tests.api.conftest import InProcessApi, Volumes, make_settings, start_in_process
+from tests.api.conftest import (
+    DISPLACEMENT_LPS_MM,
+    InProcessApi,
+    Volumes,
+    make_settings,
+    start_in_process,
+)
 from tests.api.fake_results import add_registration, service_of
 from tests.api.live_server import service_environment
 
@@ -132,8 +141,15 @@ class RecordingWorker:
 @pytest.mark.postgres
 def test_the_replica_leaves_jobs_queued_for_workers(postgres_api: InProcessApi) -> None:
     [job_id] = _queued_jobs(postgres_api, 1)
-    service_of(postgres_api).registrations.submit(job_id)
-    service_of(postgres_api).registrations.sweep()
+    replica = service_of(postgres_api)
+    with replica.sessions() as db:  # queued long enough for an in-process sweep to run it
+        job = db.get(RegistrationJob, job_id)
+        assert job is not None
+        job.created_at = utc_now() - timedelta(seconds=replica.settings.job_lease_s + 1)
+        db.commit()
+    replica.registrations.submit(job_id)
+    replica.registrations.sweep()
+    assert replica.registrations.recover() == (0, 0)
     time.sleep(0.2)
     assert _statuses(postgres_api, [job_id])[job_id].status == "queued"
 
@@ -340,6 +356,21 @@ def test_a_killed_workers_job_ends_failed_with_the_reason_and_the_other_worker_g
         job.reason for job in others
     ]
     assert all(f":{survivor.pid}:" in (job.lease_owner or "") for job in others)
+    # What the worker wrote is what the in-process worker writes, served by the replica.
+    therapist = postgres_api.headers(RoleValues.THERAPIST)
+    for job in others:
+        result = postgres_api.client.get(
+            f"/api/v1/registrations/{job.id}/result", headers=therapist
+        )
+        assert result.status_code == 200, result.text
+        np.testing.assert_allclose(
+            result.json()["couch_correction_lps_mm"], -np.array(DISPLACEMENT_LPS_MM), atol=0.5
+        )
+        for path in (
+            f"/api/v1/registrations/{job.id}/overlays/coronal",
+            f"/api/v1/registrations/{job.id}/dicom-reg",
+        ):
+            assert postgres_api.client.get(path, headers=therapist).status_code == 200, path
     assert "stopped; 0 running jobs queued again" in (tmp_path / "survivor.log").read_text()
 
 
