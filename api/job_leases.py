@@ -9,6 +9,9 @@ expects, and the number of rows it changed says whether the caller won:
 - :meth:`JobLeases.finish`: ``running -> completed | failed`` only by the current owner, so a
   result computed after the job was given up (dead lease, time limit) is discarded, never
   written over the reason the job was failed with;
+- :meth:`JobLeases.release`: ``running -> queued`` only by the current owner, which is stopping
+  without having written a result (a worker process told to stop): another worker runs the job
+  from its start, and the owner's late result, if any, is discarded by :meth:`finish`;
 - :meth:`JobLeases.reap`: a running job whose lease expired (its worker died) or whose deadline
   passed is failed with the reason; so is one whose owner is a dead process on this host, at
   once (``IGRT`` restarts on the same machine need not wait for the lease).
@@ -216,6 +219,31 @@ class JobLeases:
                 or_(table.deadline_at.is_(None), table.deadline_at > now),
                 values={**values, "finished_at": now, "lease_expires_at": None},
                 then=then,
+            )
+        )
+
+    def release(self, job_ids: Iterable[str]) -> set[str]:
+        """Queue again the given jobs this worker holds and has not finished; the ones it did.
+
+        For a graceful stop that cannot wait for a job's end: nothing of the job was written
+        (results are written only by :meth:`finish`), so it is safe to run it again elsewhere.
+        """
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        table = self._model
+        return set(
+            self._update(
+                table.id.in_(ids),
+                table.status == RUNNING,
+                table.lease_owner == self.owner,
+                values={
+                    "status": QUEUED,
+                    "started_at": None,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "deadline_at": None,
+                },
             )
         )
 

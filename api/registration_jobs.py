@@ -18,6 +18,14 @@ stopped, so the computation itself runs to its end, holding its worker thread).
 Budget: a job runs only while it holds a slot of the service's heavy-work budget
 (:mod:`api.work_budget`); it waits for one queued.
 
+Where jobs run: in the service process by default (``IGRT_REGISTRATION_IN_PROCESS=true``). With
+``false`` this process only queues them (``submit`` leaves a job queued) and ``igrt worker``
+processes run them: :meth:`RegistrationWorker.serve_queue` polls the database for queued jobs,
+offers as many as it has free threads, and the same claim, heartbeat, execution and result
+writing as in the service apply. A worker told to stop (:meth:`RegistrationWorker.stop`) waits a
+grace period for its running jobs, then queues again those still running (their leases are
+released, nothing of them was written) so that another worker runs them.
+
 Restart policy (:meth:`RegistrationWorker.recover`, run at start-up): a job still ``queued``
 was never started, so it is queued again (its inputs are immutable uploads); a job left
 ``running`` by a dead process is marked ``failed`` with the reason "interrupted", never run
@@ -30,7 +38,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,12 +81,20 @@ def overlay_key(stage: str, plane: str, kind: str) -> str:
 
 
 class RegistrationWorker:
-    """Runs registration jobs of one service on a bounded thread pool."""
+    """Runs registration jobs of one service on a bounded thread pool.
+
+    ``runs_jobs`` (``IGRT_REGISTRATION_IN_PROCESS``): whether this process runs jobs at all;
+    when it does not, :meth:`submit` leaves them queued for ``igrt worker`` processes.
+    """
 
     def __init__(self, service: Service) -> None:
         self.service = service
         settings = service.settings
+        self.runs_jobs = settings.registration_in_process
         self.leases = JobLeases(service.sessions, lease_s=settings.job_lease_s)
+        self._pending = 0  # jobs handed to the pool and not yet done (claimed or not)
+        self._freed = threading.Event()  # a pool thread came free: a queue poll may offer more
+        self._serving_queue = False  # a dedicated worker (serve_queue) polls for every job
         self._executor: ThreadPoolExecutor | None = None
         self._held: set[str] = set()
         self._offered: set[str] = set()  # queued jobs the sweep handed to the pool
@@ -113,18 +131,122 @@ class RegistrationWorker:
             self._sweeper = None
 
     def submit(self, job_id: str) -> None:
-        """Queue a committed job (it runs here only if this process claims it)."""
+        """Queue a committed job (it runs here only if this process claims it).
+
+        A process that does not run jobs (``IGRT_REGISTRATION_IN_PROCESS=false``) leaves it
+        queued in the database, where an ``igrt worker`` finds it.
+        """
+        if not self.runs_jobs:
+            return
         self.start()
         assert self._executor is not None
-        self._executor.submit(self._run, job_id)
+        with self._held_lock:
+            self._pending += 1
+        future = self._executor.submit(self._run, job_id)
+        future.add_done_callback(self._done)
+
+    def _done(self, _future: Future[None]) -> None:
+        with self._held_lock:
+            self._pending -= 1
+        self._freed.set()
 
     def recover(self) -> tuple[int, int]:
-        """Apply the restart policy; returns (failed running jobs, re-queued jobs)."""
-        failed = self.leases.reap(then=self._audit_reaped, unleased=True)
-        queued = self.leases.queued()
+        """Apply the restart policy; returns (failed running jobs, re-queued jobs).
+
+        A process that does not run jobs fails the abandoned ones and offers none.
+        """
+        failed = self.fail_abandoned()
+        queued = self.leases.queued() if self.runs_jobs else []
         for job_id in queued:
             self.submit(job_id)
-        return len(failed), len(queued)
+        return failed, len(queued)
+
+    def fail_abandoned(self) -> int:
+        """Fail, with the reason, the running jobs no live worker holds; how many (start-up)."""
+        return len(self.leases.reap(then=self._audit_reaped, unleased=True))
+
+    # --- a dedicated worker process (igrt worker) ------------------------------------------
+
+    def offer_queued(self) -> int:
+        """Hand the oldest queued jobs to the pool's free threads; how many were offered.
+
+        Only free threads are filled, so a job this worker cannot start at once stays in the
+        database for another worker (a job offered to two workers runs on the one whose claim
+        wins; the other's thread comes free at once).
+        """
+        with self._held_lock:
+            free = self.service.settings.registration_workers - self._pending
+        if free <= 0 or self._stopping.is_set():
+            return 0
+        offered = self.leases.queued()[:free]
+        for job_id in offered:
+            self.submit(job_id)
+        return len(offered)
+
+    def serve_queue(
+        self,
+        stop: threading.Event,
+        *,
+        poll_s: float = 1.0,
+        on_poll: Callable[[], None] | None = None,
+    ) -> None:
+        """Run queued jobs until ``stop`` is set (returns then; see :meth:`stop`).
+
+        Polls every ``poll_s`` and as soon as a thread comes free; the lease sweeper (renewal,
+        failing abandoned jobs) runs beside it. ``on_poll`` runs after each poll that did not fail
+        (a liveness signal).
+        """
+        self._serving_queue = True
+        self.start()
+        while not stop.is_set():
+            self._freed.clear()
+            try:
+                self.offer_queued()
+            except Exception:  # the database may be away for a moment; try again next time
+                _LOG.exception("registration queue poll failed")
+            else:
+                if on_poll is not None:
+                    on_poll()
+            deadline = time.monotonic() + poll_s
+            while not stop.is_set() and not self._freed.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # A short wait on the stop event keeps a SIGTERM prompt.
+                stop.wait(min(remaining, 0.05))
+
+    def stop(self, grace_s: float, hurry: threading.Event | None = None) -> set[str]:
+        """Stop taking jobs, wait up to ``grace_s`` (or until ``hurry``), release the rest.
+
+        Returns the jobs queued again (their computation still runs on a thread that cannot be
+        stopped: the caller ends the process without waiting for it). With none, the pool and
+        the sweeper are shut down.
+        """
+        self._stopping.set()
+        deadline = time.monotonic() + grace_s
+        while True:
+            with self._held_lock:
+                pending, held = self._pending, set(self._held)
+            if pending == 0 or time.monotonic() >= deadline:
+                break
+            if hurry is not None and hurry.is_set():
+                break
+            self._freed.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            self._freed.clear()
+        if not pending:
+            self.shutdown()
+            return set()
+        released = self.leases.release(held)
+        for job_id in sorted(released):
+            _LOG.warning("registration job released to the queue at stop", extra={"job_id": job_id})
+        self._stop.set()  # no more renewals: the sweeper ends
+        return released
+
+    @property
+    def idle(self) -> bool:
+        """Whether no job of this process is running or about to."""
+        with self._held_lock:
+            return self._pending == 0
 
     def sweep(self) -> list[ReapedJob]:
         """Renew leases, fail dead and overdue jobs, run jobs left queued for a lease period.
@@ -138,6 +260,8 @@ class RegistrationWorker:
             held = set(self._held)
         self.leases.renew(held)
         reaped = self.leases.reap(then=self._audit_reaped)
+        if self._serving_queue:
+            return reaped  # serve_queue offers every queued job, as threads come free
         for job_id in self.leases.queued(older_than_s=self.leases.lease_s):
             with self._held_lock:
                 offered = job_id in self._offered
@@ -166,15 +290,19 @@ class RegistrationWorker:
         # A job shares the process's heavy-work budget with uploads and assessments; it waits
         # for a slot still queued, so its time limit counts from when it really runs.
         with self.service.heavy_work.slot_when_free(self._stopping) as running:
-            if running:
+            if running and not self._stopping.is_set():
                 self._run_claimed(job_id)
 
     def _run_claimed(self, job_id: str) -> None:
         settings = self.service.settings
-        if not self.leases.claim(job_id, time_limit_s=settings.registration_time_limit_s):
-            return  # another worker has it, or it is no longer queued
+        # Held before the claim, so a stop that releases leases never misses a job claimed
+        # a moment before (renewing or releasing a job this worker lost changes nothing).
         with self._held_lock:
             self._held.add(job_id)
+        if not self.leases.claim(job_id, time_limit_s=settings.registration_time_limit_s):
+            with self._held_lock:
+                self._held.discard(job_id)
+            return  # another worker has it, or it is no longer queued
         try:
             outcome = self._execute(job_id)
         except Exception:

@@ -43,7 +43,7 @@ def _substituted(value: str) -> str:
 
 def test_the_services_and_their_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"api", "proxy", "postgres", "redis"}
+    assert set(services) == {"api", "worker", "proxy", "postgres", "redis"}
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
         for dependency, condition in service.get("depends_on", {}).items():
@@ -76,6 +76,9 @@ def test_every_igrt_variable_is_a_setting_with_an_accepted_value(compose: dict[s
     assert settings.redis_url == "redis://redis:6379/0"
     assert settings.demo_data is False
     assert settings.first_run_token is False
+    assert settings.registration_in_process is False  # the worker service runs the jobs
+    assert compose["services"]["worker"]["environment"] == environment
+    assert compose["services"]["worker"]["volumes"] == compose["services"]["api"]["volumes"]
 
 
 def test_every_igrt_command_exists(compose: dict[str, Any]) -> None:

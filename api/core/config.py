@@ -17,6 +17,9 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_MAX_IMAGE_COLUMNS``      largest frame width, pixels
 ``IGRT_MAX_DECODED_BYTES``      largest decoded pixel data (guards decompression bombs)
 ``IGRT_MAX_VOLUME_VOXELS``      most voxels in one planning CT or CBCT upload
+``IGRT_REGISTRATION_IN_PROCESS``  run registration jobs in this process (``true``); with
+                                ``false`` the process only queues them and ``igrt worker``
+                                processes on the same database run them (replicas)
 ``IGRT_REGISTRATION_WORKERS``   registration jobs run at the same time (thread pool)
 ``IGRT_REGISTRATION_TIME_LIMIT_S``  a registration still running after this long is failed
                                 with the reason (900 s; one takes seconds to a minute)
@@ -115,6 +118,10 @@ class Settings(BaseSettings):
     max_image_columns: int = Field(default=4096, gt=0)
     max_decoded_bytes: int = Field(default=2048 * _MIB, gt=0)
     max_volume_voxels: int = Field(default=512 * 512 * 1024, gt=0)
+    registration_in_process: bool = Field(
+        default=True,
+        description="Run registration jobs in this process; false leaves them to igrt worker.",
+    )
     registration_workers: int = Field(default=2, ge=1, le=16)
     registration_time_limit_s: float = Field(default=900.0, gt=0, le=24 * 3600)
     heavy_work_max_concurrent: int = Field(default=3, ge=2, le=64)

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         simulate,
         store,
         token,
+        worker,
     )
 
     parser = argparse.ArgumentParser(
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.register(commands)
     store.register(commands)
     token.register(commands)
+    worker.register(commands)
     return parser
 
 
