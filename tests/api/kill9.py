@@ -537,6 +537,74 @@ def _client_thread(
         loop.error = error
 
 
+def _kill_once(
+    server: LiveServer, context: _Context, operation: str, delay_s: float, tally: KillTally
+) -> tuple[list[Acknowledged], bool]:
+    """Run the operation's loop, SIGKILL the server after ``delay_s``; what was acknowledged,
+    and whether a request (or a registration job) was under way at the kill."""
+    loop = _Loop()
+    stop = threading.Event()
+    client = server.client(context.tokens["console"])
+    thread = threading.Thread(
+        target=_client_thread,
+        args=(_LOOPS[operation], client, context, loop, stop),
+        name=f"kill9-{operation}",
+        daemon=True,
+    )
+    thread.start()
+    time.sleep(delay_s)
+    in_flight = loop.in_flight or loop.job_status in ("queued", "running")
+    server.kill()
+    stop.set()
+    thread.join(timeout=60)
+    client.close()
+    if loop.error is not None:
+        raise RuntimeError(f"the client failed: {loop.error!r}") from loop.error
+    tally.kills += 1
+    tally.kills_in_flight += int(in_flight)
+    for code, count in loop.refused.items():
+        tally.refused[code] = tally.refused.get(code, 0) + count
+    return loop.acknowledged, in_flight
+
+
+def _check_restart(
+    server: LiveServer,
+    context: _Context,
+    data_dir: Path,
+    acknowledged: list[Acknowledged],
+    tally: KillTally,
+) -> None:
+    """Restart; count jobs a dead worker left running, records lost and orphans collected."""
+    restart = time.monotonic()
+    server.start()
+    tally.restart_s.append(time.monotonic() - restart)
+    pid = server.process.pid if server.process else None
+    stale = [job for job in _jobs(data_dir, "running") if _owner_pid(job[2]) != pid]
+    tally.jobs_left_running += len(stale)
+    with server.client(context.tokens["therapist"]) as reader:
+        for record in acknowledged:
+            if (why := lost_reason(reader, record)) is not None:
+                tally.lost.append(why)
+    _settle(data_dir)
+    _collect_orphans(data_dir, tally)
+
+
+def _tally_jobs(
+    server: LiveServer, context: _Context, records: list[Acknowledged], tally: KillTally
+) -> None:
+    """The final status of every acknowledged registration job."""
+    with server.client(context.tokens["therapist"]) as reader:
+        for record in records:
+            if record.kind != "registration":
+                continue
+            job = reader.get(f"/api/v1/registrations/{record.record_id}").json()
+            status = str(job["status"])
+            tally.job_statuses[status] = tally.job_statuses.get(status, 0) + 1
+            tally.interrupted_jobs += int(
+                status == "failed" and "interrupted" in str(job.get("reason"))
+            )
+
+
 def run_kills(
     operation: str,
     kills: int,
@@ -582,46 +650,13 @@ def run_kills(
         _settle(data_dir)
         for kill in range(kills):
             delay_s = rng.uniform(0.0, window_s)
-            loop = _Loop()
-            stop = threading.Event()
-            client = server.client(context.tokens["console"])
-            thread = threading.Thread(
-                target=_client_thread,
-                args=(_LOOPS[operation], client, context, loop, stop),
-                name=f"kill9-{operation}",
-                daemon=True,
-            )
-            thread.start()
-            time.sleep(delay_s)
-            in_flight = loop.in_flight or loop.job_status in ("queued", "running")
-            server.kill()
-            stop.set()
-            thread.join(timeout=60)
-            client.close()
-            if loop.error is not None:
-                raise RuntimeError(f"the client failed: {loop.error!r}") from loop.error
-            tally.kills += 1
-            tally.kills_in_flight += int(in_flight)
-            for code, count in loop.refused.items():
-                tally.refused[code] = tally.refused.get(code, 0) + count
-            all_acknowledged.extend(loop.acknowledged)
-
-            restart = time.monotonic()
-            server.start()
-            tally.restart_s.append(time.monotonic() - restart)
-            pid = server.process.pid if server.process else None
-            stale = [j for j in _jobs(data_dir, "running") if _owner_pid(j[2]) != pid]
-            tally.jobs_left_running += len(stale)
-            with server.client(context.tokens["therapist"]) as reader:
-                for record in loop.acknowledged:
-                    if (why := lost_reason(reader, record)) is not None:
-                        tally.lost.append(why)
-            _settle(data_dir)
-            _collect_orphans(data_dir, tally)
+            acknowledged, in_flight = _kill_once(server, context, operation, delay_s, tally)
+            all_acknowledged.extend(acknowledged)
+            _check_restart(server, context, data_dir, acknowledged, tally)
             log(
                 f"{operation} kill {kill + 1}/{kills} at {delay_s:.2f} s "
                 f"({'in flight' if in_flight else 'between requests'}): "
-                f"{len(loop.acknowledged)} acknowledged, {len(tally.lost)} lost so far, "
+                f"{len(acknowledged)} acknowledged, {len(tally.lost)} lost so far, "
                 f"{tally.orphans_collected} orphans collected so far"
             )
         # Everything acknowledged, once more, after every repair.
@@ -629,15 +664,7 @@ def run_kills(
             for record in all_acknowledged:
                 if (why := lost_reason(reader, record)) is not None and why not in tally.lost:
                     tally.lost.append(why)
-            for record in all_acknowledged:
-                if record.kind != "registration":
-                    continue
-                job = reader.get(f"/api/v1/registrations/{record.record_id}").json()
-                status = str(job["status"])
-                tally.job_statuses[status] = tally.job_statuses.get(status, 0) + 1
-                tally.interrupted_jobs += int(
-                    status == "failed" and "interrupted" in str(job.get("reason"))
-                )
+        _tally_jobs(server, context, all_acknowledged, tally)
     finally:
         server.stop()
     tally.acknowledged = len(all_acknowledged)
