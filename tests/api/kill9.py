@@ -47,6 +47,7 @@ from tests.api.live_server import LiveServer, service_environment
 
 __all__ = [
     "OPERATIONS",
+    "STORING_OPERATIONS",
     "Acknowledged",
     "KillInputs",
     "KillTally",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 OPERATIONS = ("upload", "assessment", "registration")
+STORING_OPERATIONS = ("upload", "registration")
+"""The operations that store files (an assessment is a row only)."""
 SETTLE_TIMEOUT_S = 300.0
 _POLL_S = 0.05
 _TERMINAL = ("completed", "failed")
@@ -100,7 +103,9 @@ class KillTally:
     """What the kills of one operation gave."""
 
     operation: str
+    after_store: bool = False  # killed as soon as a file was stored, not at a random moment
     kills: int = 0
+    kills_at_moment: int = 0  # kills at the intended moment (after_store: a file was stored)
     kills_in_flight: int = 0  # a request (or, for registrations, a job) was under way
     acknowledged: int = 0
     lost: list[str] = field(default_factory=list)
@@ -117,6 +122,10 @@ class KillTally:
     seconds: float = 0.0
 
     @property
+    def label(self) -> str:
+        return f"{self.operation} (after store)" if self.after_store else self.operation
+
+    @property
     def met(self) -> bool:
         """Issue 12's target: nothing lost, no orphan left, no job left running."""
         return not self.lost and self.left_after_repair == 0 and self.jobs_left_running == 0
@@ -124,7 +133,9 @@ class KillTally:
     def to_dict(self) -> dict[str, Any]:
         return {
             "operation": self.operation,
+            "moment": "after a file is stored" if self.after_store else "random (seeded)",
             "kills": self.kills,
+            "kills_at_moment": self.kills_at_moment,
             "kills_in_flight": self.kills_in_flight,
             "acknowledged": self.acknowledged,
             "lost": len(self.lost),
@@ -537,11 +548,43 @@ def _client_thread(
         loop.error = error
 
 
+def _stored_files(store_dir: Path) -> set[Path]:
+    return {path for path in store_dir.rglob("*") if path.is_file()}
+
+
+def _until_a_file_is_stored(store_dir: Path, timeout_s: float) -> Callable[[], bool]:
+    """A kill moment: as soon as a new file is in the store (polled every millisecond), before
+    the service can commit the row naming it; whether one came within ``timeout_s``."""
+    before = _stored_files(store_dir)
+
+    def wait() -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if _stored_files(store_dir) - before:
+                return True
+            time.sleep(0.001)
+        return False
+
+    return wait
+
+
+def _after(delay_s: float) -> Callable[[], bool]:
+    def wait() -> bool:
+        time.sleep(delay_s)
+        return True
+
+    return wait
+
+
 def _kill_once(
-    server: LiveServer, context: _Context, operation: str, delay_s: float, tally: KillTally
+    server: LiveServer,
+    context: _Context,
+    operation: str,
+    moment: Callable[[], bool],
+    tally: KillTally,
 ) -> tuple[list[Acknowledged], bool]:
-    """Run the operation's loop, SIGKILL the server after ``delay_s``; what was acknowledged,
-    and whether a request (or a registration job) was under way at the kill."""
+    """Run the operation's loop, SIGKILL the server once ``moment`` returns; what was
+    acknowledged, and whether a request (or a registration job) was under way at the kill."""
     loop = _Loop()
     stop = threading.Event()
     client = server.client(context.tokens["console"])
@@ -552,7 +595,7 @@ def _kill_once(
         daemon=True,
     )
     thread.start()
-    time.sleep(delay_s)
+    tally.kills_at_moment += int(moment())
     in_flight = loop.in_flight or loop.job_status in ("queued", "running")
     server.kill()
     stop.set()
@@ -613,6 +656,7 @@ def run_kills(
     workdir: Path,
     inputs: KillInputs,
     window_operations: float = 3.0,
+    after_store: bool = False,
     log: Callable[[str], None] = lambda _line: None,
 ) -> KillTally:
     """Kill the service ``kills`` times during ``operation``; what was lost and left over.
@@ -631,17 +675,22 @@ def run_kills(
     window_operations : float
         The kill moment is uniform in [0, window_operations x one operation's duration] after
         the client starts (measured once before the kills).
+    after_store : bool
+        Kill instead as soon as a new file is in the store, before the row naming it can be
+        committed (the moment that leaves an orphan); within three windows, else at their end.
     """
     if operation not in _LOOPS:
         raise ValueError(f"operation must be one of {OPERATIONS}")
     rng = random.Random(f"{seed}-{operation}")
-    tally = KillTally(operation)
+    tally = KillTally(operation, after_store=after_store)
     started = time.monotonic()
     data_dir = workdir / "data"
     env = service_environment(
         data_dir, demo_data="false", first_run_token="false", log_level="WARNING"
     )
     context = _Context(inputs, _create_tokens(data_dir))
+    with _database(data_dir) as (settings, _):
+        store_dir = settings.store_dir
     server = LiveServer(env, workdir / "server.log").start()
     all_acknowledged: list[Acknowledged] = []
     try:
@@ -650,11 +699,15 @@ def run_kills(
         _settle(data_dir)
         for kill in range(kills):
             delay_s = rng.uniform(0.0, window_s)
-            acknowledged, in_flight = _kill_once(server, context, operation, delay_s, tally)
+            moment = (
+                _until_a_file_is_stored(store_dir, 3 * window_s) if after_store else _after(delay_s)
+            )
+            acknowledged, in_flight = _kill_once(server, context, operation, moment, tally)
             all_acknowledged.extend(acknowledged)
             _check_restart(server, context, data_dir, acknowledged, tally)
             log(
-                f"{operation} kill {kill + 1}/{kills} at {delay_s:.2f} s "
+                f"{tally.label} kill {kill + 1}/{kills} "
+                f"{'after a store' if after_store else f'at {delay_s:.2f} s'} "
                 f"({'in flight' if in_flight else 'between requests'}): "
                 f"{len(acknowledged)} acknowledged, {len(tally.lost)} lost so far, "
                 f"{tally.orphans_collected} orphans collected so far"

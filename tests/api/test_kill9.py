@@ -24,17 +24,21 @@ def _sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-@pytest.mark.slow
-def test_no_acknowledged_upload_is_lost_when_the_service_is_killed(
-    tmp_path: Path, make_dicom: Callable[..., bytes], volumes: Volumes
-) -> None:
-    inputs = KillInputs(
+def _inputs(make_dicom: Callable[..., bytes], volumes: Volumes) -> KillInputs:
+    return KillInputs(
         patient_id=PATIENT_ID,
         fluoro_dicom=make_dicom(),
         planning_ct_mha=volumes.planning_mha,
         cbct_mha=volumes.cbct_mha,
         isocentre_lps_mm=volumes.isocentre_lps_mm,
     )
+
+
+@pytest.mark.slow
+def test_no_acknowledged_upload_is_lost_when_the_service_is_killed(
+    tmp_path: Path, make_dicom: Callable[..., bytes], volumes: Volumes
+) -> None:
+    inputs = _inputs(make_dicom, volumes)
     tally = run_kills("upload", 2, seed=12, workdir=tmp_path, inputs=inputs)
 
     assert tally.kills == 2
@@ -43,6 +47,20 @@ def test_no_acknowledged_upload_is_lost_when_the_service_is_killed(
     assert tally.rows_without_file == 0
     assert tally.left_after_repair == 0
     assert tally.jobs_left_running == 0
+
+
+@pytest.mark.slow
+def test_a_kill_right_after_a_file_is_stored_leaves_an_orphan_the_repair_collects(
+    tmp_path: Path, make_dicom: Callable[..., bytes], volumes: Volumes
+) -> None:
+    inputs = _inputs(make_dicom, volumes)
+    tally = run_kills("upload", 1, seed=12, workdir=tmp_path, inputs=inputs, after_store=True)
+
+    assert tally.kills_at_moment == 1, "no file was stored before the wait ended"
+    assert tally.orphans_collected >= 1  # the file whose row was never committed
+    assert tally.rows_without_file == 0
+    assert tally.left_after_repair == 0
+    assert tally.lost == []
 
 
 def test_a_record_not_served_as_acknowledged_counts_as_lost(
