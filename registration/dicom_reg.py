@@ -377,9 +377,11 @@ def write_spatial_registration(
 
 
 def _check_frames_of(result: RigidRegistrationResult, reference: _Source, moving: _Source) -> None:
-    """The images given must be in the Frame of Reference UIDs the result recorded (a placed
-    CBCT's matrix is wrong in any other frame); a frame the result did not know (images
-    registered without UIDs) is not checked."""
+    """Refuse images in other Frame of Reference UIDs than the result recorded.
+
+    A placed CBCT's matrix is wrong in any other frame; a frame the result did not know
+    (images registered without UIDs) is not checked.
+    """
     placement = result.cbct_placement
     if placement is None:
         return
@@ -442,8 +444,10 @@ class ReadSpatialRegistration:
 
     @property
     def ct_from_cbct(self) -> FloatArray:
-        """4x4 of the second item (the moving image) for files written by this module: a point
-        in the CBCT's own frame (the item's Frame of Reference UID) to the planning CT's.
+        """4x4 of the second item (the moving image) for files written by this module.
+
+        It maps a point in the CBCT's own frame (the item's Frame of Reference UID) to the
+        planning CT's.
 
         Raises
         ------

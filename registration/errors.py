@@ -46,8 +46,10 @@ class FrameOfReferenceMismatchError(FrameOfReferenceError):
 
 
 class IsocentreRequiredError(FrameOfReferenceMismatchError):
-    """A CBCT in another Frame of Reference than the planning CT came without the treatment
-    isocentre that places it (:mod:`registration.cbct_placement`); ``field`` names the input."""
+    """A CBCT in another Frame of Reference came without the isocentre that places it.
+
+    See :mod:`registration.cbct_placement`; ``field`` names the missing input.
+    """
 
 
 class RegistrationProcessingError(ProcessingError):

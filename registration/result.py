@@ -350,8 +350,10 @@ class RigidRegistrationResult:
 
     @property
     def ct_from_cbct_frame(self) -> FloatArray:
-        """4x4: CBCT point in its *own* coordinates (LPS mm) to the planning-CT point imaged
-        there; equals :attr:`ct_from_cbct` when the CBCT shares the planning frame."""
+        """4x4: CBCT point in its *own* coordinates (LPS mm) to the planning-CT point there.
+
+        Equals :attr:`ct_from_cbct` when the CBCT shares the planning frame.
+        """
         composed: FloatArray = self.ct_from_cbct @ self.planning_from_cbct_frame
         return composed
 

@@ -91,9 +91,9 @@ from registration._grid import (
 )
 from registration._intensity import IntensityLandmarks, LinearMap, landmarks_of
 from registration._search import masked_ncc_search
+from registration.cbct_placement import CbctPlacement, place_cbct
 from registration.clip_box import ClipBox, volume_bounds_lps_mm
 from registration.dome import DomeApex, DomeNotFoundError, find_dome_apex
-from registration.cbct_placement import CbctPlacement, place_cbct
 from registration.errors import ClipBoxError, NoOverlapError, NotConvergedError
 from registration.overlays import make_overlays
 from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL, RegistrationProtocol

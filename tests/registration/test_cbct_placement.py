@@ -79,9 +79,7 @@ def shared(
 def _recovers_the_truth(result: RigidRegistrationResult, simulation: CbctSimulation) -> None:
     assert result.quality is QualityValues.GOOD, result.reasons
     assert result.anatomy_displacement is not None
-    np.testing.assert_allclose(
-        result.anatomy_displacement.lps_mm, DISPLACEMENT_LPS_MM, atol=0.25
-    )
+    np.testing.assert_allclose(result.anatomy_displacement.lps_mm, DISPLACEMENT_LPS_MM, atol=0.25)
     assert result.anatomy_rotation_lps_deg is not None
     np.testing.assert_allclose(result.anatomy_rotation_lps_deg, ROTATION_DEG, atol=0.2)
     truth = simulation.truth
@@ -150,7 +148,8 @@ def test_room_frame_is_placed_by_the_isocentre(
         # Placing is a translation of the grid: the same voxels meet the same template.
         np.testing.assert_allclose(result.cbct_from_ct, shared.cbct_from_ct, atol=1e-9)
     placement = result.cbct_placement
-    assert placement is not None and placement.placed
+    assert placement is not None
+    assert placement.placed
     assert placement.relation is FrameRelationValues.PLACED_BY_ISOCENTRE
     assert placement.planning_frame_of_reference_uid == PLANNING_FRAME
     assert placement.cbct_frame_of_reference_uid == ROOM_FRAME
@@ -191,7 +190,8 @@ def test_room_frame_without_isocentre_is_refused(
         with pytest.raises(IsocentreRequiredError, match="treatment isocentre") as info:
             register_cbct_to_ct(planning, room.cbct_hu, patient_position="HFS")
         assert info.value.field == "isocentre_lps_mm"
-        assert PLANNING_FRAME in str(info.value) and ROOM_FRAME in str(info.value)
+        assert PLANNING_FRAME in str(info.value)
+        assert ROOM_FRAME in str(info.value)
         assert isinstance(info.value, FrameOfReferenceMismatchError)
     # The CBCT's isocentre alone does not place it: the plan's is the one that is missing.
     with pytest.raises(IsocentreRequiredError):
@@ -230,7 +230,8 @@ def test_an_unlabelled_cbct_is_placed_when_its_isocentre_is_given(
         cbct_isocentre_lps_mm=(0.0, 0.0, 0.0),
         overlays=False,
     )
-    assert result.cbct_placement is not None and result.cbct_placement.placed
+    assert result.cbct_placement is not None
+    assert result.cbct_placement.placed
     assert result.cbct_placement.cbct_frame_of_reference_uid is None
     assert result.anatomy_displacement is not None
     np.testing.assert_allclose(result.anatomy_displacement.lps_mm, DISPLACEMENT_LPS_MM, atol=0.25)

@@ -135,7 +135,9 @@ def test_a_room_frame_cbct_needs_and_uses_the_treatment_isocentre(
     assert frames["relation"] == "placed by the treatment isocentre"
     assert frames["cbct_isocentre_lps_mm"] == [0.0, 0.0, 0.0]
     assert frames["planning_ct_frame_of_reference_uid"] != frames["cbct_frame_of_reference_uid"]
-    np.testing.assert_allclose(frames["planning_from_cbct_frame"], truth["planning_from_cbct_frame"])
+    np.testing.assert_allclose(
+        frames["planning_from_cbct_frame"], truth["planning_from_cbct_frame"]
+    )
     dciodvfy(out / "registration.dcm")
     reg = read_spatial_registration(out / "registration.dcm")
     assert reg.items[1].frame_of_reference_uid == frames["cbct_frame_of_reference_uid"]
