@@ -23,8 +23,10 @@ It is an explicit input, ``cbct_isocentre_lps_mm``, with the default
 :data:`DEFAULT_CBCT_ISOCENTRE_LPS_MM` = (0, 0, 0): the CBCT is reconstructed about the centre of
 rotation, which is the origin of the reconstruction's coordinates (RTK's geometry: "isocenter is
 at (0,0,0)", RTKConsortium/RTK issue 497; XVI and OBI/TrueBeam reconstructions centred on the
-machine isocentre). Not verified here against a vendor's exported CBCT series (none is in the
-shared data): a site whose system exports another convention gives the isocentre explicitly.
+machine isocentre; this project's room system, :mod:`igrt.geometry`, has its origin there too).
+Not verified here against a vendor's exported CBCT series (none is in the shared data, and the
+vendor readers of :mod:`igrt.imageio` read projections, not reconstructions): a site whose
+system exports another convention gives the isocentre explicitly.
 The result records which was used (``cbct_isocentre_source``).
 
 Without the plan's isocentre (in planning-CT LPS mm) a CBCT in another frame cannot be placed:
