@@ -335,6 +335,7 @@ class RegistrationWorker:
                 "degrees_of_freedom": job.degrees_of_freedom,
                 "clip_box": job.clip_box_lps_mm,
                 "isocentre_lps_mm": job.isocentre_lps_mm,
+                "cbct_isocentre_lps_mm": job.cbct_isocentre_lps_mm,
                 "plan": self._plan_sources(db, job.plan_request),
             }
         try:
@@ -375,6 +376,7 @@ class RegistrationWorker:
         options: dict[str, Any] = {
             "patient_position": request["patient_position"],
             "degrees_of_freedom": request["degrees_of_freedom"],
+            "cbct_isocentre_lps_mm": request["cbct_isocentre_lps_mm"],
             "threads": 1,
         }
         plan: PlanSources | None = request["plan"]

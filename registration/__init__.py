@@ -24,6 +24,12 @@ from registration.attenuation import (
     AttenuationModel,
     ImagingModalityValues,
 )
+from registration.cbct_placement import (
+    DEFAULT_CBCT_ISOCENTRE_LPS_MM,
+    CbctPlacement,
+    FrameRelationValues,
+    place_cbct,
+)
 from registration.clip_box import DEFAULT_DOME_BOX_EXTENT_MM, ClipBox
 from registration.dicom_reg import (
     SPATIAL_REGISTRATION_SOP_CLASS_UID,
@@ -36,6 +42,7 @@ from registration.drr import BeamVolume, generate_drr, prepare_beam_volume, rend
 from registration.errors import (
     ClipBoxError,
     FrameOfReferenceMismatchError,
+    IsocentreRequiredError,
     NoOverlapError,
     NotConvergedError,
     RegistrationProcessingError,
@@ -66,6 +73,7 @@ from registration.rigid import (
 )
 
 __all__ = [
+    "DEFAULT_CBCT_ISOCENTRE_LPS_MM",
     "DEFAULT_DOME_BOX_EXTENT_MM",
     "DEFAULT_REGISTRATION_PROTOCOL",
     "KV_ATTENUATION",
@@ -73,6 +81,7 @@ __all__ = [
     "SPATIAL_REGISTRATION_SOP_CLASS_UID",
     "AttenuationModel",
     "BeamVolume",
+    "CbctPlacement",
     "ClipBox",
     "ClipBoxError",
     "DomeApex",
@@ -80,7 +89,9 @@ __all__ = [
     "DomeCheckValues",
     "DomeNotFoundError",
     "FrameOfReferenceMismatchError",
+    "FrameRelationValues",
     "ImagingModalityValues",
+    "IsocentreRequiredError",
     "KvView",
     "LevelRecord",
     "NoOverlapError",
@@ -101,6 +112,7 @@ __all__ = [
     "find_dome_apex",
     "generate_drr",
     "make_overlays",
+    "place_cbct",
     "prepare_beam_volume",
     "prepare_pair_reference",
     "prepare_planning_reference",

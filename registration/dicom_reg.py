@@ -9,8 +9,12 @@ Registration instance itself (the *reference*): ``p_A = A_M_B @ p_B``. Here:
 
 - ``A`` = the planning CT's frame of reference (the instance's ``FrameOfReferenceUID``),
 - item 1: the planning CT's frame, identity matrix,
-- item 2: the CBCT's frame, matrix ``ct_from_cbct`` = ``inv(result.cbct_from_ct)``: a point in
-  CBCT coordinates (LPS mm) goes to the planning-CT point of the same anatomy.
+- item 2: the CBCT's own frame, matrix ``result.ct_from_cbct_frame``: a point in the CBCT's
+  own coordinates (LPS mm) goes to the planning-CT point of the same anatomy. For a CBCT in
+  the planning frame that is ``ct_from_cbct`` = ``inv(result.cbct_from_ct)``; for a CBCT in
+  the treatment room's frame (another Frame of Reference UID) it also carries the placement
+  by the treatment isocentre (``ct_from_cbct @ planning_from_cbct_frame``,
+  :mod:`registration.cbct_placement`), so the item's UID and matrix belong together.
 
 When both images carry the same Frame of Reference UID (a CBCT reconstructed in the planning
 frame), the two items share it and are told apart by their referenced images and their order
@@ -272,6 +276,7 @@ def write_spatial_registration(
         raise InvalidInputError(f"{target} exists (pass overwrite=True)", field="path")
     reference = _source(planning_ct, uid_seed, "planning_ct")
     moving = _source(cbct, uid_seed, "cbct")
+    _check_frames_of(result, reference, moving)
     patient = _patient(reference, moving, {"patient_id": patient_id, "patient_name": patient_name})
     when = content_datetime if content_datetime is not None else datetime.now()
     sop_instance_uid = make_uid(uid_seed, "reg", "sop")
@@ -321,13 +326,18 @@ def write_spatial_registration(
         if source.generated_frame
     ]
     notes.append(f"rigid {result.degrees_of_freedom}DOF {result.quality.value}")
-    notes.append("item 2 maps CBCT to CT")
+    placement = result.cbct_placement
+    notes.append(
+        "item 2 maps CBCT FoR to CT, placed at isocentre"
+        if placement is not None and placement.placed
+        else "item 2 maps CBCT to CT"
+    )
     ds.ContentDescription = "; ".join(notes)[:64]
     ds.ContentCreatorName = ""
     ds.RegistrationSequence = DicomSequence(
         [
             _registration_item(reference, np.eye(4)),
-            _registration_item(moving, np.asarray(result.ct_from_cbct, dtype=np.float64)),
+            _registration_item(moving, np.asarray(result.ct_from_cbct_frame, dtype=np.float64)),
         ]
     )
     # Common Instance Reference module.
@@ -364,6 +374,29 @@ def write_spatial_registration(
         sop_instance_uids=(sop_instance_uid,),
         frame_of_reference_uid=reference.frame_of_reference_uid,
     )
+
+
+def _check_frames_of(result: RigidRegistrationResult, reference: _Source, moving: _Source) -> None:
+    """Refuse images in other Frame of Reference UIDs than the result recorded.
+
+    A placed CBCT's matrix is wrong in any other frame; a frame the result did not know
+    (images registered without UIDs) is not checked.
+    """
+    placement = result.cbct_placement
+    if placement is None:
+        return
+    for role, recorded, source in (
+        ("planning CT", placement.planning_frame_of_reference_uid, reference),
+        ("CBCT", placement.cbct_frame_of_reference_uid, moving),
+    ):
+        stated = None if source.generated_frame else source.frame_of_reference_uid
+        if recorded is not None and recorded != stated:
+            raise InvalidInputError(
+                f"the {role} given is in Frame of Reference {stated or '(none stated)'} but the "
+                f"registration was computed with one in {recorded or '(none stated)'}: pass the "
+                "images as registered",
+                field="cbct" if role == "CBCT" else "planning_ct",
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -412,6 +445,9 @@ class ReadSpatialRegistration:
     @property
     def ct_from_cbct(self) -> FloatArray:
         """4x4 of the second item (the moving image) for files written by this module.
+
+        It maps a point in the CBCT's own frame (the item's Frame of Reference UID) to the
+        planning CT's.
 
         Raises
         ------

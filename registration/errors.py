@@ -4,7 +4,8 @@ Every error derives from :mod:`igrt.errors`, so a caller can catch
 :class:`~igrt.errors.IgrtError`, or one of its two families:
 
 - :class:`~igrt.errors.InvalidInputError` (the input cannot be registered as given):
-  :class:`NoOverlapError`, :class:`ClipBoxError`, :class:`FrameOfReferenceMismatchError`,
+  :class:`NoOverlapError`, :class:`ClipBoxError`, :class:`FrameOfReferenceMismatchError`
+  (and its :class:`IsocentreRequiredError`),
   and :class:`~igrt.errors.GeometryError` for missing or inconsistent orientation.
 - :class:`~igrt.errors.ProcessingError` (the input was acceptable, the result is not
   trustworthy): :class:`NotConvergedError`.
@@ -24,6 +25,7 @@ from igrt.errors import FrameOfReferenceError, InvalidInputError, ProcessingErro
 __all__ = [
     "ClipBoxError",
     "FrameOfReferenceMismatchError",
+    "IsocentreRequiredError",
     "NoOverlapError",
     "NotConvergedError",
     "RegistrationProcessingError",
@@ -41,6 +43,13 @@ class ClipBoxError(InvalidInputError):
 
 class FrameOfReferenceMismatchError(FrameOfReferenceError):
     """The two volumes carry different DICOM Frame of Reference UIDs."""
+
+
+class IsocentreRequiredError(FrameOfReferenceMismatchError):
+    """A CBCT in another Frame of Reference came without the isocentre that places it.
+
+    See :mod:`registration.cbct_placement`; ``field`` names the missing input.
+    """
 
 
 class RegistrationProcessingError(ProcessingError):

@@ -8,7 +8,11 @@ correction and no repositioning decision (``None``), only the transform the opti
 Frames and directions
 ---------------------
 ``cbct_from_ct`` maps a planning-CT anatomical point (LPS mm) to where it lies in the CBCT
-(LPS mm, planning frame of reference); ``ct_from_cbct`` is its inverse. The anatomy
+(LPS mm, planning frame of reference: for a CBCT in the room's own frame, the CBCT placed on the
+planning CT by the treatment isocentre, :mod:`registration.cbct_placement`); ``ct_from_cbct`` is
+its inverse. ``ct_from_cbct_frame`` takes a point in the CBCT's *own* coordinates to the
+planning-CT anatomy imaged there (``ct_from_cbct @ planning_from_cbct_frame``; the DICOM REG's
+matrix); ``cbct_placement`` records both Frame of Reference UIDs and the placement. The anatomy
 displacement is ``cbct_from_ct @ c - c`` at the reference point ``c`` (the treatment
 isocentre); the couch correction is its negative (``igrt.frame_of_reference``). IEC 61217
 patient-support components follow from the session's patient position.
@@ -40,6 +44,7 @@ from igrt.frame_of_reference import (
     PatientPositionValues,
     iec_support_from_lps_matrix,
 )
+from registration.cbct_placement import CbctPlacement
 from registration.clip_box import ClipBox
 from registration.dome import DomeApex
 from registration.errors import NotConvergedError
@@ -291,6 +296,11 @@ class RigidRegistrationResult:
         Review images (``None`` when not requested).
     intensity_gain, intensity_offset : float
         CBCT value ~ gain x CT value + offset, from the final intensity fit.
+    extra : dict
+        Further JSON-able details.
+    cbct_placement : CbctPlacement or None
+        Both Frames of Reference and how the CBCT was placed on the planning CT (``None``
+        only for results built by hand: then the CBCT is taken to share the planning frame).
     """
 
     cbct_from_ct: FloatArray
@@ -323,12 +333,29 @@ class RigidRegistrationResult:
     intensity_gain: float = 1.0
     intensity_offset: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    cbct_placement: CbctPlacement | None = None
 
     @property
     def ct_from_cbct(self) -> FloatArray:
-        """4x4: CBCT point (LPS mm) to the planning-CT point imaged there (the inverse)."""
+        """4x4: CBCT point (LPS mm, planning frame) to the planning-CT point imaged there."""
         inverse: FloatArray = np.asarray(np.linalg.inv(self.cbct_from_ct), dtype=np.float64)
         return inverse
+
+    @property
+    def planning_from_cbct_frame(self) -> FloatArray:
+        """4x4: CBCT point in its own coordinates to planning-CT coordinates once placed."""
+        if self.cbct_placement is None:
+            return np.eye(4)
+        return np.array(self.cbct_placement.planning_from_cbct_frame, dtype=np.float64)
+
+    @property
+    def ct_from_cbct_frame(self) -> FloatArray:
+        """4x4: CBCT point in its *own* coordinates (LPS mm) to the planning-CT point there.
+
+        Equals :attr:`ct_from_cbct` when the CBCT shares the planning frame.
+        """
+        composed: FloatArray = self.ct_from_cbct @ self.planning_from_cbct_frame
+        return composed
 
     @property
     def trusted(self) -> bool:
@@ -407,6 +434,8 @@ class RigidRegistrationResult:
             "clip_box_source": self.clip_box_source,
             "cbct_from_ct": [[float(v) for v in row] for row in self.cbct_from_ct],
             "ct_from_cbct": [[float(v) for v in row] for row in self.ct_from_cbct],
+            "ct_from_cbct_frame": [[float(v) for v in row] for row in self.ct_from_cbct_frame],
+            "frames": None if self.cbct_placement is None else self.cbct_placement.to_dict(),
             "intensity_gain": float(self.intensity_gain),
             "intensity_offset": float(self.intensity_offset),
             "protocol": self.protocol.to_dict(),

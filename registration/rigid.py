@@ -19,7 +19,9 @@ Method
 3. **Metric domain = clip box** (``STYLE.md`` pitfall 11): the template points are planning-CT
    points in the box; the CBCT is only sampled where they map to, and CBCT voxels outside its
    reconstructed field of view are invalid (NaN) and leave the sums. Nothing is initialised by
-   aligning image centres: both images share the planning frame, so the start is the identity.
+   aligning image centres: both images share the planning frame (a CBCT in the room's frame is
+   first placed by the treatment isocentre, :mod:`registration.cbct_placement`), so the start
+   is the identity.
 4. **Capture range** (:mod:`registration._search`): an exhaustive search of every translation
    on a 4 mm lattice within ``capture_range_mm`` + 8 mm, by masked normalised
    cross-correlation computed with FFTs (17^3 shifts in ~20 ms), sub-voxel by parabolas.
@@ -89,14 +91,10 @@ from registration._grid import (
 )
 from registration._intensity import IntensityLandmarks, LinearMap, landmarks_of
 from registration._search import masked_ncc_search
+from registration.cbct_placement import CbctPlacement, place_cbct
 from registration.clip_box import ClipBox, volume_bounds_lps_mm
 from registration.dome import DomeApex, DomeNotFoundError, find_dome_apex
-from registration.errors import (
-    ClipBoxError,
-    FrameOfReferenceMismatchError,
-    NoOverlapError,
-    NotConvergedError,
-)
+from registration.errors import ClipBoxError, NoOverlapError, NotConvergedError
 from registration.overlays import make_overlays
 from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL, RegistrationProtocol
 from registration.result import (
@@ -334,17 +332,6 @@ def _check_threads(threads: int) -> None:
         )
 
 
-def _check_frames(ct: Volume, cbct: Volume) -> None:
-    ct_uid, cbct_uid = ct.frame_of_reference_uid, cbct.frame_of_reference_uid
-    if ct_uid and cbct_uid and ct_uid != cbct_uid:
-        raise FrameOfReferenceMismatchError(
-            f"the planning CT (Frame of Reference UID {ct_uid}) and the CBCT ({cbct_uid}) are "
-            "not in the same frame of reference; register them only after mapping one into "
-            "the other's frame",
-            field="frame_of_reference_uid",
-        )
-
-
 def _search_margin_voxels(protocol: RegistrationProtocol) -> int:
     return math.ceil((protocol.capture_range_mm + _SEARCH_EXTRA_MARGIN_MM) / _SEARCH_SPACING_MM)
 
@@ -357,6 +344,7 @@ def register_cbct_to_ct(
     clip_box: ClipBox | None = None,
     degrees_of_freedom: Literal[3, 6] = 6,
     isocentre_lps_mm: npt.ArrayLike | None = None,
+    cbct_isocentre_lps_mm: npt.ArrayLike | None = None,
     protocol: RegistrationProtocol | None = None,
     cbct_padding_value: float | Literal["auto"] | None = "auto",
     overlays: bool = True,
@@ -370,8 +358,10 @@ def register_cbct_to_ct(
     planning_ct : igrt.volume.Volume, igrt.imageio.LoadedVolume or PlanningReference
         Planning CT in HU (or its prepared reference, see :func:`prepare_planning_reference`).
     cbct : igrt.volume.Volume or igrt.imageio.LoadedVolume
-        The day's CBCT in the planning frame of reference (the couch placed the planned
-        isocentre at the machine isocentre), any direction cosines; its HU may be wrong.
+        The day's CBCT, any direction cosines; its HU may be wrong. In the planning CT's
+        Frame of Reference (same UID) it is registered as it is; in another one (a linac's
+        room frame) it is first placed by the treatment isocentre
+        (:mod:`registration.cbct_placement`: ``isocentre_lps_mm`` is then required).
     patient_position : PatientPositionValues or str, optional
         The session's DICOM Patient Position (IEC conversions). Taken from the CBCT's file
         (a :class:`~igrt.imageio.LoadedVolume`) when omitted.
@@ -385,8 +375,14 @@ def register_cbct_to_ct(
         protocol's rotation tolerance makes the result QUESTIONABLE (a translation-only fit
         would absorb the rotation into the translation).
     isocentre_lps_mm : array_like of float, optional
-        Treatment isocentre (the reference point of the displacement), LPS mm; the CBCT grid
-        centre by default (a linac reconstructs its CBCT about the isocentre).
+        Treatment isocentre (the reference point of the displacement), planning-CT LPS mm; the
+        CBCT grid centre by default (a linac reconstructs its CBCT about the isocentre) for a
+        CBCT in the planning frame. Required for a CBCT in another frame, which it places.
+    cbct_isocentre_lps_mm : array_like of float, optional
+        The machine isocentre in the CBCT's own LPS mm, for a CBCT in another frame;
+        :data:`~registration.cbct_placement.DEFAULT_CBCT_ISOCENTRE_LPS_MM` (its origin) by
+        default. Given for a CBCT without a Frame of Reference UID, it states that the CBCT is
+        in its own frame. The result's ``cbct_placement`` records the frames and what was used.
     protocol : RegistrationProtocol, optional
         Thresholds (:data:`~registration.protocol.DEFAULT_REGISTRATION_PROTOCOL`).
     cbct_padding_value : float, "auto" or None, optional
@@ -411,8 +407,9 @@ def register_cbct_to_ct(
         If the two volumes do not share space.
     ClipBoxError
         If the clip box lies outside the planning CT or outside the CBCT.
-    FrameOfReferenceMismatchError
-        If both volumes carry Frame of Reference UIDs and they differ.
+    IsocentreRequiredError
+        If the CBCT is in another Frame of Reference and ``isocentre_lps_mm`` is not given
+        (a :class:`~registration.errors.FrameOfReferenceMismatchError`).
     FrameOfReferenceError
         If no or an unknown patient position is given.
     InvalidInputError
@@ -459,16 +456,25 @@ def register_cbct_to_ct(
                 "the clip box is fixed by the PlanningReference; prepare a new one",
                 field="clip_box",
             )
-        reference = planning_ct
+        prepared: PlanningReference | None = planning_ct
+        ct = planning_ct.planning_ct
     else:
-        ct_volume, _ = _as_volume(planning_ct, "planning_ct")
-        _check_frames(ct_volume, cbct_volume)
-        _check_overlap(ct_volume, cbct_volume)
-        reference = prepare_planning_reference(ct_volume, clip_box=clip_box, threads=threads)
-        started = time.perf_counter()
-    ct = reference.planning_ct
-    _check_frames(ct, cbct_volume)
+        ct, _ = _as_volume(planning_ct, "planning_ct")
+        prepared = None
+    # From here on the CBCT is in planning-CT coordinates (moved there when its frame is
+    # another); the placement says how, for the result and the DICOM REG.
+    cbct_volume, placement = place_cbct(
+        ct,
+        cbct_volume,
+        isocentre_lps_mm=isocentre_lps_mm,
+        cbct_isocentre_lps_mm=cbct_isocentre_lps_mm,
+    )
     _check_overlap(ct, cbct_volume)
+    if prepared is None:
+        reference = prepare_planning_reference(ct, clip_box=clip_box, threads=threads)
+        started = time.perf_counter()
+    else:
+        reference = prepared
     box = reference.clip_box
     cbct_lower, cbct_upper = volume_bounds_lps_mm(cbct_volume)
     if box.fraction_inside(cbct_lower, cbct_upper) < _MIN_CLIP_BOX_IN_CBCT:
@@ -497,6 +503,7 @@ def register_cbct_to_ct(
         dome_check=dome_check,
         reference_point=reference_point,
         reference_source=reference_source,
+        placement=placement,
         position=position,
         dof=degrees_of_freedom,
         protocol=protocol,
@@ -958,6 +965,7 @@ def _assemble(
     dome_check: DomeCheck,
     reference_point: FloatArray,
     reference_source: str,
+    placement: CbctPlacement,
     position: PatientPositionValues,
     dof: int,
     protocol: RegistrationProtocol,
@@ -998,6 +1006,7 @@ def _assemble(
         cbct_from_ct=outcome.cbct_from_ct,
         reference_point_lps_mm=reference_point,
         reference_point_source=reference_source,
+        cbct_placement=placement,
         patient_position=position,
         degrees_of_freedom=dof,
         quality=quality,

@@ -335,6 +335,8 @@ class RegistrationJob(Base):
     degrees_of_freedom: Mapped[int]
     clip_box_lps_mm: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
     isocentre_lps_mm: Mapped[list[float] | None] = mapped_column(JSON(), default=None)
+    # The machine isocentre in a room-frame CBCT's own LPS mm (registration.cbct_placement).
+    cbct_isocentre_lps_mm: Mapped[list[float] | None] = mapped_column(JSON(), default=None)
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(2000), default=None)
     quality: Mapped[str | None] = mapped_column(String(16), default=None)

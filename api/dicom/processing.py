@@ -15,7 +15,12 @@
   ``registration.create`` with ``"automatic": true``): the latest planning CT of any of the
   patient's sessions, 6 degrees of freedom, automatic clip box and the CBCT centre, as a
   ``POST .../registrations`` without options would. Without a planning CT nothing is queued
-  (the volume's audit event says so).
+  (the volume's audit event says so). A CBCT in another Frame of Reference than the planning
+  CT (a linac's room frame) is placed by the treatment isocentre
+  (:mod:`registration.cbct_placement`): the job takes it from the patient's RT Plan when
+  exactly one received plan states the planning CT's Frame of Reference (``plan_request``
+  with ``"automatic": true``); otherwise the job is queued without one and fails naming the
+  missing isocentre (a plan that states no frame of its own, as Eclipse's, is not guessed at).
 
 One worker thread does the work in arrival order. Every outcome is committed on the
 instances (``processing_status`` ``done`` with links, or ``failed`` with the reason); an
@@ -408,10 +413,12 @@ class DicomProcessor:
         ).first()
         if planning is None:
             return None
+        plan_request = _automatic_plan(db, planning, cbct, session.patient_id)
         job = RegistrationJob(
             session_id=session.id,
             planning_ct_upload_id=planning.id,
             cbct_upload_id=cbct.id,
+            plan_request=plan_request,
             degrees_of_freedom=6,
             status=RegistrationStatusValues.QUEUED.value,
             software_version=igrt.__version__,
@@ -429,8 +436,45 @@ class DicomProcessor:
                 "planning_ct_upload_id": planning.id,
                 "cbct_upload_id": cbct.id,
                 "degrees_of_freedom": job.degrees_of_freedom,
+                "rt_plan_instance_id": None
+                if plan_request is None
+                else plan_request["rt_plan_instance_id"],
                 "source": "dicom_receiver",
                 "automatic": True,
             },
         )
         return job
+
+
+def _automatic_plan(
+    db: Session, planning: VolumeUpload, cbct: VolumeUpload, patient_id: str
+) -> dict[str, Any] | None:
+    """The plan request placing a room-frame CBCT: the one received plan in the CT's frame.
+
+    ``None`` when the CBCT shares the planning CT's frame (nothing to place), or when no or
+    several received RT Plans state the planning CT's Frame of Reference (no guess: the job
+    then fails naming the missing isocentre).
+    """
+    ct_uid = (planning.geometry or {}).get("frame_of_reference_uid") or None
+    cbct_uid = (cbct.geometry or {}).get("frame_of_reference_uid") or None
+    if ct_uid is None or cbct_uid is None or ct_uid == cbct_uid:
+        return None
+    plans = list(
+        db.scalars(
+            select(DicomInstance.id).where(
+                DicomInstance.patient_id == patient_id,
+                DicomInstance.kind == ObjectKindValues.RT_PLAN.value,
+                DicomInstance.frame_of_reference_uid == ct_uid,
+            )
+        )
+    )
+    if len(plans) != 1:
+        return None
+    return {
+        "rt_plan_instance_id": plans[0],
+        "rt_struct_instance_id": None,
+        "roi": None,
+        "roi_margin_mm": 0.0,
+        "beam": None,
+        "automatic": True,
+    }

@@ -108,6 +108,35 @@ def _volume(
     return volume
 
 
+def _check_frames(planning: VolumeUpload, cbct: VolumeUpload, body: RegistrationCreate) -> None:
+    """A CBCT in another Frame of Reference needs the treatment isocentre that places it.
+
+    The rule of :func:`registration.cbct_placement.place_cbct`, checked at once from the stored
+    geometries (422) rather than as a failed job.
+    """
+    ct_uid = (planning.geometry or {}).get("frame_of_reference_uid") or None
+    cbct_uid = (cbct.geometry or {}).get("frame_of_reference_uid") or None
+    shared = ct_uid is not None and ct_uid == cbct_uid
+    if shared and body.cbct_isocentre_lps_mm is not None:
+        raise ApiError(
+            422,
+            f"the CBCT shares the planning CT's Frame of Reference ({ct_uid}): it is not placed "
+            "by an isocentre, so cbct_isocentre_lps_mm does not apply",
+            field="cbct_isocentre_lps_mm",
+        )
+    other_frame = ct_uid is not None and cbct_uid is not None and ct_uid != cbct_uid
+    placed = other_frame or (not shared and body.cbct_isocentre_lps_mm is not None)
+    if placed and body.isocentre_lps_mm is None and body.plan is None:
+        raise ApiError(
+            422,
+            f"the CBCT is in Frame of Reference {cbct_uid or '(none stated)'} (the treatment "
+            f"room's) and the planning CT in {ct_uid or '(none stated)'}: placing it on the "
+            "planning CT needs the treatment isocentre, isocentre_lps_mm (planning-CT LPS mm) "
+            "or plan",
+            field="isocentre_lps_mm",
+        )
+
+
 def _received(
     db: Session, instance_id: str, field: str, kind: ObjectKindValues, session: TreatmentSession
 ) -> DicomInstance:
@@ -229,6 +258,7 @@ def create_registration(
         session,
     )
     cbct = _volume(db, body.cbct_upload_id, "cbct_upload_id", VolumeKindValues.CBCT, session)
+    _check_frames(planning, cbct, body)
     plan_request = (
         None if body.plan is None else _plan_request(db, service, body.plan, session, planning)
     )
@@ -242,6 +272,9 @@ def create_registration(
         if body.clip_box_lps_mm is None
         else body.clip_box_lps_mm.model_dump(mode="json"),
         isocentre_lps_mm=None if body.isocentre_lps_mm is None else list(body.isocentre_lps_mm),
+        cbct_isocentre_lps_mm=None
+        if body.cbct_isocentre_lps_mm is None
+        else list(body.cbct_isocentre_lps_mm),
         plan_request=plan_request,
         status=RegistrationStatusValues.QUEUED.value,
         software_version=igrt.__version__,

@@ -178,7 +178,16 @@ class RegistrationCreate(BaseModel):
     )
     isocentre_lps_mm: _Vector | None = Field(
         default=None,
-        description="Treatment isocentre (reference point), LPS mm; the CBCT centre by default.",
+        description="Treatment isocentre (reference point), planning-CT LPS mm; the CBCT centre "
+        "by default for a CBCT in the planning CT's Frame of Reference. A CBCT in another frame "
+        "(a linac's room frame) is placed on the planning CT by it, so it (or `plan`) is then "
+        "required (422 otherwise).",
+    )
+    cbct_isocentre_lps_mm: _Vector | None = Field(
+        default=None,
+        description="The machine isocentre in the CBCT's own LPS mm, for a CBCT in another "
+        "Frame of Reference than the planning CT; (0, 0, 0), the origin of a reconstruction "
+        "centred on the isocentre, by default. The result's `frames` records what was used.",
     )
 
     plan: PlanFocusRequest | None = Field(
@@ -191,6 +200,10 @@ class RegistrationCreate(BaseModel):
     def _isocentre_bounded(self) -> RegistrationCreate:
         if self.isocentre_lps_mm is not None and any(abs(v) > 5000 for v in self.isocentre_lps_mm):
             raise ValueError("isocentre_lps_mm must lie within 5 m of the origin")
+        if self.cbct_isocentre_lps_mm is not None and any(
+            abs(v) > 5000 for v in self.cbct_isocentre_lps_mm
+        ):
+            raise ValueError("cbct_isocentre_lps_mm must lie within 5 m of the origin")
         if self.plan is not None and (
             self.clip_box_lps_mm is not None or self.isocentre_lps_mm is not None
         ):
@@ -208,6 +221,7 @@ _JOB_EXAMPLE: JsonDict = {
     "degrees_of_freedom": 3,
     "clip_box_lps_mm": None,
     "isocentre_lps_mm": None,
+    "cbct_isocentre_lps_mm": None,
     "plan_request": None,
     "status": "completed",
     "reason": None,
@@ -239,6 +253,7 @@ class RegistrationPublic(BaseModel):
     degrees_of_freedom: int
     clip_box_lps_mm: ClipBoxLps | None
     isocentre_lps_mm: _Vector | None
+    cbct_isocentre_lps_mm: _Vector | None = None
     plan_request: dict[str, Any] | None = Field(
         default=None,
         description="The plan request (`plan` of the creation) with the focus it gave when "

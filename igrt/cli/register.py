@@ -16,6 +16,13 @@ with ``--structures RTSTRUCT.dcm --roi NAME [--roi-margin-mm M]`` the clip box i
 extent (:mod:`registration.plan_focus`): the CT, plan and ROI must share one Frame of Reference
 and the box must contain the isocentre; ``result.json`` says where both came from.
 
+A CBCT in another Frame of Reference than the planning CT (a linac's CBCT, in the treatment
+room's frame) is placed on the planning CT by the treatment isocentre (``--plan`` or
+``--isocentre``, planning-CT LPS mm), the machine isocentre being the CBCT's LPS origin unless
+``--cbct-isocentre`` says where it is (:mod:`registration.cbct_placement`); without a treatment
+isocentre such a pair is refused (exit 2). ``result.json``'s ``frames`` records both Frame of
+Reference UIDs and the placement, and the DICOM REG relates the CBCT's own frame.
+
 It prints the quality, the couch correction along IEC 61217 patient-support axes and the
 repositioning decision. Exit codes: 0 success (``GOOD`` or ``QUESTIONABLE``, the latter with its
 reasons), 2 bad input, 3 a failed registration.
@@ -76,8 +83,17 @@ def register(commands: Any) -> None:
         "--isocentre",
         default=None,
         metavar="X,Y,Z",
-        help="treatment isocentre in LPS mm, e.g. --isocentre=-60,-10,10 (default: the CBCT "
-        "grid centre, or the --plan's isocentre)",
+        help="treatment isocentre in planning-CT LPS mm, e.g. --isocentre=-60,-10,10 (default: "
+        "the --plan's isocentre, else the CBCT grid centre for a CBCT in the planning CT's "
+        "frame; required for a CBCT in another frame without --plan)",
+    )
+    parser.add_argument(
+        "--cbct-isocentre",
+        default=None,
+        metavar="X,Y,Z",
+        help="the machine isocentre in the CBCT's own LPS mm, for a CBCT in another Frame of "
+        "Reference (default 0,0,0: the origin of a reconstruction centred on the isocentre); "
+        "given for a CBCT without a Frame of Reference UID, it places that CBCT too",
     )
     plan = parser.add_argument_group(
         "from the treatment plan (the planning CT must be DICOM, in the plan's frame of reference)"
@@ -124,7 +140,9 @@ class _Stopwatch:
         return {**self._cpu_laps, "total": time.process_time() - self._cpu_started}
 
 
-def _parse_isocentre(text: str | None) -> tuple[float, float, float] | None:
+def _parse_isocentre(
+    text: str | None, option: str = "isocentre"
+) -> tuple[float, float, float] | None:
     """``"x,y,z"`` (LPS mm) as three finite floats."""
     if text is None:
         return None
@@ -134,8 +152,9 @@ def _parse_isocentre(text: str | None) -> tuple[float, float, float] | None:
     except ValueError:
         values = []
     if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        flag = "--" + option.replace("_", "-")
         raise InvalidInputError(
-            f"--isocentre needs three numbers x,y,z in LPS mm, got {text!r}", field="isocentre"
+            f"{flag} needs three numbers x,y,z in LPS mm, got {text!r}", field=option
         )
     return (values[0], values[1], values[2])
 
@@ -207,6 +226,7 @@ def _run(arguments: argparse.Namespace) -> int:
     from registration.plan_focus import register_with_plan
 
     isocentre = _parse_isocentre(arguments.isocentre)
+    cbct_isocentre = _parse_isocentre(arguments.cbct_isocentre, "cbct_isocentre")
     _check_plan_arguments(arguments)
     clock = _Stopwatch()
     ct = read_volume(arguments.ct)
@@ -228,6 +248,7 @@ def _run(arguments: argparse.Namespace) -> int:
         "patient_position": position,
         "degrees_of_freedom": arguments.dof,
         "overlays": True,
+        "cbct_isocentre_lps_mm": cbct_isocentre,
     }
     if focus is not None:
         result = register_with_plan(reference, cbct, focus, **options)
@@ -249,6 +270,16 @@ def _run(arguments: argparse.Namespace) -> int:
 
     print(f"quality: {result.quality.value}")
     print(f"isocentre from: {result.reference_point_source}")
+    placement = result.cbct_placement
+    if placement is not None and placement.placed:
+        assert placement.cbct_isocentre_lps_mm is not None
+        x, y, z = (float(v) for v in placement.cbct_isocentre_lps_mm)
+        print(
+            f"CBCT frame {placement.cbct_frame_of_reference_uid} placed on the planning CT's "
+            f"{placement.planning_frame_of_reference_uid}: its machine isocentre "
+            f"({x:g}, {y:g}, {z:g}) mm ({placement.cbct_isocentre_source}) on the treatment "
+            "isocentre"
+        )
     print(f"clip box from: {result.clip_box_source}")
     for reason in result.reasons:
         print(f"  - {reason}")

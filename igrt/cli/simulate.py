@@ -68,6 +68,14 @@ def register(commands: Any) -> None:
         default="fast",
         help="fast: image-domain CBCT artefacts; rtk: forward projection + FDK (needs [sim])",
     )
+    cbct.add_argument(
+        "--cbct-frame",
+        choices=("planning", "room"),
+        default="planning",
+        help="planning: the CBCT in the planning CT's Frame of Reference (registers as it is); "
+        "room: as a linac writes it, its own Frame of Reference with the machine isocentre at "
+        "its LPS origin (register it with --isocentre, the truth's isocentre_lps_mm, or --plan)",
+    )
     cbct.set_defaults(handler=_simulate_cbct)
 
 
@@ -215,29 +223,44 @@ def _simulate_fluoro(arguments: argparse.Namespace) -> int:
 
 
 def _simulate_cbct(arguments: argparse.Namespace) -> int:
-    from fixtures.cbct import simulate_cbct
+    from fixtures.cbct import in_room_frame, simulate_cbct
     from fixtures.fluoro import default_isocentre_lps_mm
     from fixtures.motion import BreathingMotionModel
     from igrt.imageio import write_ct_series, write_volume_mha
+    from igrt.imageio._dicom_attributes import make_uid
+    from igrt.volume import Volume
 
     anatomy = _anatomy(arguments.anatomy)
     isocentre = default_isocentre_lps_mm(BreathingMotionModel.from_anatomy(anatomy))
+    uid_seed = f"igrt-sim-cbct-{arguments.anatomy}-{arguments.seed}"
+    planning_ct = anatomy.ct_hu
+    room_frame = arguments.cbct_frame == "room"
+    if room_frame and planning_ct.frame_of_reference_uid is None:
+        # Both files must state their frames (MHA too), or a reader would take them as one.
+        planning_ct = Volume(
+            planning_ct.array,
+            planning_ct.spacing_mm,
+            planning_ct.origin_lps_mm,
+            planning_ct.direction,
+            frame_of_reference_uid=make_uid(uid_seed, "frame", "planning"),
+        )
     simulation = simulate_cbct(
-        anatomy.ct_hu,
+        planning_ct,
         isocentre_lps_mm=isocentre,
         anatomy_displacement_lps_mm=arguments.shift_mm,
         rotation_deg=arguments.rotation_deg,
         method=arguments.method,
         seed=arguments.seed,
     )
+    if room_frame:
+        simulation = in_room_frame(simulation, make_uid(uid_seed, "frame", "room"))
     out: Path = arguments.out
     out.mkdir(parents=True, exist_ok=True)
-    uid_seed = f"igrt-sim-cbct-{arguments.anatomy}-{arguments.seed}"
-    # The simulated CBCT is reconstructed in the planning frame (the anatomy moved, not the
-    # coordinates), so both series share one Frame of Reference, as a registration expects.
+    # In the planning frame the CBCT shares the planning CT's Frame of Reference (the anatomy
+    # moved, not the coordinates); in the room frame it keeps its own.
     frame_of_reference_uid: str | None = None
     for name, volume, modality in (
-        ("planning_ct", anatomy.ct_hu, "CT"),
+        ("planning_ct", planning_ct, "CT"),
         ("cbct", simulation.cbct_hu, "CT"),
     ):
         write_volume_mha(volume, out / f"{name}.mha")
@@ -253,12 +276,13 @@ def _simulate_cbct(arguments: argparse.Namespace) -> int:
             patient_id=_PATIENT_ID,
             patient_name=_PATIENT_NAME,
         )
-        frame_of_reference_uid = written.frame_of_reference_uid
+        frame_of_reference_uid = None if room_frame else written.frame_of_reference_uid
     document = {
         "kind": "cbct",
         "anatomy": arguments.anatomy,
         "seed": arguments.seed,
         "patient_position": arguments.patient_position,
+        "cbct_frame": arguments.cbct_frame,
         "truth": simulation.truth.to_dict(),
     }
     (out / "truth.json").write_text(json.dumps(document, indent=1))

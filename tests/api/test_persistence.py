@@ -35,7 +35,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 
 def test_migrations_reach_head_and_are_idempotent(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0011_integ"
+    assert current_revision(engine) == head_revision() == "0012_cbctiso"
     upgrade(engine)
     tables = set(inspect(engine).get_table_names())
     assert {

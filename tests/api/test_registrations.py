@@ -564,3 +564,102 @@ def test_reviews_of_registrations(
     )
     assert nothing.status_code == 422
     assert nothing.json()["field"] == "outcome"
+
+
+def test_a_cbct_in_the_room_frame_is_placed_by_the_isocentre(
+    api: InProcessApi, volumes: Volumes, tmp_path: Path, dciodvfy: DicomValidator
+) -> None:
+    import pydicom
+
+    from fixtures.fraction import simulate_phantom_fraction
+    from igrt.imageio import write_volume_mha
+    from igrt.volume import Volume
+
+    planning_frame, room_frame = "1.2.826.0.1.3680043.8.498.81", "1.2.826.0.1.3680043.8.498.82"
+    simulation = simulate_phantom_fraction(DISPLACEMENT_LPS_MM)
+    ct, cbct = simulation.planning_ct, simulation.cbct
+    isocentre = np.asarray(volumes.isocentre_lps_mm)
+    # As a linac writes it: its own Frame of Reference, the machine isocentre at its origin.
+    write_volume_mha(
+        Volume(ct.array, ct.spacing_mm, ct.origin_lps_mm, ct.direction, planning_frame),
+        tmp_path / "ct.mha",
+        patient_position="HFS",
+    )
+    write_volume_mha(
+        Volume(cbct.array, cbct.spacing_mm, cbct.origin_lps_mm - isocentre, cbct.direction,
+               room_frame),
+        tmp_path / "cbct.mha",
+        patient_position="HFS",
+    )  # fmt: skip
+    session_id = _session(api)
+    ids = {}
+    for kind, name in (("planning_ct", "ct.mha"), ("cbct", "cbct.mha")):
+        uploaded = upload_volume(
+            api, session_id, (tmp_path / name).read_bytes(), kind=kind, fmt="mha"
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        ids[kind] = uploaded.json()["id"]
+    url = f"/api/v1/sessions/{session_id}/registrations"
+    body = {"planning_ct_upload_id": ids["planning_ct"], "cbct_upload_id": ids["cbct"]}
+    refused = api.client.post(url, json=body, headers=api.headers(RoleValues.CONSOLE))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "isocentre_lps_mm"
+    assert room_frame in refused.json()["detail"]
+    created = api.client.post(
+        url,
+        json={**body, "isocentre_lps_mm": list(volumes.isocentre_lps_mm)},
+        headers=api.headers(RoleValues.CONSOLE),
+    )
+    assert created.status_code == 202, created.text
+    assert created.json()["cbct_isocentre_lps_mm"] is None
+    location = created.headers["location"]
+    job = wait_for(api.client.get, location, api.headers(RoleValues.PHYSICIST))
+    assert job["status"] == "completed", job
+    result = api.client.get(f"{location}/result", headers=api.headers(RoleValues.THERAPIST))
+    check_result(result.json())
+    frames = result.json()["document"]["frames"]
+    assert frames["relation"] == "placed by the treatment isocentre"
+    assert frames["planning_ct_frame_of_reference_uid"] == planning_frame
+    assert frames["cbct_frame_of_reference_uid"] == room_frame
+    assert frames["cbct_isocentre_lps_mm"] == [0.0, 0.0, 0.0]
+    assert frames["cbct_isocentre_source"].startswith("default")
+    reg = api.client.get(f"{location}/dicom-reg", headers=api.headers())
+    assert reg.status_code == 200, reg.text
+    dciodvfy(reg.content)
+    dataset = pydicom.dcmread(io.BytesIO(reg.content))
+    assert [item.FrameOfReferenceUID for item in dataset.RegistrationSequence] == [
+        planning_frame,
+        room_frame,
+    ]
+    matrix = np.array(
+        dataset.RegistrationSequence[1]
+        .MatrixRegistrationSequence[0]
+        .MatrixSequence[0]
+        .FrameOfReferenceTransformationMatrix,
+        dtype=np.float64,
+    ).reshape(4, 4)
+    np.testing.assert_allclose(matrix, result.json()["document"]["ct_from_cbct_frame"], atol=1e-6)
+    # The machine isocentre (the CBCT's origin) lands on the isocentre's anatomy in the plan.
+    np.testing.assert_allclose(matrix[:3, 3], isocentre - np.asarray(DISPLACEMENT_LPS_MM), atol=0.5)
+    # A CBCT isocentre for a CBCT that shares the planning frame is a 422 naming it.
+    write_volume_mha(
+        Volume(cbct.array, cbct.spacing_mm, cbct.origin_lps_mm, cbct.direction, planning_frame),
+        tmp_path / "shared.mha",
+        patient_position="HFS",
+    )
+    shared = upload_volume(
+        api, session_id, (tmp_path / "shared.mha").read_bytes(), kind="cbct", fmt="mha"
+    )
+    assert shared.status_code == 201, shared.text
+    mixed = api.client.post(
+        url,
+        json={
+            "planning_ct_upload_id": ids["planning_ct"],
+            "cbct_upload_id": shared.json()["id"],
+            "isocentre_lps_mm": list(volumes.isocentre_lps_mm),
+            "cbct_isocentre_lps_mm": [0.0, 0.0, 0.0],
+        },
+        headers=api.headers(RoleValues.CONSOLE),
+    )
+    assert mixed.status_code == 422, mixed.text
+    assert mixed.json()["field"] == "cbct_isocentre_lps_mm"

@@ -208,3 +208,43 @@ def test_another_patients_plan_is_refused(
     response = _post(api, session_id, {**body, "plan": {"rt_plan_instance_id": foreign}})
     assert response.status_code == 422, response.text
     assert response.json()["detail"] == "plan.rt_plan_instance_id belongs to another patient"
+
+
+def test_a_room_frame_cbct_is_placed_by_the_plan_isocentre(
+    planned: tuple[InProcessApi, str, str, str, dict[str, str]], volumes: Volumes, tmp_path: Path
+) -> None:
+    from igrt.imageio import read_volume, write_volume_mha
+    from igrt.volume import Volume
+
+    api, session_id, ct_id, _, ids = planned
+    (tmp_path / "planning_frame.mha").write_bytes(volumes.cbct_mha)
+    cbct = read_volume(tmp_path / "planning_frame.mha").volume
+    # As a linac writes it: the room's own frame, the machine isocentre at its origin.
+    room = Volume(
+        cbct.array,
+        cbct.spacing_mm,
+        cbct.origin_lps_mm - np.asarray(volumes.isocentre_lps_mm),
+        cbct.direction,
+        frame_of_reference_uid=OTHER_FRAME,
+    )
+    write_volume_mha(room, tmp_path / "room.mha", patient_position="HFS")
+    uploaded = upload_volume(
+        api, session_id, (tmp_path / "room.mha").read_bytes(), kind="cbct", fmt="mha"
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    body = {"planning_ct_upload_id": ct_id, "cbct_upload_id": uploaded.json()["id"]}
+    refused = _post(api, session_id, body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "isocentre_lps_mm"
+    created = _post(api, session_id, {**body, "plan": {"rt_plan_instance_id": ids["rp"]}})
+    assert created.status_code == 202, created.text
+    job = wait_for(api.client.get, created.headers["location"], api.headers())
+    assert job["status"] == "completed", job
+    result = api.client.get(f"{created.headers['location']}/result", headers=api.headers()).json()
+    check_result(result)
+    document = result["document"]
+    assert document["reference_point_source"].startswith("RT Plan ")
+    frames = document["frames"]
+    assert frames["relation"] == "placed by the treatment isocentre"
+    assert frames["cbct_frame_of_reference_uid"] == OTHER_FRAME
+    np.testing.assert_allclose(frames["planning_isocentre_lps_mm"], volumes.isocentre_lps_mm)

@@ -104,3 +104,54 @@ def test_a_volume_header_pointing_at_another_file_is_refused(
     code = main(["register", str(hostile), str(hostile), "--out", str(tmp_path / "out")])
     assert code == EXIT_BAD_INPUT
     assert "ElementDataFile" in capsys.readouterr().err
+
+
+def test_a_room_frame_cbct_needs_and_uses_the_treatment_isocentre(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dciodvfy: DicomValidator
+) -> None:
+    from igrt.cli.main import EXIT_BAD_INPUT, main
+
+    simulated = tmp_path / "sim"
+    shift = "3.2,-4.7,7.9"
+    argv = ["simulate", "cbct", "--anatomy", "phantom", "--shift-mm", shift, "--cbct-frame"]
+    assert main([*argv, "room", "--out", str(simulated)]) == 0
+    truth = json.loads((simulated / "truth.json").read_text())["truth"]
+    assert truth["cbct_frame"] == "room"
+    ct, cbct = str(simulated / "planning_ct"), str(simulated / "cbct")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    # Another Frame of Reference and no isocentre: refused, naming what is missing.
+    assert main(["register", ct, cbct, "--out", str(out)]) == EXIT_BAD_INPUT
+    assert "treatment isocentre" in capsys.readouterr().err
+    iso = ",".join(str(v) for v in truth["isocentre_lps_mm"])
+    assert main(["register", ct, cbct, "--out", str(out), f"--isocentre={iso}"]) == 0
+    assert "placed on the planning CT" in capsys.readouterr().out
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["quality"] == "good", summary["reasons"]
+    np.testing.assert_allclose(
+        summary["anatomy_displacement_lps_mm"], truth["anatomy_displacement_lps_mm"], atol=0.25
+    )
+    frames = summary["frames"]
+    assert frames["relation"] == "placed by the treatment isocentre"
+    assert frames["cbct_isocentre_lps_mm"] == [0.0, 0.0, 0.0]
+    assert frames["planning_ct_frame_of_reference_uid"] != frames["cbct_frame_of_reference_uid"]
+    np.testing.assert_allclose(
+        frames["planning_from_cbct_frame"], truth["planning_from_cbct_frame"]
+    )
+    dciodvfy(out / "registration.dcm")
+    reg = read_spatial_registration(out / "registration.dcm")
+    assert reg.items[1].frame_of_reference_uid == frames["cbct_frame_of_reference_uid"]
+    np.testing.assert_allclose(reg.ct_from_cbct, summary["ct_from_cbct_frame"], atol=1e-6)
+    # The MHA files carry both frames too: the same refusal without an isocentre.
+    with pytest.raises(InvalidInputError, match="isocentre"):
+        _run(
+            [
+                "register",
+                str(simulated / "planning_ct.mha"),
+                str(simulated / "cbct.mha"),
+                "--out",
+                str(out),
+                "--patient-position",
+                "HFS",
+            ]
+        )

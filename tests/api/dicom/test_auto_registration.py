@@ -32,8 +32,8 @@ def series(volumes: Volumes, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     (folder / "cbct.mha").write_bytes(volumes.cbct_mha)
     cbct = read_volume(folder / "cbct.mha")
     ct_files = sorted((folder / "ct").rglob("*.dcm"))
-    # The registration engine refuses a CBCT in another Frame of Reference than the planning
-    # CT's (registration.rigid._check_frames): the simulated CBCT shares it, as the simulator's.
+    # The simulated CBCT shares the planning CT's Frame of Reference (the simulator's default);
+    # a room-frame CBCT is placed by the plan's isocentre (the last test).
     frame = str(pydicom.dcmread(ct_files[0], stop_before_pixels=True).FrameOfReferenceUID)
     write_ct_series(
         cbct.volume,
@@ -115,5 +115,67 @@ def test_without_auto_registration_nothing_is_queued(
             kinds = sorted(volume.kind for volume in db.scalars(select(VolumeUpload)))
             assert kinds == ["cbct", "planning_ct"]
             assert list(db.scalars(select(RegistrationJob))) == []
+    finally:
+        receiver.stop()
+
+
+def test_a_room_frame_cbct_is_placed_by_the_received_plan(
+    clinic: Clinic,
+    series: dict[str, list[Path]],
+    volumes: Volumes,
+    tmp_path: Path,
+) -> None:
+    from fixtures.rt_objects import write_rt_plan
+    from igrt.imageio import read_volume, write_ct_series
+    from igrt.volume import Volume
+
+    frame = str(pydicom.dcmread(series["ct"][0], stop_before_pixels=True).FrameOfReferenceUID)
+    isocentre = list(volumes.isocentre_lps_mm)
+    write_rt_plan(tmp_path / "rp.dcm", [("ARC1", isocentre)], frame_of_reference_uid=frame,
+                  patient_id=PATIENT_ID)  # fmt: skip
+    plan = pydicom.dcmread(tmp_path / "rp.dcm")
+    plan.PatientName = "Test^Patient"
+    plan.save_as(tmp_path / "rp.dcm")
+    (tmp_path / "cbct.mha").write_bytes(volumes.cbct_mha)
+    cbct = read_volume(tmp_path / "cbct.mha").volume
+    # As the linac sends it: the room's own Frame of Reference, the isocentre at its origin.
+    room = Volume(cbct.array, cbct.spacing_mm, cbct.origin_lps_mm - np.asarray(isocentre),
+                  cbct.direction)  # fmt: skip
+    written = write_ct_series(
+        room,
+        tmp_path / "room",
+        patient_id=PATIENT_ID,
+        patient_name="Test^Patient",
+        uid_seed="auto-registration-room-cbct",
+    )
+    assert written.frame_of_reference_uid != frame
+    receiver = _start(clinic, auto=True)
+    try:
+        assert set(send(receiver.port, series["ct"], calling="CTSIM")) == {Status.SUCCESS}
+        assert set(send(receiver.port, [tmp_path / "rp.dcm"], calling="CTSIM")) == {Status.SUCCESS}
+        assert receiver.processor.wait_idle(120.0)
+        assert set(send(receiver.port, list(written.paths), calling="XVI")) == {Status.SUCCESS}
+        assert receiver.processor.wait_idle(120.0)
+        deadline = time.monotonic() + 180.0
+        while True:
+            with receiver.service.sessions() as db:
+                jobs = list(db.scalars(select(RegistrationJob)))
+                if jobs and jobs[0].status in ("completed", "failed"):
+                    break
+            assert time.monotonic() < deadline, [job.status for job in jobs]
+            time.sleep(0.2)
+        (job,) = jobs
+        assert job.status == "completed", job.reason
+        assert job.plan_request is not None
+        assert job.plan_request["automatic"] is True
+        document = job.result
+        assert document is not None
+        assert document["reference_point_source"].startswith("RT Plan ")
+        frames = document["frames"]
+        assert frames["relation"] == "placed by the treatment isocentre"
+        assert frames["cbct_frame_of_reference_uid"] == written.frame_of_reference_uid
+        np.testing.assert_allclose(
+            document["couch_correction_lps_mm"], -np.array(DISPLACEMENT_LPS_MM), atol=0.5
+        )
     finally:
         receiver.stop()

@@ -109,3 +109,25 @@ def test_malformed_shift_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         main(["simulate", "cbct", "--shift-mm", "3,4", "--out", str(tmp_path)])
     assert info.value.code == 2
+
+
+def test_cbct_in_the_room_frame_has_its_own_frame_of_reference(tmp_path: Path) -> None:
+    out = tmp_path / "cbct"
+    argv = ["simulate", "cbct", "--anatomy", "phantom", "--cbct-frame", "room", "--out", str(out)]
+    assert main(argv) == 0
+    planning = read_volume(out / "planning_ct")
+    cbct = read_volume(out / "cbct")
+    assert planning.volume.frame_of_reference_uid
+    assert cbct.volume.frame_of_reference_uid
+    assert planning.volume.frame_of_reference_uid != cbct.volume.frame_of_reference_uid
+    # As a linac reconstructs it: centred on the machine isocentre, its LPS origin.
+    np.testing.assert_allclose(cbct.volume.centre_lps_mm, (0.0, 0.0, 0.0), atol=1e-3)
+    for name, loaded in (("planning_ct", planning), ("cbct", cbct)):
+        mha = read_volume(out / f"{name}.mha")
+        assert mha.volume.frame_of_reference_uid == loaded.volume.frame_of_reference_uid
+    truth = json.loads((out / "truth.json").read_text())["truth"]
+    assert truth["cbct_frame"] == "room"
+    assert truth["room_frame_isocentre_lps_mm"] == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(
+        np.asarray(truth["planning_from_cbct_frame"])[:3, 3], truth["isocentre_lps_mm"]
+    )
