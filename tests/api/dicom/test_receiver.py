@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,13 @@ def test_associations_beyond_the_limit_are_rejected(
         assert second.acceptor.primitive.result == 0x02  # rejected, transient
     finally:
         first.release()
+    # The receiver frees the slot when its side of the release completes, a moment after the
+    # requestor's: a transient rejection is retried, as a console would.
+    deadline = time.monotonic() + 10.0
     third = ae.associate("127.0.0.1", receiver.port, ae_title="IGRT")
+    while not third.is_established and time.monotonic() < deadline:
+        assert third.is_rejected
+        time.sleep(0.1)
+        third = ae.associate("127.0.0.1", receiver.port, ae_title="IGRT")
     assert third.is_established
     third.release()
