@@ -669,11 +669,15 @@ class DomeDetection:
         the dome's breathing motion, or by a user).
     reason : str
         Why the detection is (or is not) confirmed, for the user.
+    required_contrast_to_noise : float or None
+        The contrast-to-noise the candidate was held to when lower than the caller's minimum
+        (a faint dome placed by anatomy); None when it was held to the caller's.
     """
 
     candidate: DomeCandidate | None
     confirmed: bool
     reason: str
+    required_contrast_to_noise: float | None = None
 
 
 @dataclass(frozen=True)
@@ -693,6 +697,9 @@ class DetectionView:
     pixel_at_isocentre_mm: float
 
 
+_FAINT_ANATOMY_FRACTION = 0.5
+"""A dome placed by anatomy is followed, unconfirmed, down to this fraction of the minimum
+contrast-to-noise: the lung field is evidence an edge found anywhere does not have."""
 _FRONTAL_VIEW = 0.3  # |patient right . u| above this: the two lungs are side by side
 _OPPOSITE_SIDE_FRACTION = 0.15
 _APEX_WINDOW_MM = 5.0
@@ -729,11 +736,9 @@ def detect_dome(
     hint_radius_px : int, optional
         How far from the hint the apex may be, pixels.
     min_contrast_to_noise : float, optional
-        An apex found from the lung field must sit on an edge this far above the frame's
-        gradient noise; otherwise the segmentation is not trusted.
+        An apex found from the lung field is confirmed when it sits on an edge this far above
+        the frame's gradient noise; down to half of it, it is returned unconfirmed (faint).
     """
-    from igrt.tracking import lung_field  # the segmentation is only needed here
-
     if hint_column_row is not None:
         column, row = hint_column_row
         region = (
@@ -744,32 +749,21 @@ def detect_dome(
         if found:
             return DomeDetection(found[0], True, "dome at the user's hint")
         return DomeDetection(None, False, "no dome edge near the user's hint")
-    side = float(np.sign(view.patient_right_towards_column))
-    if hemidiaphragm is HemidiaphragmValues.LEFT:
-        side = -side
-    frontal = abs(view.patient_right_towards_column) >= _FRONTAL_VIEW
-    fields = lung_field.find_lung_fields(image, view.pixel_at_isocentre_mm)
-    field = _field_on_side(fields, side if frontal else 0.0, image.shape[1])
-    if field is not None:
-        medial_step = -int(side) if frontal else 0
-        columns, rows = lung_field.refined_inferior_boundary(
-            field, image, view.pixel_at_isocentre_mm, medial_step
+    anatomical = _anatomical_dome(image, view, hemidiaphragm)
+    faint_floor = _FAINT_ANATOMY_FRACTION * min_contrast_to_noise
+    if anatomical is not None and anatomical.contrast_to_noise >= min_contrast_to_noise:
+        return DomeDetection(anatomical, True, "dome on the inferior boundary of the lung field")
+    if anatomical is not None and anatomical.contrast_to_noise >= faint_floor:
+        # Anatomy placed the dome but its edge is faint (a dense lower lung, a low-contrast
+        # exposure): still a far better guess than the strongest edge anywhere in the image.
+        return DomeDetection(
+            anatomical,
+            False,
+            f"dome on the inferior boundary of the lung field, but its edge is faint "
+            f"(contrast-to-noise {anatomical.contrast_to_noise:.1f} < "
+            f"{min_contrast_to_noise:.1f}): needs confirmation",
+            required_contrast_to_noise=faint_floor,
         )
-        apex = lung_field.diaphragm_apex(columns, rows, view.pixel_at_isocentre_mm)
-        if (
-            apex is not None
-            and field.holds_dome_at(apex[1])
-            and _inside_vertically(apex[1], image.shape[0], view.pixel_at_isocentre_mm)
-        ):
-            candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
-            if (
-                candidate is not None
-                and candidate.contrast_to_noise >= min_contrast_to_noise
-                and _lung_over_liver(image, candidate, view.pixel_at_isocentre_mm)
-            ):
-                return DomeDetection(
-                    candidate, True, "dome on the inferior boundary of the lung field"
-                )
     candidates = find_domes(image, polarity=1)
     chosen = choose_dome(
         candidates,
@@ -782,6 +776,42 @@ def detect_dome(
         "strength alone and needs confirmation"
     )
     return DomeDetection(chosen, False, reason)
+
+
+def _anatomical_dome(
+    image: npt.NDArray[np.float32], view: DetectionView, hemidiaphragm: HemidiaphragmValues
+) -> DomeCandidate | None:
+    """The dome where anatomy puts it: the diaphragm run of the requested lung field's boundary.
+
+    None when no field of that side is found, its boundary has no diaphragm run, the apex is
+    not in the field's lower part or has no image above and below, or it lacks textured lung
+    above smooth liver.
+    """
+    from igrt.tracking import lung_field  # the segmentation is only needed here
+
+    side = float(np.sign(view.patient_right_towards_column))
+    if hemidiaphragm is HemidiaphragmValues.LEFT:
+        side = -side
+    frontal = abs(view.patient_right_towards_column) >= _FRONTAL_VIEW
+    fields = lung_field.find_lung_fields(image, view.pixel_at_isocentre_mm)
+    field = _field_on_side(fields, side if frontal else 0.0, image.shape[1])
+    if field is None:
+        return None
+    medial_step = -int(side) if frontal else 0
+    columns, rows = lung_field.refined_inferior_boundary(
+        field, image, view.pixel_at_isocentre_mm, medial_step
+    )
+    apex = lung_field.diaphragm_apex(columns, rows, view.pixel_at_isocentre_mm)
+    if (
+        apex is None
+        or not field.holds_dome_at(apex[1])
+        or not _inside_vertically(apex[1], image.shape[0], view.pixel_at_isocentre_mm)
+    ):
+        return None
+    candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
+    if candidate is None or not _lung_over_liver(image, candidate, view.pixel_at_isocentre_mm):
+        return None
+    return candidate
 
 
 def _inside_vertically(row: float, n_rows: int, pixel_at_isocentre_mm: float) -> bool:

@@ -58,6 +58,8 @@ _BOUNDARY_MEDIAN_MM = 6.0
 _SLOPE_BASELINE_MM = 3.0
 _UNIFORM_LINE_SPREAD = 0.1
 _BORDER_GUARD_MM = 1.0
+_BORDER_RIM_MM = 6.0
+"""Air this close to the left, right or bottom border is outside the body."""
 _MAX_BORDER_FRACTION = 0.05
 
 
@@ -110,8 +112,15 @@ def _otsu(values: npt.NDArray[np.uint8]) -> float:
     return float(threshold)
 
 
-def _touches_side_or_bottom(labels: npt.NDArray[np.int32]) -> set[int]:
-    edges = np.concatenate([labels[:, 0], labels[:, -1], labels[-1, :]])
+def _touches_side_or_bottom(labels: npt.NDArray[np.int32], rim: int) -> set[int]:
+    """Labels within ``rim`` pixels of the left, right or bottom border.
+
+    Digitised radiographs often brighten over their last few millimetres (a plate's or a
+    scanner's rim): air outside the body then stops just short of the border.
+    """
+    edges = np.concatenate(
+        [labels[:, :rim].ravel(), labels[:, -rim:].ravel(), labels[-rim:, :].ravel()]
+    )
     return {int(k) for k in np.unique(edges) if k}
 
 
@@ -127,7 +136,7 @@ def _outside_air(dark: npt.NDArray[np.uint8], pixel_mm: float) -> npt.NDArray[np
     kernel = np.ones((_odd(_OPENING_MM / pixel_mm),) * 2, np.uint8)
     opened = cv2.morphologyEx(dark, cv2.MORPH_OPEN, kernel)
     labels: npt.NDArray[np.int32] = np.asarray(cv2.connectedComponents(opened)[1], np.int32)
-    outside_labels = _touches_side_or_bottom(labels)
+    outside_labels = _touches_side_or_bottom(labels, max(1, round(_BORDER_RIM_MM / pixel_mm)))
     outside = (
         np.isin(labels, list(outside_labels)) if outside_labels else np.zeros(dark.shape, bool)
     )

@@ -278,7 +278,9 @@ class DomeTracker:
         image = attenuation_image(frame, self.intensity)
         detection = self._detect(image, geometry)
         candidate = detection.candidate
-        if candidate is None or not self._strong_enough(candidate, geometry):
+        if candidate is None or not self._strong_enough(
+            candidate, geometry, detection.required_contrast_to_noise
+        ):
             return self._lost(index, time_s, geometry)
         if self._lost_state is not None:
             resumed = self._resume(frame, index, time_s, geometry, candidate)
@@ -349,9 +351,19 @@ class DomeTracker:
             min_contrast_to_noise=self.settings.min_contrast_to_noise,
         )
 
-    def _strong_enough(self, candidate: DomeCandidate, geometry: ProjectionGeometry) -> bool:
+    def _strong_enough(
+        self,
+        candidate: DomeCandidate,
+        geometry: ProjectionGeometry,
+        required_contrast_to_noise: float | None,
+    ) -> bool:
         """Above the noise, and after a loss as strong as the dome first found in this view."""
-        if candidate.contrast_to_noise < self.settings.min_contrast_to_noise:
+        floor = (
+            self.settings.min_contrast_to_noise
+            if required_contrast_to_noise is None
+            else required_contrast_to_noise
+        )
+        if candidate.contrast_to_noise < floor:
             return False
         # At another gantry angle the dome looks different; only compare like with like.
         same_view = (

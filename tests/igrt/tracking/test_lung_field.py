@@ -1,8 +1,8 @@
 """Lung-field segmentation and the diaphragm boundary on synthetic images with known geometry.
 
-Real radiographs are in ``test_detection_real_radiograph.py``; these isolate three behaviours
-found on them: a burned-in frame band, the staircase of a boundary taken row by row, and a
-segmentation that loses the medial lung.
+Real radiographs are in ``test_detection_real_radiograph.py``; these isolate four behaviours
+found on them: a burned-in frame band, a bright rim along the border, the staircase of a
+boundary taken row by row, and a segmentation that loses the medial lung.
 """
 
 from __future__ import annotations
@@ -34,6 +34,22 @@ def _chest(size: int = 800) -> npt.NDArray[np.float32]:
 def test_a_frame_band_along_the_top_does_not_join_the_lungs() -> None:
     image = _chest()
     image[:30, 40:-40] = LUNG  # a band as dark as lung, lungs reaching it
+    fields = find_lung_fields(image, PIXEL_MM)
+    centres = sorted(round(f.centroid_column_row[0]) for f in fields)
+    assert len(centres) == 2, centres
+    assert abs(centres[0] - 260) < 20
+    assert abs(centres[1] - 540) < 20
+
+
+def test_air_stopping_short_of_a_bright_rim_is_still_outside_the_body() -> None:
+    # Digitised plates often brighten over their last millimetres: the air beside the body
+    # then does not reach the border, and must not be taken for two more lungs.
+    image = _chest()
+    image[:, :80] = image[:, -80:] = AIR  # 32 mm of air each side: as large as a lung would be
+    # A 4 mm rim, uneven along the border (no uniform burned-in band).
+    uneven = BODY * (0.7 + 0.3 * np.sin(np.arange(image.shape[0]) / 20.0))
+    image[:, :10] = image[:, -10:] = uneven[:, None]
+    image[-10:, :] = uneven[None, :]
     fields = find_lung_fields(image, PIXEL_MM)
     centres = sorted(round(f.centroid_column_row[0]) for f in fields)
     assert len(centres) == 2, centres

@@ -16,6 +16,7 @@ from igrt.tracking import (
     TrackingStatusValues,
     track_dome,
 )
+from igrt.tracking.detection import DetectionView, attenuation_image, detect_dome
 
 from .conftest import GEOMETRY
 
@@ -176,3 +177,21 @@ def test_feet_first_trace_is_superior_positive(regular_clip: FluoroSimulation) -
     rows = GEOMETRY.detector_shape[0]
     np.testing.assert_allclose(ffs.apex_pixel[:, 1], rows - 1 - hfs.apex_pixel[:, 1], atol=0.3)
     assert np.corrcoef(ffs.si_isocentre_mm, regular_clip.truth.signal_si_mm)[0, 1] > 0.99
+
+
+def test_a_faint_dome_placed_by_anatomy_is_followed_and_confirmed_by_its_motion(
+    regular_clip: FluoroSimulation,
+) -> None:
+    # Held to 1.5x the dome's own contrast-to-noise, anatomy's dome is faint: it is followed
+    # unconfirmed (not LOST, not swapped for the strongest edge elsewhere) and its breathing
+    # motion then confirms it.
+    sequence = regular_clip.sequence
+    image = attenuation_image(sequence.frames[0], sequence.intensity)
+    view = DetectionView(-1.0, GEOMETRY.pixel_at_isocentre_mm[0])
+    dome = detect_dome(image, view, HemidiaphragmValues.RIGHT).candidate
+    assert dome is not None
+    settings = TrackerSettings(min_contrast_to_noise=1.5 * dome.contrast_to_noise)
+    faint = track_dome(sequence, settings)
+    usual = track_dome(sequence)
+    assert faint.tracked_fraction == 1.0
+    np.testing.assert_allclose(faint.apex_pixel, usual.apex_pixel)
