@@ -58,6 +58,7 @@ from igrt.tracking.detection import (
     HemidiaphragmValues,
     attenuation_image,
     detect_dome,
+    find_domes,
 )
 from igrt.tracking.onset import fit_edge_onset
 from igrt.tracking.results import DomeObservation, DomeTrack, TrackingStatusValues
@@ -77,6 +78,13 @@ _EDGE_ONSET_SMOOTHING = 0.2  # running-average weight of each frame's onset whil
 # patient's SI axis (the lung apex, clavicles, shoulders and plate borders barely move).
 _CONFIRMING_MOTION_MM = 3.0
 _ANATOMY_RETRY_S = 1.0  # while unconfirmed, try anatomy-aware detection again this often
+# After a loss, the dome is first looked for where it was: within this long of its last frame,
+# within the SI distance it can move meanwhile and this far sideways (the gantry may turn).
+_PREDICTION_HORIZON_S = 2.0
+_PREDICTION_SIDEWAYS_MM = 40.0
+# Where the dome is expected, a fainter edge is enough (at oblique angles it crosses the spine
+# and the heart): this fraction of the minimum contrast-to-noise.
+_PREDICTED_CONTRAST_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,7 @@ class _State:
     # they would have had: they are re-labelled if the edge is confirmed later.
     awaiting_confirmation: dict[int, TrackingStatusValues] = field(default_factory=dict)
     detected_at_s: float = 0.0  # time of the last detection attempt on this edge
+    seen_at_s: float = 0.0  # time of the last frame the dome was found on
 
 
 def _gradient(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.float32]:
@@ -276,6 +285,13 @@ class DomeTracker:
         self, frame: npt.NDArray[Any], index: int, time_s: float, geometry: ProjectionGeometry
     ) -> DomeObservation:
         image = attenuation_image(frame, self.intensity)
+        near = self._near_last_seen(image, time_s, geometry)
+        if near is not None:
+            # The candidate is where the dome was: search only around it, not a whole
+            # after-a-loss range, where a stronger edge nearby would win.
+            resumed = self._resume(frame, index, time_s, geometry, near, dt=0.0)
+            if resumed is not None:
+                return resumed
         detection = self._detect(image, geometry)
         candidate = detection.candidate
         if candidate is None or not self._strong_enough(
@@ -296,6 +312,42 @@ class DomeTracker:
         if self._reference_score is None:
             self._reference_score = candidate.score
         return self._observation(index, time_s, geometry, 1.0, TrackingStatusValues.TRACKED)
+
+    def _near_last_seen(
+        self, image: npt.NDArray[np.float32], time_s: float, geometry: ProjectionGeometry
+    ) -> DomeCandidate | None:
+        """Just after a loss, the dome edge nearest where the dome was last seen, or None.
+
+        On a turning gantry the dome often fades for a projection or two where it crosses the
+        spine or the heart; a search of the whole frame then finds a stronger edge elsewhere
+        (the other dome, the stomach) centimetres away. Breathing moves the dome at most
+        ``max_speed_mm_per_s`` along the rows, and a few degrees of rotation move it little
+        sideways, so the search starts from the last position.
+        """
+        lost = self._lost_state
+        if lost is None or not lost.confirmed:
+            return None
+        elapsed_s = time_s - lost.seen_at_s
+        if elapsed_s > _PREDICTION_HORIZON_S:
+            return None
+        pixel_u, pixel_v = geometry.pixel_at_isocentre_mm
+        reach_mm = self.settings.min_search_mm + self.settings.max_speed_mm_per_s * elapsed_s
+        reach_rows = round(reach_mm / pixel_v)
+        reach_columns = round(_PREDICTION_SIDEWAYS_MM / pixel_u)
+        row, column = round(lost.row), round(lost.column)
+        region = (
+            slice(max(0, row - reach_rows), row + reach_rows + 1),
+            slice(max(0, column - reach_columns), column + reach_columns + 1),
+        )
+        found = [
+            candidate
+            for candidate in find_domes(image, region=region, polarity=lost.polarity)
+            if candidate.contrast_to_noise
+            >= _PREDICTED_CONTRAST_FRACTION * self.settings.min_contrast_to_noise
+        ]
+        if not found:
+            return None
+        return min(found, key=lambda c: math.hypot(c.apex_row - row, c.apex_column - column))
 
     def _retry_anatomy_due(self, time_s: float) -> bool:
         """While following an unconfirmed edge, look for the dome by anatomy again now and then.
@@ -381,8 +433,13 @@ class DomeTracker:
         time_s: float,
         geometry: ProjectionGeometry,
         candidate: DomeCandidate,
+        dt: float = math.inf,
     ) -> DomeObservation | None:
-        """Pick up the dome lost earlier with its old template, keeping its calibrated apex."""
+        """Pick up the dome lost earlier with its old template, keeping its calibrated apex.
+
+        ``dt`` (s) sets the search range around the candidate, as between frames; infinite
+        (the widest range) when the candidate is only roughly placed.
+        """
         state = self._lost_state
         assert state is not None
         # Same view: the dome moves along the rows, so the template keeps its column and the
@@ -393,7 +450,7 @@ class DomeTracker:
         on_curve = candidate.curvature_per_px * (state.column - candidate.apex_column) ** 2
         state.row = candidate.apex_row + on_curve - state.steepest_offset_rows
         self._state = state
-        observation = self._follow(frame, index, time_s, geometry, math.inf)
+        observation = self._follow(frame, index, time_s, geometry, dt)
         if observation.status is TrackingStatusValues.TRACKED:
             self._lost_state = None
             return observation
@@ -648,6 +705,7 @@ class DomeTracker:
     ) -> DomeObservation:
         state = self._state
         assert state is not None
+        state.seen_at_s = time_s
         apex_row = state.row + state.apex_offset_rows
         apex_column = state.column
         columns = apex_column + np.arange(

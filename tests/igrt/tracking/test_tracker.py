@@ -8,6 +8,7 @@ import pytest
 from fixtures.fluoro import FluoroSimulation
 from fixtures.panel import PanelPhysics, log_normalise
 from igrt.errors import GeometryError, InvalidInputError
+from igrt.geometry import ProjectionGeometry
 from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.tracking import (
     DomeTracker,
@@ -195,3 +196,48 @@ def test_a_faint_dome_placed_by_anatomy_is_followed_and_confirmed_by_its_motion(
     usual = track_dome(sequence)
     assert faint.tracked_fraction == 1.0
     np.testing.assert_allclose(faint.apex_pixel, usual.apex_pixel)
+
+
+def _two_edges_sequence() -> tuple[FluoroSequence, np.ndarray]:
+    """A dome edge breathing 8 mm, lost for two frames, then joined by a stronger static edge
+    25 mm below it. No lung field: the edge is chosen by strength and confirmed by its motion.
+    Returns the sequence (attenuation-ordered) and the dome's true apex row per frame.
+    """
+    geometry = ProjectionGeometry(
+        sad_mm=1000.0,
+        sdd_mm=1500.0,
+        pixel_pitch_mm=(1.5, 1.5),
+        detector_shape=(256, 256),
+        gantry_deg=0.0,
+    )
+    times = np.arange(30) * 0.2
+    apex_rows = 100.0 + 8.0 * np.sin(2.0 * np.pi * times / 4.0)
+    rows, columns = np.mgrid[0:256, 0:256].astype(np.float64)
+    rng = np.random.default_rng(3)
+    frames = []
+    for index, apex_row in enumerate(apex_rows):
+        curve = 0.004 * (columns - 128.0) ** 2
+        frame = 1000.0 + 100.0 / (1.0 + np.exp(-(rows - apex_row - curve)))
+        if index >= 12:
+            frame += 300.0 / (1.0 + np.exp(-(rows - apex_row - 25.0 - curve)))
+        if index in (10, 11):
+            frame = np.full(frame.shape, 1050.0)
+        frames.append(frame + rng.normal(0.0, 3.0, frame.shape))
+    sequence = FluoroSequence(
+        np.stack(frames).astype(np.float32),
+        times,
+        [geometry] * len(times),
+        IntensityValues.LINE_INTEGRAL,
+    )
+    return sequence, apex_rows
+
+
+def test_after_a_loss_the_dome_is_found_again_where_it_was_not_at_a_stronger_edge() -> None:
+    sequence, apex_rows = _two_edges_sequence()
+    track = track_dome(sequence)
+    statuses = track.statuses
+    assert statuses[9] is TrackingStatusValues.TRACKED
+    assert statuses[11] is TrackingStatusValues.LOST
+    found = np.array([o.apex_row for o in track.observations])
+    assert all(s is TrackingStatusValues.TRACKED for s in statuses[12:])
+    np.testing.assert_allclose(found[12:], apex_rows[12:], atol=2.0)
