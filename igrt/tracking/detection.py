@@ -672,12 +672,18 @@ class DomeDetection:
     required_contrast_to_noise : float or None
         The contrast-to-noise the candidate was held to when lower than the caller's minimum
         (a faint dome placed by anatomy); None when it was held to the caller's.
+    confirmable_by_motion : bool
+        False when anatomy found where the dome should be but the image there is not lung
+        over liver in the stated pixel meaning (an inverted or mislabelled image): an edge
+        chosen elsewhere may move with breathing without being the dome, so only a user (or
+        anatomy on a later frame) may confirm it.
     """
 
     candidate: DomeCandidate | None
     confirmed: bool
     reason: str
     required_contrast_to_noise: float | None = None
+    confirmable_by_motion: bool = True
 
 
 @dataclass(frozen=True)
@@ -749,7 +755,7 @@ def detect_dome(
         if found:
             return DomeDetection(found[0], True, "dome at the user's hint")
         return DomeDetection(None, False, "no dome edge near the user's hint")
-    anatomical = _anatomical_dome(image, view, hemidiaphragm)
+    anatomical, contradicted = _anatomical_dome(image, view, hemidiaphragm)
     faint_floor = _FAINT_ANATOMY_FRACTION * min_contrast_to_noise
     if anatomical is not None and anatomical.contrast_to_noise >= min_contrast_to_noise:
         return DomeDetection(anatomical, True, "dome on the inferior boundary of the lung field")
@@ -771,6 +777,15 @@ def detect_dome(
         hemidiaphragm=hemidiaphragm,
         pixel_at_isocentre_mm=view.pixel_at_isocentre_mm,
     )
+    if contradicted:
+        return DomeDetection(
+            chosen,
+            False,
+            "the lung field's lower boundary is not lung over liver in the image's stated pixel "
+            "meaning (is the image inverted, or its meaning wrong?): the edge chosen by "
+            "strength needs a user's confirmation",
+            confirmable_by_motion=False,
+        )
     reason = (
         "no lung field with a diaphragm boundary was found: the dome was chosen by edge "
         "strength alone and needs confirmation"
@@ -780,12 +795,17 @@ def detect_dome(
 
 def _anatomical_dome(
     image: npt.NDArray[np.float32], view: DetectionView, hemidiaphragm: HemidiaphragmValues
-) -> DomeCandidate | None:
+) -> tuple[DomeCandidate | None, bool]:
     """The dome where anatomy puts it: the diaphragm run of the requested lung field's boundary.
 
-    None when no field of that side is found, its boundary has no diaphragm run, the apex is
-    not in the field's lower part or has no image above and below, or it lacks textured lung
-    above smooth liver.
+    Returns
+    -------
+    candidate : DomeCandidate or None
+        None when no field of that side is found, its boundary has no diaphragm run, the apex
+        is not in the field's lower part or has no image above and below, or the image there
+        is no dome edge with textured lung above smooth liver.
+    contradicted : bool
+        True in the last case: anatomy placed the dome, the image does not show one there.
     """
     from igrt.tracking import lung_field  # the segmentation is only needed here
 
@@ -796,7 +816,7 @@ def _anatomical_dome(
     fields = lung_field.find_lung_fields(image, view.pixel_at_isocentre_mm)
     field = _field_on_side(fields, side if frontal else 0.0, image.shape[1])
     if field is None:
-        return None
+        return None, False
     medial_step = -int(side) if frontal else 0
     columns, rows = lung_field.refined_inferior_boundary(
         field, image, view.pixel_at_isocentre_mm, medial_step
@@ -807,11 +827,11 @@ def _anatomical_dome(
         or not field.holds_dome_at(apex[1])
         or not _inside_vertically(apex[1], image.shape[0], view.pixel_at_isocentre_mm)
     ):
-        return None
+        return None, False
     candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
     if candidate is None or not _lung_over_liver(image, candidate, view.pixel_at_isocentre_mm):
-        return None
-    return candidate
+        return None, True
+    return candidate, False
 
 
 def _inside_vertically(row: float, n_rows: int, pixel_at_isocentre_mm: float) -> bool:

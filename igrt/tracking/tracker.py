@@ -167,6 +167,7 @@ class _State:
     profile_frames: int = 0
     recent_peaks: list[float] = field(default_factory=list)
     confirmed: bool = True
+    confirmable_by_motion: bool = True
     si_seen_mm: tuple[float, float] | None = None  # lowest and highest SI while unconfirmed
     # Frames reported NEEDS_CONFIRMATION on this edge, by count of frames seen, with the status
     # they would have had: they are re-labelled if the edge is confirmed later.
@@ -306,6 +307,7 @@ class DomeTracker:
         if state is None:
             return self._lost(index, time_s, geometry)
         state.confirmed = detection.confirmed
+        state.confirmable_by_motion = detection.confirmable_by_motion
         state.detected_at_s = time_s
         self._state = state
         self.detection_reason = detection.reason
@@ -738,12 +740,17 @@ class DomeTracker:
     def _confirmation_status(
         self, state: _State, si_mm: float, status: TrackingStatusValues
     ) -> TrackingStatusValues:
-        """An unconfirmed edge stays NEEDS_CONFIRMATION until it moves like a dome."""
+        """An unconfirmed edge stays NEEDS_CONFIRMATION until it moves like a dome.
+
+        Never by motion when detection found the image contradicting its anatomy
+        (:attr:`~igrt.tracking.detection.DomeDetection.confirmable_by_motion`).
+        """
         if state.confirmed:
             return status
         low, high = state.si_seen_mm if state.si_seen_mm is not None else (si_mm, si_mm)
         state.si_seen_mm = (min(low, si_mm), max(high, si_mm))
-        if state.si_seen_mm[1] - state.si_seen_mm[0] >= _CONFIRMING_MOTION_MM:
+        moved_mm = state.si_seen_mm[1] - state.si_seen_mm[0]
+        if state.confirmable_by_motion and moved_mm >= _CONFIRMING_MOTION_MM:
             state.confirmed = True
             self.confirmed_late.update(state.awaiting_confirmation)
             state.awaiting_confirmation.clear()

@@ -138,3 +138,29 @@ def test_a_display_sequence_of_a_real_radiograph_is_tracked(shared_data: Path, i
     assert float(np.sqrt(np.mean((error - error.mean()) ** 2))) <= 0.3
     row_error = np.abs(track.apex_pixel[:, 1] - clip.apex_column_row[:, 1])
     assert float(row_error.max()) <= ROW_TOLERANCE_PX
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_an_inverted_radiograph_declared_display_is_never_tracked_on_a_wrong_edge(
+    shared_data: Path,
+) -> None:
+    """Lung bright but declared display (lung dark): the stated meaning is wrong.
+
+    CHNCXR_0613: the strongest edge of the declared polarity is the top of the left lung, which
+    the warp moves with breathing; it once became TRACKED through its motion.
+    """
+    reference = next(r for r in cxr_references(shared_data) if "0613" in r["file"])
+    trace = list_real_traces(shared_data)[0]
+    signal = replay_real_trace(trace, 15.0, 10.0, duration_s=40.0)
+    clip = warp_radiograph(
+        reference, signal, duration_s=12.0, fps=5.0, inverted=True, shared=shared_data
+    )
+    track = track_dome(clip.sequence)
+    row_error = np.abs(track.apex_pixel[:, 1] - clip.apex_column_row[:, 1])
+    wrong = [
+        index
+        for index, (status, error) in enumerate(zip(track.statuses, row_error, strict=True))
+        if status is TrackingStatusValues.TRACKED and not error <= ROW_TOLERANCE_PX
+    ]
+    assert not wrong, f"{len(wrong)} frames TRACKED on a wrong edge"
