@@ -706,6 +706,7 @@ class DetectionView:
 _FAINT_ANATOMY_FRACTION = 0.5
 """A dome placed by anatomy is followed, unconfirmed, down to this fraction of the minimum
 contrast-to-noise: the lung field is evidence an edge found anywhere does not have."""
+_NEARLY_FRONTAL_VIEW = 0.9  # within about 25 degrees of AP or PA
 _FRONTAL_VIEW = 0.3  # |patient right . u| above this: the two lungs are side by side
 _OPPOSITE_SIDE_FRACTION = 0.15
 _APEX_WINDOW_MM = 5.0
@@ -805,7 +806,8 @@ def _anatomical_dome(
         is not in the field's lower part or has no image above and below, or the image there
         is no dome edge with textured lung above smooth liver.
     contradicted : bool
-        True in the last case: anatomy placed the dome, the image does not show one there.
+        True in the last case on a nearly frontal view: anatomy placed the dome, the image
+        does not show one there.
     """
     from igrt.tracking import lung_field  # the segmentation is only needed here
 
@@ -830,7 +832,9 @@ def _anatomical_dome(
         return None, False
     candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
     if candidate is None or not _lung_over_liver(image, candidate, view.pixel_at_isocentre_mm):
-        return None, True
+        # Only a nearly frontal view is read this firmly: obliquely the 'field' may be both
+        # lungs and the mediastinum, and its lower boundary need not be lung over liver.
+        return None, abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
     return candidate, False
 
 

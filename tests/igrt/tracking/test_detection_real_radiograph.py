@@ -27,6 +27,12 @@ from fixtures.shared_data import CHEST_CR
 from igrt.geometry import ProjectionGeometry
 from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.tracking import TrackingStatusValues, track_dome
+from igrt.tracking.detection import (
+    DetectionView,
+    HemidiaphragmValues,
+    attenuation_image,
+    detect_dome,
+)
 
 CXR_DEV = Path("xray") / "cxr_dev"
 TARGET_MM = 0.4
@@ -164,3 +170,24 @@ def test_an_inverted_radiograph_declared_display_is_never_tracked_on_a_wrong_edg
         if status is TrackingStatusValues.TRACKED and not error <= ROW_TOLERANCE_PX
     ]
     assert not wrong, f"{len(wrong)} frames TRACKED on a wrong edge"
+
+
+@pytest.mark.shared_data
+def test_only_a_nearly_frontal_view_forbids_confirming_by_motion(shared_data: Path) -> None:
+    """The inverted 0613 frame contradicts its anatomy: firmly when seen nearly frontally only.
+
+    Obliquely (a rotating gantry's 60 degrees) the 'lung field' may be both lungs and the
+    mediastinum; forbidding confirmation by motion there once left whole arcs unconfirmed.
+    """
+    reference = next(r for r in cxr_references(shared_data) if "0613" in r["file"])
+    trace = list_real_traces(shared_data)[0]
+    signal = replay_real_trace(trace, 15.0, 10.0, duration_s=40.0)
+    clip = warp_radiograph(reference, signal, duration_s=0.2, fps=5.0, inverted=True)
+    sequence = clip.sequence
+    image = attenuation_image(sequence.frames[0], sequence.intensity)
+    pixel_mm = sequence.geometries[0].pixel_at_isocentre_mm[0]
+    frontal = detect_dome(image, DetectionView(-1.0, pixel_mm), HemidiaphragmValues.RIGHT)
+    oblique = detect_dome(image, DetectionView(-0.5, pixel_mm), HemidiaphragmValues.RIGHT)
+    assert not frontal.confirmed
+    assert not frontal.confirmable_by_motion
+    assert oblique.confirmable_by_motion
