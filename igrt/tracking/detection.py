@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -806,8 +807,8 @@ def _anatomical_dome(
         is not in the field's lower part or has no image above and below, or the image there
         is no dome edge with textured lung above smooth liver.
     contradicted : bool
-        True in the last case on a nearly frontal view: anatomy placed the dome, the image
-        does not show one there.
+        On a nearly frontal view, True when anatomy placed the dome and the image shows no
+        edge there, or smoother image above it than below.
     """
     from igrt.tracking import lung_field  # the segmentation is only needed here
 
@@ -831,11 +832,18 @@ def _anatomical_dome(
     ):
         return None, False
     candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
-    if candidate is None or not _lung_over_liver(image, candidate, view.pixel_at_isocentre_mm):
-        # Only a nearly frontal view is read this firmly: obliquely the 'field' may be both
-        # lungs and the mediastinum, and its lower boundary need not be lung over liver.
-        return None, abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
-    return candidate, False
+    ratio = (
+        math.nan
+        if candidate is None
+        else _texture_ratio(image, candidate, view.pixel_at_isocentre_mm)
+    )
+    if candidate is not None and ratio >= _MIN_TEXTURE_RATIO:
+        return candidate, False
+    # Only a nearly frontal view is read this firmly: obliquely the 'field' may be both lungs
+    # and the mediastinum, and its lower boundary need not be lung over liver.
+    nearly_frontal = abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
+    contradicted = candidate is None or ratio < _CONTRADICTING_TEXTURE_RATIO
+    return None, nearly_frontal and contradicted
 
 
 def _inside_vertically(row: float, n_rows: int, pixel_at_isocentre_mm: float) -> bool:
@@ -851,32 +859,44 @@ def _inside_vertically(row: float, n_rows: int, pixel_at_isocentre_mm: float) ->
 _EDGE_MARGIN_MM = 5.0
 
 
-def _lung_over_liver(
+def _texture_ratio(
     image: npt.NDArray[np.float32], candidate: DomeCandidate, pixel_at_isocentre_mm: float
-) -> bool:
-    """Whether the apex has textured lung above it and smooth liver below it.
+) -> float:
+    """Texture above the apex over texture below it: lung over liver is clearly above 1.
 
     Aerated lung shows vessels and rib edges; the liver under the dome is homogeneous. Where
-    the texture above is not clearly stronger than below, the 'field' is probably not lung
-    (an image whose stated pixel meaning is inverted: bone and abdomen look like lung), and
-    the dome is not confirmed by anatomy.
+    the texture above is not clearly stronger than below (:data:`_MIN_TEXTURE_RATIO`), the
+    'field' may not be lung and the dome is not confirmed by anatomy; where it is weaker
+    (:data:`_CONTRADICTING_TEXTURE_RATIO`), the image there is more likely liver over lung (a
+    stated pixel meaning that is inverted: bone and abdomen look like lung). NaN when the
+    apex is too close to the image's edge to tell.
     """
-    detail = image - cv2.GaussianBlur(image, (0, 0), _TEXTURE_SCALE_MM / pixel_at_isocentre_mm)
     half = round(_TEXTURE_WINDOW_MM / pixel_at_isocentre_mm)
     gap = round(_TEXTURE_GAP_MM / pixel_at_isocentre_mm)
     column, row = round(candidate.apex_column), round(candidate.apex_row)
     columns = slice(max(0, column - half), column + half + 1)
-    above = detail[max(0, row - gap - half) : max(0, row - gap), columns]
-    below = detail[row + gap : row + gap + half, columns]
-    if above.size < 16 or below.size < 16:
-        return False
-    return float(above.std()) >= _MIN_TEXTURE_RATIO * float(below.std())
+    rows_above = slice(max(0, row - gap - half), max(0, row - gap))
+    rows_below = slice(row + gap, row + gap + half)
+    coarse = cv2.GaussianBlur(image, (0, 0), _TEXTURE_SCALE_MM / pixel_at_isocentre_mm)
+    # All detail finer than the texture scale, and the same without the pixel grain: on a
+    # clean radiograph the finest detail tells most, on a noisy fluoroscopy frame the noise
+    # would look like texture on both sides and only the band-pass tells.
+    fine = cv2.GaussianBlur(image, (0, 0), max(_NOISE_SCALE_MM / pixel_at_isocentre_mm, 0.5))
+    ratios = []
+    for detail in (image - coarse, fine - coarse):
+        above, below = detail[rows_above, columns], detail[rows_below, columns]
+        if above.size < 16 or below.size < 16:
+            return math.nan
+        ratios.append(float(above.std()) / max(float(below.std()), 1e-12))
+    return max(ratios)
 
 
 _TEXTURE_SCALE_MM = 3.0
+_NOISE_SCALE_MM = 0.8
 _TEXTURE_WINDOW_MM = 15.0
 _TEXTURE_GAP_MM = 3.0
 _MIN_TEXTURE_RATIO = 1.15
+_CONTRADICTING_TEXTURE_RATIO = 1.0
 
 
 def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None:

@@ -60,7 +60,8 @@ _UNIFORM_LINE_SPREAD = 0.1
 _BORDER_GUARD_MM = 1.0
 _BORDER_RIM_MM = 6.0
 """Air this close to the left, right or bottom border is outside the body."""
-_MAX_BORDER_FRACTION = 0.05
+_MAX_BORDER_FRACTION = 0.3
+"""A uniform band along an edge is a frame up to this fraction of the image (collimation)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,16 +113,29 @@ def _otsu(values: npt.NDArray[np.uint8]) -> float:
     return float(threshold)
 
 
-def _touches_side_or_bottom(labels: npt.NDArray[np.int32], rim: int) -> set[int]:
-    """Labels within ``rim`` pixels of the left, right or bottom border.
+def _touches_side_or_bottom(
+    labels: npt.NDArray[np.int32], border: npt.NDArray[np.bool_]
+) -> set[int]:
+    """Labels present in ``border``: the left, right and bottom margins of the body's image."""
+    return {int(k) for k in np.unique(labels[border]) if k}
 
-    Digitised radiographs often brighten over their last few millimetres (a plate's or a
-    scanner's rim): air outside the body then stops just short of the border.
+
+def _side_and_bottom_border(
+    shape: tuple[int, int], side_frame: npt.NDArray[np.bool_], rim: int
+) -> npt.NDArray[np.bool_]:
+    """Where air is outside the body: near the left, right or bottom edge, or a band along them.
+
+    Within ``rim`` pixels of those edges of the image or of a uniform frame band along them (a
+    collimator's or a scanner's border, bright or dark). Digitised radiographs often brighten
+    over their last few millimetres (a plate's or a scanner's rim), and a collimated one has a
+    uniform band along its edges: air outside the body then stops short of the image's border.
     """
-    edges = np.concatenate(
-        [labels[:, :rim].ravel(), labels[:, -rim:].ravel(), labels[-rim:, :].ravel()]
-    )
-    return {int(k) for k in np.unique(edges) if k}
+    border = np.zeros(shape, np.uint8)
+    border[:, :rim], border[:, -rim:], border[-rim:, :] = 1, 1, 1
+    border |= side_frame.astype(np.uint8)
+    kernel = np.ones((2 * rim + 1,) * 2, np.uint8)
+    grown: npt.NDArray[np.bool_] = cv2.dilate(border, kernel).astype(bool)
+    return grown
 
 
 def _normalised(image: npt.NDArray[np.float32], pixel_mm: float) -> npt.NDArray[np.uint8]:
@@ -131,12 +145,19 @@ def _normalised(image: npt.NDArray[np.float32], pixel_mm: float) -> npt.NDArray[
     return np.asarray(scaled * 255.0, np.uint8)
 
 
-def _outside_air(dark: npt.NDArray[np.uint8], pixel_mm: float) -> npt.NDArray[np.bool_]:
-    """Dark regions connected to the left, right or bottom border: air around the body."""
+def _outside_air(
+    dark: npt.NDArray[np.uint8], pixel_mm: float, side_frame: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Dark regions reaching the left, right or bottom border: air around the body.
+
+    A lung can reach only the top border (a field of view cropped above the apex).
+    """
     kernel = np.ones((_odd(_OPENING_MM / pixel_mm),) * 2, np.uint8)
     opened = cv2.morphologyEx(dark, cv2.MORPH_OPEN, kernel)
     labels: npt.NDArray[np.int32] = np.asarray(cv2.connectedComponents(opened)[1], np.int32)
-    outside_labels = _touches_side_or_bottom(labels, max(1, round(_BORDER_RIM_MM / pixel_mm)))
+    rim = max(1, round(_BORDER_RIM_MM / pixel_mm))
+    border = _side_and_bottom_border(dark.shape, side_frame, rim)
+    outside_labels = _touches_side_or_bottom(labels, border)
     outside = (
         np.isin(labels, list(outside_labels)) if outside_labels else np.zeros(dark.shape, bool)
     )
@@ -173,8 +194,10 @@ def find_lung_fields(
     # to the air through a thin chest wall (a cropped view) is not taken for it.
     dark_half = values < _otsu(values)
     air = (values < _otsu(values[dark_half])).astype(np.uint8) if dark_half.any() else dark_half
-    frame = _frame_mask(attenuation, pixel_at_isocentre_mm, small_shape)
-    outside = _outside_air(air.astype(np.uint8), pixel_mm) | _grown(frame, pixel_mm)
+    top, bottom, left, right = _uniform_border(attenuation, pixel_at_isocentre_mm)
+    frame = _frame_mask(attenuation.shape, (top, bottom, left, right), small_shape)
+    side_frame = _frame_mask(attenuation.shape, (0, bottom, left, right), small_shape)
+    outside = _outside_air(air.astype(np.uint8), pixel_mm, side_frame) | _grown(frame, pixel_mm)
     body = ~outside
     if np.count_nonzero(body) < 0.2 * body.size:
         return []
@@ -213,13 +236,13 @@ def find_lung_fields(
 
 
 def _frame_mask(
-    image: npt.NDArray[np.float32], pixel_at_isocentre_mm: float, small_shape: tuple[int, int]
+    shape: tuple[int, int], widths: tuple[int, int, int, int], small_shape: tuple[int, int]
 ) -> npt.NDArray[np.bool_]:
-    """The burned-in frame of :func:`_uniform_border`, on the working grid."""
-    top, bottom, left, right = _uniform_border(image, pixel_at_isocentre_mm)
-    frame = np.zeros(image.shape, np.uint8)
-    frame[:top], frame[image.shape[0] - bottom :] = 1, 1
-    frame[:, :left], frame[:, image.shape[1] - right :] = 1, 1
+    """A frame of ``(top, bottom, left, right)`` widths (:func:`_uniform_border`), working grid."""
+    top, bottom, left, right = widths
+    frame = np.zeros(shape, np.uint8)
+    frame[:top], frame[shape[0] - bottom :] = 1, 1
+    frame[:, :left], frame[:, shape[1] - right :] = 1, 1
     small = cv2.resize(frame, small_shape[::-1], interpolation=cv2.INTER_AREA)
     return np.asarray(small > 0, bool)
 
@@ -242,10 +265,11 @@ def _uniform_border(
     """Widths of a frame burned into the image along its top, bottom, left and right, pixels.
 
     Digitised and exported radiographs often carry a uniform line or band along an edge (black
-    or white). Dark, it joins both lungs into one field through the image's top row or puts a
-    'diaphragm' on its bottom row: it is outside the body like the air around it. A band is a
-    run of edge lines whose spread is a small part of the image's range, plus a guard band for
-    its blurred inner edge; never more than ``_MAX_BORDER_FRACTION`` of the image.
+    or white), and collimated ones an unexposed band a few centimetres wide. Dark, it joins both
+    lungs into one field through the image's top row or puts a 'diaphragm' on its bottom row: it
+    is outside the body like the air around it. A band is a run of edge lines whose spread is a
+    small part of the image's range, plus a guard band for its blurred inner edge; never more
+    than ``_MAX_BORDER_FRACTION`` of the image.
     """
     low, high = np.percentile(image, [0.5, 99.5])
     spread = max(float(high - low), 1e-12)

@@ -57,6 +57,19 @@ def test_air_stopping_short_of_a_bright_rim_is_still_outside_the_body() -> None:
     assert abs(centres[1] - 540) < 20
 
 
+def test_air_inside_a_wide_bright_collimator_band_is_still_outside_the_body() -> None:
+    # A collimated exposure: 40 mm of unexposed (bright) panel on three sides, the air between
+    # it and the body reaching no image border.
+    chest = _chest()
+    chest[:, :80] = chest[:, -80:] = AIR
+    image = np.pad(chest, ((0, 100), (100, 100)), constant_values=BODY + 40.0)
+    fields = find_lung_fields(image, PIXEL_MM)
+    centres = sorted(round(f.centroid_column_row[0]) - 100 for f in fields)
+    assert len(centres) == 2, centres
+    assert abs(centres[0] - 260) < 20
+    assert abs(centres[1] - 540) < 20
+
+
 def test_a_frame_band_along_the_bottom_is_not_a_diaphragm() -> None:
     image = _chest()
     image[-12:, 40:-40] = LUNG
