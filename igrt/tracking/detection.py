@@ -807,8 +807,8 @@ def _anatomical_dome(
         is not in the field's lower part or has no image above and below, or the image there
         is no dome edge with textured lung above smooth liver.
     contradicted : bool
-        On a nearly frontal view, True when anatomy placed the dome and the image shows no
-        edge there, or smoother image above it than below.
+        On a nearly frontal view, True in the last case: anatomy placed the dome and the image
+        shows no edge there, or not textured lung over smooth liver.
     """
     from igrt.tracking import lung_field  # the segmentation is only needed here
 
@@ -832,18 +832,13 @@ def _anatomical_dome(
     ):
         return None, False
     candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
-    ratio = (
-        math.nan
-        if candidate is None
-        else _texture_ratio(image, candidate, view.pixel_at_isocentre_mm)
-    )
-    if candidate is not None and ratio >= _MIN_TEXTURE_RATIO:
+    if candidate is not None and (
+        _texture_ratio(image, candidate, view.pixel_at_isocentre_mm) >= _MIN_TEXTURE_RATIO
+    ):
         return candidate, False
     # Only a nearly frontal view is read this firmly: obliquely the 'field' may be both lungs
     # and the mediastinum, and its lower boundary need not be lung over liver.
-    nearly_frontal = abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
-    contradicted = candidate is None or ratio < _CONTRADICTING_TEXTURE_RATIO
-    return None, nearly_frontal and contradicted
+    return None, abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
 
 
 def _inside_vertically(row: float, n_rows: int, pixel_at_isocentre_mm: float) -> bool:
@@ -866,10 +861,9 @@ def _texture_ratio(
 
     Aerated lung shows vessels and rib edges; the liver under the dome is homogeneous. Where
     the texture above is not clearly stronger than below (:data:`_MIN_TEXTURE_RATIO`), the
-    'field' may not be lung and the dome is not confirmed by anatomy; where it is weaker
-    (:data:`_CONTRADICTING_TEXTURE_RATIO`), the image there is more likely liver over lung (a
-    stated pixel meaning that is inverted: bone and abdomen look like lung). NaN when the
-    apex is too close to the image's edge to tell.
+    'field' is probably not lung (a stated pixel meaning that is inverted: bone and abdomen
+    look like lung) and the dome is not confirmed by anatomy. NaN when the apex is too close
+    to the image's edge to tell.
     """
     half = round(_TEXTURE_WINDOW_MM / pixel_at_isocentre_mm)
     gap = round(_TEXTURE_GAP_MM / pixel_at_isocentre_mm)
@@ -896,7 +890,6 @@ _NOISE_SCALE_MM = 0.8
 _TEXTURE_WINDOW_MM = 15.0
 _TEXTURE_GAP_MM = 3.0
 _MIN_TEXTURE_RATIO = 1.15
-_CONTRADICTING_TEXTURE_RATIO = 1.0
 
 
 def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None:
