@@ -55,7 +55,8 @@ CR_PIXEL_MM = 0.2
 USABLE = (TrackingStatusValues.TRACKED, TrackingStatusValues.LOW_CONFIDENCE)
 
 
-def _still(image: np.ndarray, pixel_mm: float) -> FluoroSequence:
+def still_sequence(image: np.ndarray, pixel_mm: float) -> FluoroSequence:
+    """A radiograph as a still two-frame sequence with display meaning (lung dark)."""
     geometry = ProjectionGeometry(
         sad_mm=1000.0,
         sdd_mm=1536.0,
@@ -67,7 +68,8 @@ def _still(image: np.ndarray, pixel_mm: float) -> FluoroSequence:
     return FluoroSequence(frames, np.array([0.0, 0.1]), [geometry] * 2, IntensityValues.DISPLAY)
 
 
-def _inferior_boundary(mask: np.ndarray) -> np.ndarray:
+def inferior_boundary(mask: np.ndarray) -> np.ndarray:
+    """Per column, the row of the mask's lowest pixel (-1 where the column has none)."""
     rows = np.arange(mask.shape[0])[:, None]
     return np.where(mask.any(axis=0), np.where(mask, rows, -1).max(axis=0), -1)
 
@@ -79,12 +81,12 @@ def still_radiographs(shared: Path) -> list[dict[str, object]]:
         image = cv2.imread(str(folder / reference["file"]), cv2.IMREAD_GRAYSCALE)
         labels = cv2.imread(str(folder / reference["mask_file"]), cv2.IMREAD_GRAYSCALE)
         started = time.perf_counter()
-        first = track_dome(_still(image, 0.4)).observations[0]
+        first = track_dome(still_sequence(image, 0.4)).observations[0]
         elapsed = time.perf_counter() - started
         row = {"file": reference["file"], "status": first.status.value, "seconds": elapsed}
         hit = False
         if np.isfinite(first.apex_row):
-            boundary = _inferior_boundary(labels == 1)[round(first.apex_column)]
+            boundary = inferior_boundary(labels == 1)[round(first.apex_column)]
             error = first.apex_row - float(reference["right_dome_row"])
             on_boundary = bool(boundary >= 0 and abs(first.apex_row - boundary) <= 15)
             hit = on_boundary and abs(error) <= ROW_TOLERANCE_PX
@@ -101,7 +103,7 @@ def cr_plate(shared: Path) -> dict[str, object]:
     display = plate.max() - plate if dataset.PhotometricInterpretation == "MONOCHROME1" else plate
     rows, cols = display.shape
     small = cv2.resize(display, (cols // 4, rows // 4), interpolation=cv2.INTER_AREA)
-    first = track_dome(_still(small, CR_PIXEL_MM * 4)).observations[0]
+    first = track_dome(still_sequence(small, CR_PIXEL_MM * 4)).observations[0]
     error_mm = None
     if np.isfinite(first.apex_row):
         error_mm = round(float(first.apex_row * 4 - CR_ANNOTATION[1]) * CR_PIXEL_MM, 1)

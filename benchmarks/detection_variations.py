@@ -36,14 +36,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2
 import numpy as np
+from detection import inferior_boundary, still_sequence
 
 from fixtures.real_texture import CXR_DEV, cxr_references
 from fixtures.shared_data import shared_data_dir
-from igrt.geometry import ProjectionGeometry
-from igrt.sequence import FluoroSequence, IntensityValues
 from igrt.tracking import TrackingStatusValues, track_dome
 
 PIXEL_MM = 0.4
@@ -137,11 +137,6 @@ VARIATIONS: dict[str, Variation] = {
 }
 
 
-def _inferior_boundary(mask: np.ndarray) -> np.ndarray:
-    rows = np.arange(mask.shape[0])[:, None]
-    return np.where(mask.any(axis=0), np.where(mask, rows, -1).max(axis=0), -1)
-
-
 def score(variation: Variation, shared: Path) -> dict[str, object]:
     """Hits, confident wrong and statuses of one variation over every cxr_dev radiograph."""
     folder = shared / CXR_DEV
@@ -159,22 +154,12 @@ def score(variation: Variation, shared: Path) -> dict[str, object]:
         small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         small_mask = cv2.resize(mask_u8, size, interpolation=cv2.INTER_NEAREST) == 1
         reference_row = (apex[1] + 0.5) * scale - 0.5
-        geometry = ProjectionGeometry(
-            sad_mm=1000.0,
-            sdd_mm=1536.0,
-            pixel_pitch_mm=(PIXEL_MM * 1.536,) * 2,
-            detector_shape=small.shape,
-            gantry_deg=0.0,
-        )
-        frames = np.stack([small, small]).astype(np.uint16)
-        sequence = FluoroSequence(
-            frames, np.array([0.0, 0.1]), [geometry] * 2, IntensityValues.DISPLAY
-        )
+        sequence = still_sequence(small, PIXEL_MM)
         first = track_dome(sequence).observations[0]
         hit = False
         if np.isfinite(first.apex_row):
             column = round(first.apex_column)
-            boundary = _inferior_boundary(small_mask)
+            boundary = inferior_boundary(small_mask)
             below = boundary[column] if 0 <= column < boundary.size else -1
             hit = bool(
                 below >= 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fixtures import breathing
@@ -10,6 +11,7 @@ from fixtures.motion import BreathingMotionModel
 from fixtures.panel import PanelPhysics
 from fixtures.phantom import make_phantom
 from igrt.geometry import xvi_geometry
+from igrt.tracking.detection import DetectionView, attenuation_image
 
 GEOMETRY = xvi_geometry(binning=4)  # 256 x 256 at 1.6 mm: 1.04 mm pixels at the isocentre
 
@@ -50,3 +52,10 @@ def midline_clip(phantom_model: BreathingMotionModel) -> FluoroSimulation:
         isocentre_lps_mm=isocentre,
         seed=2,
     )
+
+
+def first_frame_view(clip: FluoroSimulation) -> tuple[np.ndarray, DetectionView]:
+    """A simulated clip's first frame as detection sees it (attenuation, head up), and its view."""
+    sequence = clip.sequence
+    image = attenuation_image(sequence.frames[0], sequence.intensity)
+    return image, DetectionView(-1.0, GEOMETRY.pixel_at_isocentre_mm[0])

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from fixtures.fluoro import FluoroSimulation
 from igrt.tracking.detection import (
-    DetectionView,
     HemidiaphragmValues,
-    attenuation_image,
     detect_dome,
 )
 
-from .conftest import GEOMETRY
+from .conftest import first_frame_view
 
 
 def test_anatomy_confirms_a_clear_dome_and_flags_a_faint_one(
     regular_clip: FluoroSimulation,
 ) -> None:
-    sequence = regular_clip.sequence
-    image = attenuation_image(sequence.frames[0], sequence.intensity)
-    view = DetectionView(-1.0, GEOMETRY.pixel_at_isocentre_mm[0])
+    image, view = first_frame_view(regular_clip)
     clear = detect_dome(image, view, HemidiaphragmValues.RIGHT)
     assert clear.confirmed
     assert clear.candidate is not None

@@ -17,9 +17,9 @@ from igrt.tracking import (
     TrackingStatusValues,
     track_dome,
 )
-from igrt.tracking.detection import DetectionView, attenuation_image, detect_dome
+from igrt.tracking.detection import detect_dome
 
-from .conftest import GEOMETRY
+from .conftest import GEOMETRY, first_frame_view
 
 
 def _errors_mm(clip: FluoroSimulation, si_mm: np.ndarray) -> np.ndarray:
@@ -187,8 +187,7 @@ def test_a_faint_dome_placed_by_anatomy_is_followed_and_confirmed_by_its_motion(
     # unconfirmed (not LOST, not swapped for the strongest edge elsewhere) and its breathing
     # motion then confirms it.
     sequence = regular_clip.sequence
-    image = attenuation_image(sequence.frames[0], sequence.intensity)
-    view = DetectionView(-1.0, GEOMETRY.pixel_at_isocentre_mm[0])
+    image, view = first_frame_view(regular_clip)
     dome = detect_dome(image, view, HemidiaphragmValues.RIGHT).candidate
     assert dome is not None
     settings = TrackerSettings(min_contrast_to_noise=1.5 * dome.contrast_to_noise)
