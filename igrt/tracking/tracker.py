@@ -267,6 +267,14 @@ class DomeTracker:
         observation = self._follow(frame, index, time_s, geometry, dt)
         if observation.status is TrackingStatusValues.LOST:
             self._lost_state, self._state = self._state, None
+            # Following failed (the edge crossed the spine, or turned flat edge-on): the dome
+            # may still be found on this very frame near where it just was.
+            image = attenuation_image(frame, self.intensity)
+            near = self._near_last_seen(image, time_s, geometry)
+            if near is not None:
+                resumed = self._resume(frame, index, time_s, geometry, near, dt=0.0)
+                if resumed is not None:
+                    return resumed
         return observation
 
     # --- steps ----------------------------------------------------------------------------

@@ -197,10 +197,13 @@ def test_a_faint_dome_placed_by_anatomy_is_followed_and_confirmed_by_its_motion(
     np.testing.assert_allclose(faint.apex_pixel, usual.apex_pixel)
 
 
-def _two_edges_sequence() -> tuple[FluoroSequence, np.ndarray]:
-    """A dome edge breathing 8 mm, lost for two frames, then joined by a stronger static edge
-    25 mm below it. No lung field: the edge is chosen by strength and confirmed by its motion.
-    Returns the sequence (attenuation-ordered) and the dome's true apex row per frame.
+def _edge_sequence(
+    apex_rows: np.ndarray, *, blank: tuple[int, ...] = (), stronger_from: int | None = None
+) -> FluoroSequence:
+    """A dome-shaped edge at ``apex_rows`` (one per frame, 0.2 s apart, 1 mm pixels at the
+    isocentre), attenuation-ordered. No lung field: the edge is chosen by strength and
+    confirmed by its motion. Frames in ``blank`` show nothing; from ``stronger_from`` on, a
+    stronger static-shaped edge runs 25 mm below the dome.
     """
     geometry = ProjectionGeometry(
         sad_mm=1000.0,
@@ -209,30 +212,34 @@ def _two_edges_sequence() -> tuple[FluoroSequence, np.ndarray]:
         detector_shape=(256, 256),
         gantry_deg=0.0,
     )
-    times = np.arange(30) * 0.2
-    apex_rows = 100.0 + 8.0 * np.sin(2.0 * np.pi * times / 4.0)
+    times = np.arange(apex_rows.size) * 0.2
     rows, columns = np.mgrid[0:256, 0:256].astype(np.float64)
+    curve = 0.004 * (columns - 128.0) ** 2
     rng = np.random.default_rng(3)
     frames = []
     for index, apex_row in enumerate(apex_rows):
-        curve = 0.004 * (columns - 128.0) ** 2
         frame = 1000.0 + 100.0 / (1.0 + np.exp(-(rows - apex_row - curve)))
-        if index >= 12:
+        if stronger_from is not None and index >= stronger_from:
             frame += 300.0 / (1.0 + np.exp(-(rows - apex_row - 25.0 - curve)))
-        if index in (10, 11):
+        if index in blank:
             frame = np.full(frame.shape, 1050.0)
         frames.append(frame + rng.normal(0.0, 3.0, frame.shape))
-    sequence = FluoroSequence(
+    return FluoroSequence(
         np.stack(frames).astype(np.float32),
         times,
         [geometry] * len(times),
         IntensityValues.LINE_INTEGRAL,
     )
-    return sequence, apex_rows
+
+
+def _breathing_rows(n_frames: int) -> np.ndarray:
+    """An apex breathing 8 mm (16 mm peak to peak) with a 4 s period, 0.2 s per frame."""
+    return 100.0 + 8.0 * np.sin(2.0 * np.pi * np.arange(n_frames) * 0.2 / 4.0)
 
 
 def test_after_a_loss_the_dome_is_found_again_where_it_was_not_at_a_stronger_edge() -> None:
-    sequence, apex_rows = _two_edges_sequence()
+    apex_rows = _breathing_rows(30)
+    sequence = _edge_sequence(apex_rows, blank=(10, 11), stronger_from=12)
     track = track_dome(sequence)
     statuses = track.statuses
     assert statuses[9] is TrackingStatusValues.TRACKED
@@ -240,3 +247,14 @@ def test_after_a_loss_the_dome_is_found_again_where_it_was_not_at_a_stronger_edg
     found = np.array([o.apex_row for o in track.observations])
     assert all(s is TrackingStatusValues.TRACKED for s in statuses[12:])
     np.testing.assert_allclose(found[12:], apex_rows[12:], atol=2.0)
+
+
+def test_a_dome_that_outruns_the_search_is_found_again_on_the_same_frame() -> None:
+    # A 14 mm step between two frames (a cough, the patient moving): more than a frame's
+    # search (12 mm at 60 mm/s), within reach of the look near the last position.
+    apex_rows = _breathing_rows(20)
+    apex_rows[10:] += 14.0
+    track = track_dome(_edge_sequence(apex_rows))
+    found = np.array([o.apex_row for o in track.observations])
+    assert all(s is TrackingStatusValues.TRACKED for s in track.statuses[1:])
+    np.testing.assert_allclose(found[10:], apex_rows[10:], atol=2.0)
