@@ -270,11 +270,9 @@ class DomeTracker:
             # Following failed (the edge crossed the spine, or turned flat edge-on): the dome
             # may still be found on this very frame near where it just was.
             image = attenuation_image(frame, self.intensity)
-            near = self._near_last_seen(image, time_s, geometry)
-            if near is not None:
-                resumed = self._resume(frame, index, time_s, geometry, near, dt=0.0)
-                if resumed is not None:
-                    return resumed
+            resumed = self._resume_near_last_seen(frame, image, index, time_s, geometry)
+            if resumed is not None:
+                return resumed
         return observation
 
     # --- steps ----------------------------------------------------------------------------
@@ -294,13 +292,9 @@ class DomeTracker:
         self, frame: npt.NDArray[Any], index: int, time_s: float, geometry: ProjectionGeometry
     ) -> DomeObservation:
         image = attenuation_image(frame, self.intensity)
-        near = self._near_last_seen(image, time_s, geometry)
-        if near is not None:
-            # The candidate is where the dome was: search only around it, not a whole
-            # after-a-loss range, where a stronger edge nearby would win.
-            resumed = self._resume(frame, index, time_s, geometry, near, dt=0.0)
-            if resumed is not None:
-                return resumed
+        resumed = self._resume_near_last_seen(frame, image, index, time_s, geometry)
+        if resumed is not None:
+            return resumed
         detection = self._detect(image, geometry)
         candidate = detection.candidate
         if candidate is None or not self._strong_enough(
@@ -322,6 +316,22 @@ class DomeTracker:
         if self._reference_score is None:
             self._reference_score = candidate.score
         return self._observation(index, time_s, geometry, 1.0, TrackingStatusValues.TRACKED)
+
+    def _resume_near_last_seen(
+        self,
+        frame: npt.NDArray[Any],
+        image: npt.NDArray[np.float32],
+        index: int,
+        time_s: float,
+        geometry: ProjectionGeometry,
+    ) -> DomeObservation | None:
+        """The lost dome picked up near where it was last seen, or None."""
+        near = self._near_last_seen(image, time_s, geometry)
+        if near is None:
+            return None
+        # The candidate is where the dome was: search only around it, not a whole after-a-loss
+        # range, where a stronger edge nearby would win.
+        return self._resume(frame, index, time_s, geometry, near, dt=0.0)
 
     def _near_last_seen(
         self, image: npt.NDArray[np.float32], time_s: float, geometry: ProjectionGeometry
