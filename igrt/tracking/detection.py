@@ -867,11 +867,18 @@ def _texture_ratio(
     """
     half = round(_TEXTURE_WINDOW_MM / pixel_at_isocentre_mm)
     gap = round(_TEXTURE_GAP_MM / pixel_at_isocentre_mm)
+    coarse_sigma = _TEXTURE_SCALE_MM / pixel_at_isocentre_mm
+    # Only the two windows are read: blur a patch around them, not the whole frame. Beyond 4
+    # sigma of margin (cv2's kernel reaches 3) the patch's own border does not reach them.
+    margin = math.ceil(4.0 * coarse_sigma)
     column, row = round(candidate.apex_column), round(candidate.apex_row)
+    top, left = max(0, row - gap - half - margin), max(0, column - half - margin)
+    image = image[top : row + gap + half + margin, left : column + half + 1 + margin]
+    column, row = column - left, row - top
     columns = slice(max(0, column - half), column + half + 1)
     rows_above = slice(max(0, row - gap - half), max(0, row - gap))
     rows_below = slice(row + gap, row + gap + half)
-    coarse = cv2.GaussianBlur(image, (0, 0), _TEXTURE_SCALE_MM / pixel_at_isocentre_mm)
+    coarse = cv2.GaussianBlur(image, (0, 0), coarse_sigma)
     # All detail finer than the texture scale, and the same without the pixel grain: on a
     # clean radiograph the finest detail tells most, on a noisy fluoroscopy frame the noise
     # would look like texture on both sides and only the band-pass tells.
