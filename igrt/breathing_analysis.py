@@ -17,7 +17,9 @@ Method
    the signal: the Savitzky-Golay smoothing window (quartic, a third of the period: long enough
    to average tracking noise, short enough to keep a sharp end-inhale), the minimum distance
    between extremes of the same kind (``min_cycle_distance_fraction`` × period) and, through a
-   first pass, the minimum prominence.
+   first pass, the minimum prominence. The periodogram weighs each breath by its power, so a
+   minority of large, slow breaths pulls this period long; the extremes are found a second time
+   with the median period of the cycles of the first pass when that is shorter.
 4. **Extremes** with :func:`scipy.signal.find_peaks` on the smoothed signal: maxima are
    end-exhale, minima end-inhale. The prominence threshold is ``min_prominence_fraction`` times
    the 75th percentile of the prominences found in a first pass, and at least three noise SDs.
@@ -50,12 +52,13 @@ Method
    cough is too brief for the smoothing to follow). A cough pushes the dome superior, so it
    inflates an end-exhale extreme (or cuts an inhale short) and corrupts the cycles around it;
    those cycles are excluded rather than allowed to become a 10 mm "breath". Exclusion is for
-   rare events: cycles of outlying *amplitude* are excluded only while they are at most
-   ``max_rare_event_fraction`` of the cycles; frequent large breaths are the patient's
-   breathing and stay in the 95th percentile. Outlier cycles are kept in ``cycles``
-   (``is_outlier=True``, ``outlier_reason``), listed with amplitude and reason in the quality
-   flag and in ``excluded_cycles``, counted in the 95th percentile (the large-breath safeguard
-   must not rest on an exclusion) and excluded from
+   rare events: cycles of outlying *amplitude* or *end-exhale* (whole breaths unlike the
+   others: a sigh, the long exhale of a sentence) are excluded only while they are at most
+   ``max_rare_event_fraction`` of the cycles; frequent ones are the patient's breathing and
+   stay in every summary. Only transients, faster than any breath, always exclude. Outlier
+   cycles are kept in ``cycles`` (``is_outlier=True``, ``outlier_reason``), listed with
+   amplitude and reason in the quality flag and in ``excluded_cycles``, counted in the 95th
+   percentile (the large-breath safeguard must not rest on an exclusion) and excluded from
    every other summary: the median, the CVs, the period, the drift and the
    "range without outliers" (highest inlier end-exhale minus lowest inlier end-inhale position,
    which also contains any baseline drift over the recording). When more than
@@ -72,7 +75,7 @@ Excursion uncertainty
 ``excursion_uncertainty_mm`` is the standard (1 SD) uncertainty of the median excursion::
 
     u          = sqrt(max(u_cycles, u_random)² + u_scale²)
-    u_cycles   = 1.2533 · SD(inlier amplitudes) / √n
+    u_cycles   = 1.2533 · 1.4826 · MAD(inlier amplitudes) / √n
     u_random   = 1.2533 · √2 · σ_track / √n
     u_scale    = f · e        (f = protocol.tracking_scale_fraction, 3 %)
 
@@ -884,34 +887,51 @@ def _transients_s(
 def _mark_outliers(
     cycles: list[BreathingCycle], transients_s: Sequence[float], protocol: MotionProtocol
 ) -> list[BreathingCycle]:
-    """Flag rare events: a transient inside, an outlying end-exhale, or a rare outlying amplitude.
+    """Flag rare events: a transient inside, or a rare outlying amplitude or end-exhale.
 
-    Cycles of outlying amplitude are excluded only while they are rare (at most
-    ``protocol.max_rare_event_fraction`` of the cycles): frequent large breaths are part of the
-    patient's breathing and stay in every summary, the 95th percentile above all.
+    A transient (faster than breathing) is never a breath and always excludes its cycle. An
+    outlying amplitude or end-exhale is a whole breath unlike the others (a sigh, a deeper
+    exhale): such cycles are excluded only while they are rare (at most
+    ``protocol.max_rare_event_fraction`` of the cycles); frequent ones are part of the patient's
+    breathing and stay in every summary, the 95th percentile above all.
     """
     if len(cycles) < 3:
         return cycles
-    amplitude_reasons = _amplitude_outliers(cycles, protocol)
-    if len(amplitude_reasons) > protocol.max_rare_event_fraction * len(cycles):
-        amplitude_reasons = {}
-    exhale_reasons = _exhale_outliers(cycles, protocol)
+    breath_reasons = _breath_scale_outliers(cycles, protocol)
+    if len(breath_reasons) > protocol.max_rare_event_fraction * len(cycles):
+        breath_reasons = {}
     marked: list[BreathingCycle] = []
     for index, cycle in enumerate(cycles):
         reasons = []
         if any(cycle.exhale_start_s <= s <= cycle.exhale_end_s for s in transients_s):
             reasons.append("transient (cough or tracking spike)")
-        for when in (cycle.exhale_start_s, cycle.exhale_end_s):
-            if when in exhale_reasons:
-                reasons.append(exhale_reasons[when])
-        if index in amplitude_reasons:
-            reasons.append(amplitude_reasons[index])
+        reasons.extend(breath_reasons.get(index, []))
         marked.append(
             dataclasses.replace(
                 cycle, is_outlier=bool(reasons), outlier_reason="; ".join(dict.fromkeys(reasons))
             )
         )
     return marked
+
+
+def _breath_scale_outliers(
+    cycles: Sequence[BreathingCycle], protocol: MotionProtocol
+) -> dict[int, list[str]]:
+    """Cycle index -> reasons, for cycles of outlying amplitude or with an outlying end-exhale."""
+    amplitude_reasons = _amplitude_outliers(cycles, protocol)
+    exhale_reasons = _exhale_outliers(cycles, protocol)
+    reasons: dict[int, list[str]] = {}
+    for index, cycle in enumerate(cycles):
+        found = [
+            exhale_reasons[when]
+            for when in (cycle.exhale_start_s, cycle.exhale_end_s)
+            if when in exhale_reasons
+        ]
+        if index in amplitude_reasons:
+            found.append(amplitude_reasons[index])
+        if found:
+            reasons[index] = found
+    return reasons
 
 
 def _robust_scale(values: FloatArray, floor: float) -> float:
@@ -1045,14 +1065,9 @@ def analyse_breathing(
             )
         )
         return _empty_analysis(trace, protocol, samples, issues)
-    smooth = _smoothed(grid, period)
-    distance = max(1, int(protocol.min_cycle_distance_fraction * period / grid.step_s))
-    exhales, inhales = _extremes(
-        smooth, distance, 3.0 * samples.noise_sd_mm, protocol.min_prominence_fraction
-    )
-    extremes = _with_edge_extremes(
-        _alternate(exhales, inhales, smooth), smooth, samples.noise_sd_mm
-    )
+    smooth, extremes = _smoothed_extremes(grid, period, samples, protocol)
+    typical_period = _typical_period_s(extremes, grid, period)
+    smooth, extremes = _smoothed_extremes(grid, typical_period, samples, protocol)
     holds, transients = _holds_and_transients(grid, smooth, extremes, samples, protocol)
     cycles = _mark_outliers(
         _cycles_in_segments(
@@ -1186,6 +1201,38 @@ def _smoothed(grid: _Grid, period_s: float) -> FloatArray:
     return np.asarray(sps.savgol_filter(grid.si_mm, window, _SMOOTHING_POLYORDER), np.float64)
 
 
+def _smoothed_extremes(
+    grid: _Grid, period_s: float, samples: _Samples, protocol: MotionProtocol
+) -> tuple[FloatArray, list[tuple[int, int]]]:
+    """The smoothed trace and its alternating extremes, both scaled to the period ``period_s``."""
+    smooth = _smoothed(grid, period_s)
+    distance = max(1, int(protocol.min_cycle_distance_fraction * period_s / grid.step_s))
+    exhales, inhales = _extremes(
+        smooth, distance, 3.0 * samples.noise_sd_mm, protocol.min_prominence_fraction
+    )
+    extremes = _with_edge_extremes(
+        _alternate(exhales, inhales, smooth), smooth, samples.noise_sd_mm
+    )
+    return smooth, extremes
+
+
+def _typical_period_s(
+    extremes: Sequence[tuple[int, int]], grid: _Grid, dominant_period_s: float
+) -> float:
+    """The median period of the cycles found, when it is shorter than the dominant period, s.
+
+    The periodogram weighs each breath by its power (amplitude squared), so a minority of
+    large, slow breaths pulls the dominant period towards theirs; a minimum extreme distance of
+    half that period then drops the ordinary breaths between them. The median period of the
+    cycles found with it counts every breath once. It is only ever shorter: a first pass that
+    misses breaths finds cycles that are too long, never too short.
+    """
+    exhale_s = [float(grid.times_s[i]) for kind, i in extremes if kind == 1]
+    if len(exhale_s) < 3:
+        return dominant_period_s
+    return min(dominant_period_s, float(np.median(np.diff(exhale_s))))
+
+
 def _holds_and_transients(
     grid: _Grid,
     smooth: FloatArray,
@@ -1313,7 +1360,10 @@ def _summarise(
     every = np.array([c.amplitude_mm for c in cycles])
     p95 = float(np.percentile(every, 95))
     u_random = _MEDIAN_SE_FACTOR * math.sqrt(2.0) * tracking_sd_mm / math.sqrt(n)
-    u_cycles = _MEDIAN_SE_FACTOR * float(np.std(amplitude, ddof=1)) / math.sqrt(n)
+    # The SE of a median depends on how densely the cycles crowd around it, not on the tails:
+    # frequent large breaths kept in the summaries would inflate an SD (1.4826 MAD = SD when
+    # the amplitudes are normal).
+    u_cycles = _MEDIAN_SE_FACTOR * _robust_scale(amplitude, 0.0) / math.sqrt(n)
     scale = protocol.tracking_scale_fraction
     p95_se = max(_bootstrap_p95_se(every), u_random)
     return _Summary(

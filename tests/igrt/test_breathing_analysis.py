@@ -11,11 +11,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fixtures.breathing import BreathingSignal, breath_holds, irregular, regular
+from fixtures.breathing import (
+    BreathingSignal,
+    breath_holds,
+    irregular,
+    regular,
+    replay_real_trace,
+)
 from igrt.breathing_analysis import (
     BreathingAnalysis,
     BreathingCycle,
@@ -131,7 +138,8 @@ def test_uncertainty_combines_tracking_and_cycle_variation() -> None:
         # random tracking error averages over the cycles; the scale error does not
         random = math.sqrt(math.pi / 2) * math.sqrt(2.0) * sd / root_n
         assert result.uncertainty_tracking_mm == pytest.approx(math.hypot(random, scale * median))
-        expected_cycles = math.sqrt(math.pi / 2) * amplitudes.std(ddof=1) / root_n
+        mad = float(np.median(np.abs(amplitudes - np.median(amplitudes))))
+        expected_cycles = math.sqrt(math.pi / 2) * 1.4826 * mad / root_n
         assert result.uncertainty_cycles_mm == pytest.approx(expected_cycles)
         assert result.excursion_uncertainty_mm == pytest.approx(
             math.hypot(max(random, expected_cycles), scale * median)
@@ -508,3 +516,53 @@ def test_uncertainty_shrinks_with_more_cycles() -> None:
     assert long.excursion_uncertainty_mm is not None
     assert long.excursion_uncertainty_mm < short.excursion_uncertainty_mm - 0.03
     assert long.excursion_uncertainty_mm < 0.3  # 5.3 mm is then clearly above 5 mm
+
+
+def _cycles(amplitudes_mm: list[float], periods_s: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Lujan cycles of the given amplitudes and periods, 10 Hz, back to back."""
+    parts = []
+    for amplitude, period in zip(amplitudes_mm, periods_s, strict=True):
+        u = np.arange(0.0, period, 0.1)
+        parts.append(-amplitude * np.sin(np.pi * u / period) ** 6)
+    si = np.concatenate(parts)
+    return np.arange(si.size) * 0.1, si
+
+
+def test_frequent_deeper_exhales_are_breathing_not_outliers() -> None:
+    # every third end-exhale rises 3 mm above the others (a deeper exhale before a breath, as
+    # when talking): a whole breath, slow as breathing, not a cough
+    times, si = _cycles([6.0] * 30, [4.0] * 30)
+    for centre_s in np.arange(12.0, 120.0, 12.0):
+        near = np.abs(times - centre_s) < 2.0
+        si[near] += 3.0 * np.cos(np.pi * (times[near] - centre_s) / 4.0) ** 2
+    result = _analyse_arrays(times, si)
+    assert result.is_trustworthy
+    assert result.n_outlier_cycles == 0
+    # one such exhale in 30 cycles is a rare event and is still excluded
+    times, si = _cycles([6.0] * 30, [4.0] * 30)
+    near = np.abs(times - 60.0) < 2.0
+    si[near] += 3.0 * np.cos(np.pi * (times[near] - 60.0) / 4.0) ** 2
+    assert 1 <= _analyse_arrays(times, si).n_outlier_cycles <= 2
+
+
+def test_cycle_uncertainty_follows_the_typical_breaths_not_the_large_ones() -> None:
+    # 30 % large breaths are the patient's breathing (kept), but the median of the cycles is
+    # set by the many ordinary 4 mm breaths around it: their spread, not the large breaths',
+    # is what the median's uncertainty reflects
+    amplitudes = [12.0 if i % 10 in (2, 5, 8) else 4.0 for i in range(30)]
+    result = _analyse_arrays(*_cycles(amplitudes, [4.0] * 30))
+    assert result.n_outlier_cycles == 0
+    assert result.excursion_median_mm == pytest.approx(4.0, abs=0.2)
+    assert result.uncertainty_cycles_mm is not None
+    assert result.uncertainty_cycles_mm < 0.2
+
+
+@pytest.mark.shared_data
+def test_large_talking_breaths_do_not_hide_the_ordinary_ones(shared_data: Path) -> None:
+    # a talking session: a third of the breaths are large and slow and dominate the
+    # periodogram (power grows with the amplitude squared); half that period as the minimum
+    # distance between extremes dropped ordinary breaths between them (38 cycles were found)
+    path = shared_data / "breathing" / "201205101519-UCC-1-T-222-6.csv"
+    signal = replay_real_trace(path, 6.0)
+    result = _analyse_arrays(signal.times_s, signal.si_mm)
+    assert len(result.cycles) >= signal.n_cycles - 1
