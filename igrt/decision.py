@@ -28,27 +28,34 @@ Contexts: FB free breathing, BHT breath-hold trial, AC recorded under abdominal 
              outliers), or the trial lost too many frames
  2  FB, BHT  ``e + k·u <= T``, ``P <= Pmax``, ``|D|<=Dmax``  NO_DEVICE (BELOW_THRESHOLD)
  3  FB, BHT  ``e + k·u <= T`` but ``P > Pmax``               REASSESS (LARGE_BREATHS)
- 4  FB, BHT  ``e + k·u <= T``, ``P <= Pmax``, ``|D|>Dmax``   device as rows 6-8
+ 4  FB, BHT  ``e + k·u <= T``, ``P <= Pmax``, ``|D|>Dmax``   device as rows 7-9
                                                              (BASELINE_DRIFT)
- 5  FB, BHT  ``e - k·u <= T < e + k·u``                      REASSESS (BORDERLINE)
- 6  FB, BHT  ``e - k·u > T``, breath-hold evidence meets     ACTIVE_BREATHING_CONTROL
+ 5  FB, BHT  ``e - k·u <= T < e + k·u`` and ``P > Pmax``     device as rows 7-9
+                                                             (BORDERLINE_LARGE_BREATHS)
+ 6  FB, BHT  ``e - k·u <= T < e + k·u``                      REASSESS (BORDERLINE)
+ 7  FB, BHT  ``e - k·u > T``, breath-hold evidence meets     ACTIVE_BREATHING_CONTROL
              every ABC criterion                             (ABC_SUITABLE)
- 7  FB, BHT  ``e - k·u > T``, the evidence fails a           ABDOMINAL_COMPRESSION
+ 8  FB, BHT  ``e - k·u > T``, the evidence fails a           ABDOMINAL_COMPRESSION
              criterion (a trial without any hold fails)      (ABC_NOT_SUITABLE)
- 8  FB       ``e - k·u > T``, no breath-hold evidence        the first of
+ 9  FB       ``e - k·u > T``, no breath-hold evidence        the first of
                                                              ``device_preference``:
                                                              BREATH_HOLD_TRIAL_NEXT ("ABC trial
                                                              next; compression if ABC is not
                                                              tolerated") or
                                                              ABDOMINAL_COMPRESSION
                                                              (ABC_NOT_ASSESSED)
- 9  AC       ``e + k·u <= Tc`` and ``P <= Pmax``             ABDOMINAL_COMPRESSION
+10  AC       ``e + k·u <= Tc`` and ``P <= Pmax``             ABDOMINAL_COMPRESSION
                                                              (COMPRESSION_EFFECTIVE)
-10  AC       ``e + k·u <= Tc`` but ``P > Pmax``              REASSESS (LARGE_BREATHS)
-11  AC       ``e - k·u <= Tc < e + k·u``                     REASSESS (BORDERLINE)
-12  AC       ``e - k·u > Tc``                                GATING_OR_LARGER_MARGIN
+11  AC       ``e + k·u <= Tc`` but ``P > Pmax``              REASSESS (LARGE_BREATHS)
+12  AC       ``e - k·u <= Tc < e + k·u``                     REASSESS (BORDERLINE)
+13  AC       ``e - k·u > Tc``                                GATING_OR_LARGER_MARGIN
                                                              (COMPRESSION_INSUFFICIENT)
 ==  =======  ==============================================  ==================================
+
+Row 5 follows from rows 3 and 9: when the band straddles ``T`` the motion may lie on either
+side, but with ``P > Pmax`` neither side allows "no device" (below ``T`` the large breaths rule
+it out, above ``T`` motion management is required), so motion management is recommended
+instead of a re-assessment.
 
 A decision on an analysis with fewer cycles than ``protocol.min_cycles`` is made and marked
 ``provisional`` (its rationale asks for a longer recording).
@@ -63,14 +70,14 @@ Where the breath-hold evidence comes from:
 
 - *free breathing*: ``hold_evidence`` if given (e.g. entered from an ABC session, or built with
   :meth:`BreathHoldEvidence.from_analysis` from a separate trial recording); otherwise the holds
-  found in the same recording, if any. With neither, ABC suitability is **not assessed** (row 8):
+  found in the same recording, if any. With neither, ABC suitability is **not assessed** (row 9):
   the seed names ABC or compression in no order, so the protocol's ``device_preference``
   decides what to try first; by default motion management is required with a breath-hold (ABC)
   trial next and compression if ABC is not tolerated. Evidence may come from an ABC device
   session or a spirometer log (:class:`BreathHoldEvidence`), not only from fluoroscopy.
 - *breath-hold trial*: the holds of the analysed trial recording (or ``hold_evidence``). The
   motion comes from ``free_breathing_analysis`` if given, else from the free breathing between
-  the holds of the trial. A trial in which no hold was found counts as failed (row 7).
+  the holds of the trial. A trial in which no hold was found counts as failed (row 8).
 - *under compression*: the analysed trace was recorded with the compression plate on; its
   excursion is the residual motion. Breath-hold evidence is not used. When escalation is needed
   the rationale says why and that ABC is an alternative if a breath-hold trial qualifies.
@@ -146,6 +153,7 @@ class DecisionReasonValues(enum.Enum):
     BELOW_THRESHOLD = "below_threshold"
     LARGE_BREATHS = "large_breaths"
     BASELINE_DRIFT = "baseline_drift"
+    BORDERLINE_LARGE_BREATHS = "borderline_large_breaths"
     BORDERLINE = "borderline"
     ABC_SUITABLE = "abc_suitable"
     ABC_NOT_SUITABLE = "abc_not_suitable"
@@ -808,7 +816,7 @@ def _measurement_sentences(case: _Case, band: _Band) -> list[str]:
 
 
 def _large_breaths(case: _Case, band: _Band) -> _Outcome:
-    """Rows 3 and 10: the typical breath is within the threshold, the large breaths are not."""
+    """Rows 3 and 11: the typical breath is within the threshold, the large breaths are not."""
     p = case.protocol
     return _Outcome(
         MotionManagementValues.REASSESS,
@@ -824,7 +832,7 @@ def _large_breaths(case: _Case, band: _Band) -> _Outcome:
 
 
 def _borderline(case: _Case, band: _Band) -> _Outcome:
-    """Rows 5 and 11: the band straddles the threshold."""
+    """Rows 6 and 12: the band straddles the threshold."""
     return _Outcome(
         MotionManagementValues.REASSESS,
         DecisionReasonValues.BORDERLINE,
@@ -837,32 +845,29 @@ def _borderline(case: _Case, band: _Band) -> _Outcome:
     )
 
 
-def _free_breathing_rows(case: _Case, band: _Band) -> _Outcome:
-    """Rows 2-8 (free breathing or a breath-hold trial)."""
+def _borderline_with_large_breaths(case: _Case, band: _Band) -> _Outcome:
+    """Row 5: the band straddles the threshold, and the large breaths rule out no device."""
     p = case.protocol
-    drift = case.motion.drift_mm_per_min
+    statistic = (
+        "median" if p.excursion_statistic is ExcursionStatisticValues.MEDIAN else "95th percentile"
+    )
+    why = (
+        f"The {statistic} is borderline: {band.text}, which straddles the {case.threshold_mm:g} mm "
+        f"{case.threshold_name}. But the large breaths rule out no device: 5 % of breaths exceed "
+        f"{_mm(band.p95_mm)}, above the {p.no_device_max_p95_excursion_mm:g} mm allowed for "
+        "large breaths, so below the threshold no device is ruled out by them and above it by "
+        "the motion itself; either way motion management is needed."
+    )
+    return _choose_device(case, DecisionReasonValues.BORDERLINE_LARGE_BREATHS, why)
+
+
+def _free_breathing_rows(case: _Case, band: _Band) -> _Outcome:
+    """Rows 2-9 (free breathing or a breath-hold trial)."""
     if band.high_mm <= case.threshold_mm:
-        if band.p95_mm > p.no_device_max_p95_excursion_mm:
-            return _large_breaths(case, band)
-        if drift is not None and abs(drift) > p.max_baseline_drift_mm_per_min:
-            why = (
-                f"The typical breath is within the {case.threshold_mm:g} mm motion threshold "
-                f"({band.text}), but the baseline drifts {drift:+.1f} mm/min, beyond the "
-                f"{p.max_baseline_drift_mm_per_min:g} mm/min the protocol allows: the liver "
-                "leaves its planned position during treatment, so motion management is needed."
-            )
-            return _choose_device(case, DecisionReasonValues.BASELINE_DRIFT, why)
-        return _Outcome(
-            MotionManagementValues.NO_DEVICE,
-            DecisionReasonValues.BELOW_THRESHOLD,
-            (
-                f"Motion is within the {case.threshold_mm:g} mm motion threshold ({band.text}), "
-                f"large breaths stay below {p.no_device_max_p95_excursion_mm:g} mm and the "
-                "baseline drift is within the protocol limit: no motion-management device is "
-                "needed.",
-            ),
-        )
+        return _within_threshold_rows(case, band)
     if band.low_mm <= case.threshold_mm:
+        if band.p95_mm > case.protocol.no_device_max_p95_excursion_mm:
+            return _borderline_with_large_breaths(case, band)
         return _borderline(case, band)
     why = (
         f"Motion exceeds the {case.threshold_mm:g} mm motion threshold ({band.text}): motion "
@@ -871,8 +876,34 @@ def _free_breathing_rows(case: _Case, band: _Band) -> _Outcome:
     return _choose_device(case, None, why)
 
 
+def _within_threshold_rows(case: _Case, band: _Band) -> _Outcome:
+    """Rows 2-4: the typical breath is within the threshold; large breaths, drift or none."""
+    p = case.protocol
+    drift = case.motion.drift_mm_per_min
+    if band.p95_mm > p.no_device_max_p95_excursion_mm:
+        return _large_breaths(case, band)
+    if drift is not None and abs(drift) > p.max_baseline_drift_mm_per_min:
+        why = (
+            f"The typical breath is within the {case.threshold_mm:g} mm motion threshold "
+            f"({band.text}), but the baseline drifts {drift:+.1f} mm/min, beyond the "
+            f"{p.max_baseline_drift_mm_per_min:g} mm/min the protocol allows: the liver "
+            "leaves its planned position during treatment, so motion management is needed."
+        )
+        return _choose_device(case, DecisionReasonValues.BASELINE_DRIFT, why)
+    return _Outcome(
+        MotionManagementValues.NO_DEVICE,
+        DecisionReasonValues.BELOW_THRESHOLD,
+        (
+            f"Motion is within the {case.threshold_mm:g} mm motion threshold ({band.text}), "
+            f"large breaths stay below {p.no_device_max_p95_excursion_mm:g} mm and the "
+            "baseline drift is within the protocol limit: no motion-management device is "
+            "needed.",
+        ),
+    )
+
+
 def _choose_device(case: _Case, reason: DecisionReasonValues | None, why: str) -> _Outcome:
-    """Rows 6-8: ABC when the holds qualify; otherwise compression; no evidence: trial next."""
+    """Rows 7-9: ABC when the holds qualify; otherwise compression; no evidence: trial next."""
     p = case.protocol
     follow_up = (
         "Compression must be shown to work: repeat the motion assessment under compression "
@@ -935,7 +966,7 @@ def _choose_device(case: _Case, reason: DecisionReasonValues | None, why: str) -
 
 
 def _compression_rows(case: _Case, band: _Band) -> _Outcome:
-    """Rows 9-12 (recorded under abdominal compression)."""
+    """Rows 10-13 (recorded under abdominal compression)."""
     p = case.protocol
     if band.high_mm <= case.threshold_mm:
         if band.p95_mm > p.no_device_max_p95_excursion_mm:

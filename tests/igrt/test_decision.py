@@ -155,6 +155,42 @@ def test_large_breaths_block_no_device(
     assert (compression.recommendation is M.REASSESS) == (expected is M.REASSESS)
 
 
+@pytest.mark.parametrize("excursion_mm", [4.7, 5.0, 5.3])
+def test_borderline_median_with_large_breaths_is_motion_management(
+    base: BreathingAnalysis, excursion_mm: float
+) -> None:
+    """Row 5: below the threshold the large breaths rule out no device, above it the motion
+    does; either reading of a borderline median needs motion management, not a re-assessment."""
+    analysis = _with(base, excursion_mm, 0.4, 9.0)
+    decision = _decide(analysis)
+    assert (decision.recommendation, decision.reason) == (
+        M.BREATH_HOLD_TRIAL_NEXT,
+        R.BORDERLINE_LARGE_BREATHS,
+    )
+    assert decision.needs_motion_management is True
+    text = " ".join(decision.rationale)
+    assert "The median is borderline" in text
+    assert "the large breaths rule out no device" in text
+    assert "9.0 mm, above the 7 mm allowed for large breaths" in text
+    assert "compression if ABC is not tolerated" in text
+    with_holds = _decide(analysis, hold_evidence=GOOD_HOLDS)
+    assert (with_holds.recommendation, with_holds.reason) == (
+        M.ACTIVE_BREATHING_CONTROL,
+        R.BORDERLINE_LARGE_BREATHS,
+    )
+    compression_first = MotionProtocol(
+        version="site-compression-first",
+        device_preference=("abdominal_compression", "active_breathing_control"),
+    )
+    assert _decide(analysis, protocol=compression_first).recommendation is (M.ABDOMINAL_COMPRESSION)
+    # large breaths at the limit are allowed: the borderline stays a re-assessment (row 6)
+    at_limit = _decide(_with(base, excursion_mm, 0.4, 7.0))
+    assert (at_limit.recommendation, at_limit.reason) == (M.REASSESS, R.BORDERLINE)
+    # under compression the row does not apply (row 12)
+    compressed = _decide(analysis, context=C.ABDOMINAL_COMPRESSION)
+    assert (compressed.recommendation, compressed.reason) == (M.REASSESS, R.BORDERLINE)
+
+
 def test_p95_statistic_protocol(base: BreathingAnalysis) -> None:
     p95 = MotionProtocol(version="test-p95", excursion_statistic="p95")  # type: ignore[arg-type]
     analysis = dataclasses.replace(_with(base, 4.0, 0.1, 5.6), excursion_p95_uncertainty_mm=0.2)
@@ -565,6 +601,10 @@ def test_decision_table_walk_every_row(position: str) -> None:
         R.LARGE_BREATHS,
     )
     assert row(fb([4.0] * 30, drift_mm_per_min=8.0))[1] is R.BASELINE_DRIFT
+    assert row(fb([9.0 if i % 10 in (2, 5, 8) else 4.9 for i in range(30)], noise_sd_mm=0.1)) == (
+        M.BREATH_HOLD_TRIAL_NEXT,
+        R.BORDERLINE_LARGE_BREATHS,
+    )
     assert row(fb([5.0] * 30, noise_sd_mm=0.1)) == (M.REASSESS, R.BORDERLINE)
     t, si = exhale_hold_trial()
     trial = _fb(t, _si_through_position(position, si))
