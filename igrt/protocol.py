@@ -170,7 +170,7 @@ __all__ = [
     "ProvenanceValues",
 ]
 
-DEFAULT_PROTOCOL_VERSION = "seed-lee2009-liver-sbrt-2026.3"
+DEFAULT_PROTOCOL_VERSION = "seed-lee2009-liver-sbrt-2026.4"
 """Version string of the defaults below: the seed's four rules (Lee et al., JCO 2009) plus this
 project's choices where the seed is silent. It is not Princess Margaret's own protocol."""
 

@@ -711,6 +711,10 @@ _NEARLY_FRONTAL_VIEW = 0.9  # within about 25 degrees of AP or PA
 _FRONTAL_VIEW = 0.3  # |patient right . u| above this: the two lungs are side by side
 _OPPOSITE_SIDE_FRACTION = 0.15
 _APEX_WINDOW_MM = 5.0
+_MIN_LUNG_OVER_LIVER = 0.8
+"""Share of the diaphragm stretch that must read as lung over liver (attenuation rising
+downwards) on a nearly frontal view: a correctly stated image reads so on nearly all of it, an
+inverted one on little of it."""
 
 
 def detect_dome(
@@ -805,40 +809,91 @@ def _anatomical_dome(
     candidate : DomeCandidate or None
         None when no field of that side is found, its boundary has no diaphragm run, the apex
         is not in the field's lower part or has no image above and below, or the image there
-        is no dome edge with textured lung above smooth liver.
+        is no dome edge with lung texture above liver (obliquely: clearly more texture above;
+        frontally: not clearly less).
     contradicted : bool
-        On a nearly frontal view, True in the last case: anatomy placed the dome and the image
-        shows no edge there, or not textured lung over smooth liver.
+        On a nearly frontal view, True when the field's lower boundary does not read as lung
+        over liver (:func:`igrt.tracking.lung_field.lung_over_liver_fraction`): attenuation
+        falls across it, so the image's stated pixel meaning is probably inverted.
     """
     from igrt.tracking import lung_field  # the segmentation is only needed here
 
     side = float(np.sign(view.patient_right_towards_column))
     if hemidiaphragm is HemidiaphragmValues.LEFT:
         side = -side
+    pixel_mm = view.pixel_at_isocentre_mm
+    # Obliquely the 'field' may be both lungs and the mediastinum: there its side is not asked,
+    # and only a nearly frontal view is read firmly enough to contradict the stated meaning.
     frontal = abs(view.patient_right_towards_column) >= _FRONTAL_VIEW
-    fields = lung_field.find_lung_fields(image, view.pixel_at_isocentre_mm)
+    nearly_frontal = abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
+    fields = lung_field.find_lung_fields(image, pixel_mm)
     field = _field_on_side(fields, side if frontal else 0.0, image.shape[1])
     if field is None:
+        return None, nearly_frontal and _reads_as_lung_when_inverted(image, side, pixel_mm)
+    if nearly_frontal and _lung_over_liver(field, image, pixel_mm) < _MIN_LUNG_OVER_LIVER:
+        return None, True
+    apex = _diaphragm_apex_of(field, image, (-int(side) if frontal else 0), pixel_mm)
+    if apex is None or (frontal and not _on_side(apex[0], side, image.shape[1])):
         return None, False
-    medial_step = -int(side) if frontal else 0
-    columns, rows = lung_field.refined_inferior_boundary(
-        field, image, view.pixel_at_isocentre_mm, medial_step
-    )
-    apex = lung_field.diaphragm_apex(columns, rows, view.pixel_at_isocentre_mm)
+    candidate = _candidate_at(image, apex, pixel_mm)
+    if candidate is None:
+        return None, False
+    texture = _texture_ratio(image, candidate, pixel_mm)
+    # Frontally the edge's sign has already shown lung over liver along the whole diaphragm:
+    # texture only has to not contradict it, which a display look-up table cannot make it do.
+    # Obliquely it is the only evidence and must confirm.
+    least = 1.0 / _MIN_TEXTURE_RATIO if nearly_frontal else _MIN_TEXTURE_RATIO
+    return (candidate if texture >= least else None), False
+
+
+def _lung_over_liver(field: Any, image: npt.NDArray[np.float32], pixel_mm: float) -> float:
+    """:func:`igrt.tracking.lung_field.lung_over_liver_fraction`, NaN when it cannot tell."""
+    from igrt.tracking import lung_field
+
+    return lung_field.lung_over_liver_fraction(field, image, pixel_mm)
+
+
+def _reads_as_lung_when_inverted(
+    image: npt.NDArray[np.float32], side: float, pixel_mm: float
+) -> bool:
+    """Whether the image, inverted, has the requested lung field over liver.
+
+    Asked only when the image as stated has no such field: a chest whose pixel meaning is
+    inverted shows its lungs bright, and no dark field is found where they are.
+    """
+    from igrt.tracking import lung_field
+
+    inverted = np.asarray(float(image.max()) + float(image.min()) - image, np.float32)
+    fields = lung_field.find_lung_fields(inverted, pixel_mm)
+    field = _field_on_side(fields, side, image.shape[1])
+    return field is not None and _lung_over_liver(field, inverted, pixel_mm) >= _MIN_LUNG_OVER_LIVER
+
+
+def _diaphragm_apex_of(
+    field: Any, image: npt.NDArray[np.float32], medial_step: int, pixel_mm: float
+) -> tuple[float, float] | None:
+    """The apex of a field's diaphragm, on the image's edge, where a dome can be; else None."""
+    from igrt.tracking import lung_field
+
+    columns, rows = lung_field.refined_inferior_boundary(field, image, pixel_mm, medial_step)
+    apex = lung_field.diaphragm_apex(columns, rows, pixel_mm)
     if (
         apex is None
         or not field.holds_dome_at(apex[1])
-        or not _inside_vertically(apex[1], image.shape[0], view.pixel_at_isocentre_mm)
+        or not _inside_vertically(apex[1], image.shape[0], pixel_mm)
     ):
-        return None, False
-    candidate = _candidate_at(image, apex, view.pixel_at_isocentre_mm)
-    if candidate is not None and (
-        _texture_ratio(image, candidate, view.pixel_at_isocentre_mm) >= _MIN_TEXTURE_RATIO
-    ):
-        return candidate, False
-    # Only a nearly frontal view is read this firmly: obliquely the 'field' may be both lungs
-    # and the mediastinum, and its lower boundary need not be lung over liver.
-    return None, abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
+        return None
+    return apex
+
+
+def _on_side(column: float, side: float, n_columns: int) -> bool:
+    """Whether a column is not well on the other side of the frame (as for a field's centre).
+
+    A field that joins both lungs across the mediastinum can carry its 'diaphragm' to the
+    other side; that is the other dome, not the requested one.
+    """
+    offset = side * (column - (n_columns - 1) / 2.0)
+    return offset >= -_OPPOSITE_SIDE_FRACTION * n_columns
 
 
 def _inside_vertically(row: float, n_rows: int, pixel_at_isocentre_mm: float) -> bool:
@@ -859,10 +914,10 @@ def _texture_ratio(
 ) -> float:
     """Texture above the apex over texture below it: lung over liver is clearly above 1.
 
-    Aerated lung shows vessels and rib edges; the liver under the dome is homogeneous. Where
-    the texture above is not clearly stronger than below (:data:`_MIN_TEXTURE_RATIO`), the
-    'field' is probably not lung (a stated pixel meaning that is inverted: bone and abdomen
-    look like lung) and the dome is not confirmed by anatomy. NaN when the apex is too close
+    Aerated lung shows vessels and rib edges; the liver under the dome is homogeneous. The
+    ratio depends on the display look-up table (a darker one flattens the lung's vessels), so
+    it confirms lung over liver only where nothing else can (oblique views) and otherwise only
+    vetoes an apex with clearly less texture above than below. NaN when the apex is too close
     to the image's edge to tell.
     """
     half = round(_TEXTURE_WINDOW_MM / pixel_at_isocentre_mm)
@@ -900,7 +955,9 @@ _MIN_TEXTURE_RATIO = 1.15
 
 
 def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None:
-    """The lung field of the requested side: the one furthest that way among the large ones.
+    """The lung field of the requested side: the largest large one on that side of the frame.
+
+    With none there (a patient far off-centre), the one furthest that way.
 
     A field whose centre lies well on the other side of the frame is the other lung or
     something outside the body (the requested lung was not segmented), not a match.
@@ -910,8 +967,14 @@ def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None
     if side == 0.0:
         return fields[0]
     large = [f for f in fields if f.area_mm2 >= _MIN_RELATIVE_FIELD_AREA * fields[0].area_mm2]
-    chosen = max(large, key=lambda f: side * f.centroid_column_row[0])
     centre = (n_columns - 1) / 2.0
+    on_side = [f for f in large if side * (f.centroid_column_row[0] - centre) > 0.0]
+    if on_side:
+        # The lung is the largest dark region on its side; a smaller one further out is air
+        # between the neck and a shoulder, or a piece of the lung cut off by a dense band.
+        chosen = max(on_side, key=lambda f: f.area_mm2)
+    else:
+        chosen = max(large, key=lambda f: side * f.centroid_column_row[0])
     offset = side * (chosen.centroid_column_row[0] - centre)
     if offset < -_OPPOSITE_SIDE_FRACTION * n_columns:
         return None

@@ -21,13 +21,20 @@ the segmentation lost the lung over the heart and spine, and read with the defin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LungField", "diaphragm_apex", "find_lung_fields", "refined_inferior_boundary"]
+__all__ = [
+    "LungField",
+    "diaphragm_apex",
+    "find_lung_fields",
+    "lung_over_liver_fraction",
+    "refined_inferior_boundary",
+]
 
 _WORK_PIXEL_MM = 2.0
 """Pixel size, mm at the isocentre, at which the lung fields are segmented."""
@@ -86,6 +93,9 @@ class LungField:
     touches_top : bool
         The field is cut by the top of the image over at least ``_CUT_TOP_MIN_MM``: a view
         cropped above the lung apex (a trachea reaching the top edge is narrower).
+    last_exposed_row : int or None
+        The last row above a uniform band along the bottom of the image (collimation, a
+        burned-in frame), where the image's own edges end; None without such a band.
     """
 
     columns: npt.NDArray[np.intp]
@@ -94,6 +104,7 @@ class LungField:
     centroid_column_row: tuple[float, float]
     area_mm2: float
     touches_top: bool
+    last_exposed_row: int | None = None
 
     def holds_dome_at(self, row: float) -> bool:
         """Whether a dome apex at this row lies in the lower half of the field.
@@ -232,6 +243,7 @@ def find_lung_fields(
                 full_cols=cols,
                 pixel_mm=pixel_mm,
                 first_row=_first_row_inside(frame),
+                last_exposed_row=rows - 1 - bottom if bottom else None,
             )
         )
     fields.sort(key=lambda f: f.area_mm2, reverse=True)
@@ -297,6 +309,7 @@ def _field(
     full_cols: int,
     pixel_mm: float,
     first_row: int,
+    last_exposed_row: int | None,
 ) -> LungField:
     """A component's inferior boundary, mapped to full-resolution columns."""
     small_rows = np.arange(mask.shape[0])[:, None]
@@ -323,6 +336,7 @@ def _field(
         ),
         area_mm2=area_mm2,
         touches_top=bool(np.count_nonzero(mask[first_row]) * pixel_mm >= _CUT_TOP_MIN_MM),
+        last_exposed_row=last_exposed_row,
     )
 
 
@@ -376,11 +390,44 @@ def refined_inferior_boundary(
     return all_columns[order], all_rows[order]
 
 
+def lung_over_liver_fraction(
+    field: LungField, attenuation: npt.NDArray[np.float32], pixel_at_isocentre_mm: float
+) -> float:
+    """Share of the diaphragm stretch where attenuation rises across the field's lower boundary.
+
+    Below a lung is liver or stomach wall: going down across the diaphragm the image only gets
+    more attenuating. Per column of the boundary's diaphragm run, the strongest rise within
+    ``_SNAP_MM`` of it is compared with the strongest fall. The sign of a change survives any
+    display look-up table, equalisation or noise that keeps the grey levels' order, which
+    texture and edge strength do not; an image whose stated pixel meaning is inverted turns the
+    diaphragm into a fall along nearly its whole length. Only columns whose boundary has image
+    ``_SNAP_MM`` above and below count (a field cut by the image's edge shows no edge there);
+    NaN without a diaphragm run or without such columns.
+    """
+    run = _diaphragm_run(field.columns, field.inferior_rows, pixel_at_isocentre_mm)
+    if run is None:
+        return math.nan
+    gradient = _downward_gradient(attenuation, pixel_at_isocentre_mm)
+    snap = max(2, round(_SNAP_MM / pixel_at_isocentre_mm))
+    rising = []
+    for column, row in zip(
+        field.columns[run[0] : run[1]], field.inferior_rows[run[0] : run[1]], strict=True
+    ):
+        if not snap <= int(row) < gradient.shape[0] - snap:
+            continue
+        profile = gradient[int(row) - snap : int(row) + snap + 1, column]
+        rising.append(float(profile.max()) > -float(profile.min()))
+    return float(np.mean(rising)) if rising else math.nan
+
+
+def _edge_sigma_px(pixel_at_isocentre_mm: float) -> float:
+    return max(_EDGE_SIGMA_MM / pixel_at_isocentre_mm, 0.7)
+
+
 def _downward_gradient(
     attenuation: npt.NDArray[np.float32], pixel_at_isocentre_mm: float
 ) -> npt.NDArray[np.float32]:
-    sigma = max(_EDGE_SIGMA_MM / pixel_at_isocentre_mm, 0.7)
-    smooth = cv2.GaussianBlur(attenuation, (0, 0), sigma)
+    smooth = cv2.GaussianBlur(attenuation, (0, 0), _edge_sigma_px(pixel_at_isocentre_mm))
     return np.asarray(cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3), np.float32)
 
 
@@ -396,14 +443,21 @@ def _snapped(
     """
     snap = max(2, round(_SNAP_MM / pixel_at_isocentre_mm))
     descent = round(_DESCENT_MM / pixel_at_isocentre_mm)
+    # A band along the bottom has the image's strongest edge of all, and smoothing spreads it
+    # over the rows above: it is no diaphragm.
+    end = gradient.shape[0]
+    if field.last_exposed_row is not None:
+        reach = math.ceil(3.0 * _edge_sigma_px(pixel_at_isocentre_mm)) + 1
+        end = max(1, field.last_exposed_row + 1 - reach)
     edge_rows = np.empty(field.columns.size)
     strengths = np.empty(field.columns.size)
     for i, (column, row) in enumerate(zip(field.columns, field.inferior_rows, strict=True)):
-        low, high = max(0, int(row) - snap), min(gradient.shape[0], int(row) + snap + 1)
+        low = max(0, min(int(row), end - 1) - snap)
+        high = min(end, int(row) + snap + 1)
         profile = gradient[low:high, column]
         k = int(np.argmax(profile))
         edge_rows[i], strengths[i] = low + k, profile[k]
-        below = gradient[high : min(gradient.shape[0], high + descent), column]
+        below = gradient[high : min(end, high + descent), column]
         if below.size:
             j = int(np.argmax(below))
             if below[j] > _DESCENT_MIN_RATIO * max(float(profile[k]), 0.0):

@@ -193,6 +193,54 @@ def test_only_a_nearly_frontal_view_forbids_confirming_by_motion(shared_data: Pa
     assert oblique.confirmable_by_motion
 
 
+def _cxr_dev_frame(shared_data: Path, number: str) -> tuple[np.ndarray, np.ndarray]:
+    """A cxr_dev radiograph as display values (0.4 mm pixels) and its right-lung mask."""
+    reference = next(r for r in cxr_references(shared_data) if number in r["file"])
+    folder = shared_data / CXR_DEV
+    image = cv2.imread(str(folder / reference["file"]), cv2.IMREAD_GRAYSCALE)
+    labels = cv2.imread(str(folder / reference["mask_file"]), cv2.IMREAD_GRAYSCALE)
+    return image, labels == 1
+
+
+@pytest.mark.shared_data
+# Each lost to the texture check once: a display LUT of gamma 1.6 darkens the lung and
+# flattens its vessels, so lung over liver no longer looked textured over smooth.
+@pytest.mark.parametrize("number", ["0613", "0614", "0643", "0653"])
+def test_a_darker_display_look_up_table_keeps_the_dome_on_the_diaphragm(
+    shared_data: Path, number: str
+) -> None:
+    image, mask = _cxr_dev_frame(shared_data, number)
+    darker = cv2.LUT(image, (255.0 * (np.arange(256) / 255.0) ** 1.6).astype(np.uint8))
+    found = detect_dome(
+        darker.astype(np.float32), DetectionView(-1.0, TARGET_MM), HemidiaphragmValues.RIGHT
+    )
+    assert found.confirmed, found.reason
+    assert found.candidate is not None
+    boundary_row = _inferior_boundary(mask)[round(found.candidate.apex_column)]
+    assert boundary_row >= 0
+    assert abs(found.candidate.apex_row - boundary_row) <= ROW_TOLERANCE_PX
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("number", ["0601", "0605", "0611", "0613", "0622", "0640", "0644", "0652"])
+def test_an_inverted_radiograph_contradicts_its_stated_meaning(
+    shared_data: Path, number: str
+) -> None:
+    """Lung bright, declared lung dark: nothing is confirmed, nor confirmable by motion.
+
+    The diaphragm reads as a fall of attenuation; where no dark lung field is found at all
+    (0622, 0652), the image inverted has one, over liver.
+    """
+    image, _ = _cxr_dev_frame(shared_data, number)
+    found = detect_dome(
+        (255.0 - image).astype(np.float32),
+        DetectionView(-1.0, TARGET_MM),
+        HemidiaphragmValues.RIGHT,
+    )
+    assert not found.confirmed
+    assert not found.confirmable_by_motion, found.reason
+
+
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_a_noisy_sequence_of_a_real_radiograph_is_tracked(shared_data: Path) -> None:

@@ -14,6 +14,7 @@ from igrt.tracking.lung_field import (
     LungField,
     diaphragm_apex,
     find_lung_fields,
+    lung_over_liver_fraction,
     refined_inferior_boundary,
 )
 
@@ -116,3 +117,22 @@ def test_the_boundary_follows_the_diaphragm_where_the_segmentation_lost_the_medi
     assert apex is not None
     assert 330 <= apex[0] <= 350, apex
     assert abs(apex[1] - (600.0 - 0.3 * 249)) <= 3, apex
+
+
+def test_lung_over_liver_reads_the_sign_of_the_diaphragm_not_its_strength() -> None:
+    """The same boundary reads as lung over liver whatever the look-up table, and not inverted."""
+    image = _chest()
+    field = find_lung_fields(image, PIXEL_MM)[0]
+    assert lung_over_liver_fraction(field, image, PIXEL_MM) >= 0.95
+    assert lung_over_liver_fraction(field, np.sqrt(image) * 0.01, PIXEL_MM) >= 0.95
+    assert lung_over_liver_fraction(field, BODY - image, PIXEL_MM) <= 0.05
+
+
+def test_the_boundary_is_not_moved_onto_a_collimation_band_along_the_bottom() -> None:
+    """A white band's inner edge is the image's strongest rise: once it became the 'diaphragm'."""
+    image = _chest()
+    image[-120:, :] = 4.0 * BODY  # unexposed panel under the collimator: uniform, very bright
+    field = max(find_lung_fields(image, PIXEL_MM), key=lambda f: -f.centroid_column_row[0])
+    assert field.last_exposed_row is not None
+    _, rows = refined_inferior_boundary(field, image, PIXEL_MM, medial_step=0)
+    assert float(np.median(rows)) < 570.0  # the lung's own edge at row 560, the band at 680
