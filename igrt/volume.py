@@ -32,6 +32,18 @@ def _as_vector3(value: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
     return vector
 
 
+def _all_finite(array: npt.NDArray[np.floating[Any]]) -> bool:
+    """Whether no voxel is NaN or infinite, without a mask the size of the volume.
+
+    ``min`` and ``max`` propagate NaN, and an infinity is an extreme: both finite means every
+    voxel is. ``np.isfinite`` would write a boolean per voxel first (54 MB for a CBCT, about
+    0.03 s of page faults in a fresh process).
+    """
+    if array.size == 0:
+        return True
+    return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
+
+
 @dataclass(frozen=True, eq=False, init=False)
 class Volume:
     """A scalar volume with spacing, origin and direction cosines.
@@ -88,7 +100,7 @@ class Volume:
             raise InvalidInputError(f"volume has an empty axis: {array.shape}", field="array")
         if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
             raise InvalidInputError(f"unsupported voxel dtype {array.dtype}", field="array")
-        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        if np.issubdtype(array.dtype, np.floating) and not _all_finite(array):
             raise InvalidInputError("volume holds NaN or infinite voxels", field="array")
         spacing = _as_vector3(spacing_mm, "spacing_mm")
         if np.any(spacing <= 0):

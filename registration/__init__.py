@@ -16,61 +16,75 @@ orthogonal kV, MV or mixed MV-kV pair to them (:func:`register_pair_to_drrs`,
 :meth:`KvView.from_rt_image`) with a consistency check on the longitudinal axis both views
 share. Export: the rigid result as a DICOM Spatial Registration object
 (:func:`write_spatial_registration`, :func:`read_spatial_registration`).
+
+The names are loaded on first use: a 3D registration does not pay for the 2D/2D modules, and
+the DICOM export (pydicom) is imported when it is first needed.
 """
 
-from registration.attenuation import (
-    KV_ATTENUATION,
-    MV_ATTENUATION,
-    AttenuationModel,
-    ImagingModalityValues,
-)
-from registration.cbct_placement import (
-    DEFAULT_CBCT_ISOCENTRE_LPS_MM,
-    CbctPlacement,
-    FrameRelationValues,
-    place_cbct,
-)
-from registration.clip_box import DEFAULT_DOME_BOX_EXTENT_MM, ClipBox
-from registration.dicom_reg import (
-    SPATIAL_REGISTRATION_SOP_CLASS_UID,
-    ReadSpatialRegistration,
-    read_spatial_registration,
-    write_spatial_registration,
-)
-from registration.dome import DomeApex, DomeNotFoundError, find_dome_apex
-from registration.drr import BeamVolume, generate_drr, prepare_beam_volume, render_drr
-from registration.errors import (
-    ClipBoxError,
-    FrameOfReferenceMismatchError,
-    IsocentreRequiredError,
-    NoOverlapError,
-    NotConvergedError,
-    RegistrationProcessingError,
-)
-from registration.overlays import OverlayImages, PlaneValues, RegistrationOverlays, make_overlays
-from registration.pair2d import (
-    KvView,
-    Pair2DResult,
-    PairReference,
-    ViewMatch,
-    prepare_pair_reference,
-    register_pair_to_drrs,
-)
-from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL, RegistrationProtocol
-from registration.result import (
-    DomeCheck,
-    DomeCheckValues,
-    LevelRecord,
-    QualityValues,
-    RepositioningFlag,
-    RigidRegistrationResult,
-)
-from registration.rigid import (
-    PlanningReference,
-    prepare_planning_reference,
-    register_cbct_to_ct,
-    register_cbct_to_ct_files,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from registration.attenuation import (
+        KV_ATTENUATION,
+        MV_ATTENUATION,
+        AttenuationModel,
+        ImagingModalityValues,
+    )
+    from registration.cbct_placement import (
+        DEFAULT_CBCT_ISOCENTRE_LPS_MM,
+        CbctPlacement,
+        FrameRelationValues,
+        place_cbct,
+    )
+    from registration.clip_box import DEFAULT_DOME_BOX_EXTENT_MM, ClipBox
+    from registration.dicom_reg import (
+        SPATIAL_REGISTRATION_SOP_CLASS_UID,
+        ReadSpatialRegistration,
+        read_spatial_registration,
+        write_spatial_registration,
+    )
+    from registration.dome import DomeApex, DomeNotFoundError, find_dome_apex
+    from registration.drr import BeamVolume, generate_drr, prepare_beam_volume, render_drr
+    from registration.errors import (
+        ClipBoxError,
+        FrameOfReferenceMismatchError,
+        IsocentreRequiredError,
+        NoOverlapError,
+        NotConvergedError,
+        RegistrationProcessingError,
+    )
+    from registration.overlays import (
+        OverlayImages,
+        PlaneValues,
+        RegistrationOverlays,
+        make_overlays,
+    )
+    from registration.pair2d import (
+        KvView,
+        Pair2DResult,
+        PairReference,
+        ViewMatch,
+        prepare_pair_reference,
+        register_pair_to_drrs,
+    )
+    from registration.protocol import DEFAULT_REGISTRATION_PROTOCOL, RegistrationProtocol
+    from registration.result import (
+        DomeCheck,
+        DomeCheckValues,
+        LevelRecord,
+        QualityValues,
+        RepositioningFlag,
+        RigidRegistrationResult,
+    )
+    from registration.rigid import (
+        PlanningReference,
+        prepare_planning_reference,
+        register_cbct_to_ct,
+        register_cbct_to_ct_files,
+    )
 
 __all__ = [
     "DEFAULT_CBCT_ISOCENTRE_LPS_MM",
@@ -123,3 +137,70 @@ __all__ = [
     "render_drr",
     "write_spatial_registration",
 ]
+
+_HOME = {
+    "DEFAULT_CBCT_ISOCENTRE_LPS_MM": "cbct_placement",
+    "DEFAULT_DOME_BOX_EXTENT_MM": "clip_box",
+    "DEFAULT_REGISTRATION_PROTOCOL": "protocol",
+    "KV_ATTENUATION": "attenuation",
+    "MV_ATTENUATION": "attenuation",
+    "SPATIAL_REGISTRATION_SOP_CLASS_UID": "dicom_reg",
+    "AttenuationModel": "attenuation",
+    "BeamVolume": "drr",
+    "CbctPlacement": "cbct_placement",
+    "ClipBox": "clip_box",
+    "ClipBoxError": "errors",
+    "DomeApex": "dome",
+    "DomeCheck": "result",
+    "DomeCheckValues": "result",
+    "DomeNotFoundError": "dome",
+    "FrameOfReferenceMismatchError": "errors",
+    "FrameRelationValues": "cbct_placement",
+    "ImagingModalityValues": "attenuation",
+    "IsocentreRequiredError": "errors",
+    "KvView": "pair2d",
+    "LevelRecord": "result",
+    "NoOverlapError": "errors",
+    "NotConvergedError": "errors",
+    "OverlayImages": "overlays",
+    "Pair2DResult": "pair2d",
+    "PairReference": "pair2d",
+    "PlaneValues": "overlays",
+    "PlanningReference": "rigid",
+    "QualityValues": "result",
+    "ReadSpatialRegistration": "dicom_reg",
+    "RegistrationOverlays": "overlays",
+    "RegistrationProcessingError": "errors",
+    "RegistrationProtocol": "protocol",
+    "RepositioningFlag": "result",
+    "RigidRegistrationResult": "result",
+    "ViewMatch": "pair2d",
+    "find_dome_apex": "dome",
+    "generate_drr": "drr",
+    "make_overlays": "overlays",
+    "place_cbct": "cbct_placement",
+    "prepare_beam_volume": "drr",
+    "prepare_pair_reference": "pair2d",
+    "prepare_planning_reference": "rigid",
+    "read_spatial_registration": "dicom_reg",
+    "register_cbct_to_ct": "rigid",
+    "register_cbct_to_ct_files": "rigid",
+    "register_pair_to_drrs": "pair2d",
+    "render_drr": "drr",
+    "write_spatial_registration": "dicom_reg",
+}
+"""The submodule (of this package) that defines each public name."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule defining ``name`` on first access (PEP 562)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -19,19 +19,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pydicom.misc import is_dicom
-
 from igrt.errors import GeometryError, ImageReadError, InvalidInputError
 from igrt.frame_of_reference import PatientPositionValues
-from igrt.imageio._dicom_attributes import validated_uid
-from igrt.imageio._failures import foreign_errors
-from igrt.imageio.dicom_series import read_dicom_file, read_dicom_folder
 from igrt.imageio.header_allowlist import MAX_SPACING_MM, read_image_header, read_image_voxels
 from igrt.imageio.results import LoadedVolume
 from igrt.imageio.sniff import FileFormatValues, detect_format
 from igrt.volume import Volume
 
 __all__ = ["read_volume", "write_volume_mha"]
+
+# The DICOM readers, pydicom (through them and ``_failures``) and SimpleITK are imported inside
+# the functions that use them: an MHA, NRRD or NIfTI volume never needs pydicom, and this
+# module stays cheap enough to import before a reading thread starts (``igrt register``).
 
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz")
 """File name endings read with SimpleITK rather than pydicom."""
@@ -89,6 +88,8 @@ def _read_nifti(
 ) -> LoadedVolume:
     """NIfTI through SimpleITK's NIfTI reader only (never a reader chosen by content)."""
     import SimpleITK as sitk
+
+    from igrt.imageio._failures import foreign_errors
 
     reader = sitk.ImageFileReader()
     reader.SetImageIO("NiftiImageIO")
@@ -210,6 +211,8 @@ def read_volume(
     if not source.exists():
         raise ImageReadError(f"no such file or folder: {source}", field="path")
     if source.is_dir():
+        from igrt.imageio.dicom_series import read_dicom_folder
+
         return read_dicom_folder(
             source,
             series_instance_uid=series_instance_uid,
@@ -217,6 +220,11 @@ def read_volume(
             max_decoded_bytes=max_decoded_bytes,
         )
     if not _has_itk_suffix(source):
+        from pydicom.misc import is_dicom
+
+        from igrt.imageio._failures import foreign_errors
+        from igrt.imageio.dicom_series import read_dicom_file
+
         with foreign_errors(source, "read"):
             dicom = is_dicom(source)
         if dicom:
@@ -261,6 +269,9 @@ def write_volume_mha(
         Unknown patient position.
     """
     import SimpleITK as sitk
+
+    from igrt.imageio._dicom_attributes import validated_uid
+    from igrt.imageio._failures import foreign_errors
 
     destination = Path(path)
     if not destination.name.lower().endswith((".mha", ".mhd")):

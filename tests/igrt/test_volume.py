@@ -278,10 +278,13 @@ def test_same_grid() -> None:
         np.zeros((0, 3, 4)),
         np.full((2, 3, 4), np.nan),
         np.where(np.arange(24).reshape(2, 3, 4) == 5, np.inf, 0.0),
+        # One bad voxel among finite ones, in float32 (a CBCT's type) and at either extreme.
+        np.where(np.arange(24).reshape(2, 3, 4) == 7, np.nan, 1.0).astype(np.float32),
+        np.where(np.arange(24).reshape(2, 3, 4) == 23, -np.inf, 1.0).astype(np.float32),
         np.zeros((2, 3, 4), dtype=bool),
         np.zeros((2, 3, 4), dtype=complex),
     ],
-    ids=["2d", "4d", "empty", "nan", "inf", "bool", "complex"],
+    ids=["2d", "4d", "empty", "nan", "inf", "one nan", "minus inf", "bool", "complex"],
 )
 def test_bad_arrays_raise_invalid_input(array: np.ndarray) -> None:
     with pytest.raises(InvalidInputError) as info:

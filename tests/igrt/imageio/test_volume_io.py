@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from igrt.errors import FrameOfReferenceError, ImageReadError, InvalidInputError
 from igrt.imageio import read_volume, write_volume_mha
 from igrt.volume import Volume
+from tests.fresh_imports import heavy_modules_imported_by
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -86,3 +87,12 @@ def test_writer_arguments(integer_volume: Volume, tmp_path: Path) -> None:
         write_volume_mha(integer_volume, tmp_path / "ct.mha", patient_position="standing")
     with pytest.raises(InvalidInputError, match="cannot write"):
         write_volume_mha(integer_volume, tmp_path / "missing" / "folder" / "ct.mha")
+
+
+def test_reading_an_mha_volume_needs_neither_pydicom_nor_simpleitk(
+    integer_volume: Volume, tmp_path: Path
+) -> None:
+    # Each costs a fresh `igrt register` about 0.2 s; the allow-list reader needs neither.
+    path = write_volume_mha(integer_volume, tmp_path / "ct.mha")
+    code = "import sys\nfrom igrt.imageio import read_volume\nread_volume(sys.argv[1])"
+    assert heavy_modules_imported_by(code, str(path)) == []
