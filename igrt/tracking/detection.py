@@ -832,8 +832,8 @@ def _anatomical_dome(
         return None, nearly_frontal and _reads_as_lung_when_inverted(image, side, pixel_mm)
     if nearly_frontal and _lung_over_liver(field, image, pixel_mm) < _MIN_LUNG_OVER_LIVER:
         return None, True
-    apex = _diaphragm_apex_of(field, image, (-int(side) if frontal else 0), pixel_mm)
-    if apex is None or (frontal and not _on_side(apex[0], side, image.shape[1])):
+    apex = _diaphragm_apex_of(field, image, side if frontal else 0.0, pixel_mm)
+    if apex is None:
         return None, False
     candidate = _candidate_at(image, apex, pixel_mm)
     if candidate is None:
@@ -870,12 +870,20 @@ def _reads_as_lung_when_inverted(
 
 
 def _diaphragm_apex_of(
-    field: Any, image: npt.NDArray[np.float32], medial_step: int, pixel_mm: float
+    field: Any, image: npt.NDArray[np.float32], side: float, pixel_mm: float
 ) -> tuple[float, float] | None:
-    """The apex of a field's diaphragm, on the image's edge, where a dome can be; else None."""
+    """The apex of a field's diaphragm, on the image's edge, where a dome can be; else None.
+
+    On a frontal view (``side`` +1 or -1: the requested dome's way along the columns) only the
+    boundary not well on the other side of the frame is read: a field that joins both lungs
+    across the mediastinum carries the other dome too.
+    """
     from igrt.tracking import lung_field
 
-    columns, rows = lung_field.refined_inferior_boundary(field, image, pixel_mm, medial_step)
+    columns, rows = lung_field.refined_inferior_boundary(field, image, pixel_mm, -int(side))
+    if side:
+        keep = _on_side(columns.astype(np.float64), side, image.shape[1])
+        columns, rows = columns[keep], rows[keep]
     apex = lung_field.diaphragm_apex(columns, rows, pixel_mm)
     if (
         apex is None
@@ -886,14 +894,13 @@ def _diaphragm_apex_of(
     return apex
 
 
-def _on_side(column: float, side: float, n_columns: int) -> bool:
-    """Whether a column is not well on the other side of the frame (as for a field's centre).
-
-    A field that joins both lungs across the mediastinum can carry its 'diaphragm' to the
-    other side; that is the other dome, not the requested one.
-    """
-    offset = side * (column - (n_columns - 1) / 2.0)
-    return offset >= -_OPPOSITE_SIDE_FRACTION * n_columns
+def _on_side(
+    columns: npt.NDArray[np.float64], side: float, n_columns: int
+) -> npt.NDArray[np.bool_]:
+    """Which columns are not well on the other side of the frame (as for a field's centre)."""
+    offset = side * (columns - (n_columns - 1) / 2.0)
+    on_side: npt.NDArray[np.bool_] = offset >= -_OPPOSITE_SIDE_FRACTION * n_columns
+    return on_side
 
 
 def _inside_vertically(row: float, n_rows: int, pixel_at_isocentre_mm: float) -> bool:

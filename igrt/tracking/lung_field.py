@@ -438,8 +438,10 @@ def _snapped(
 
     The strongest rise of attenuation within ``_SNAP_MM`` of the boundary, unless one at least
     ``_DESCENT_MIN_RATIO`` times as strong lies within ``_DESCENT_MM`` below: the lowest part of
-    a lung field is often greyer than the rest (more tissue in the beam) and falls on the wrong
-    side of the threshold, and the diaphragm is then the much stronger edge further down.
+    a lung field is often greyer than the rest (more tissue in the beam, a breast, disease) and
+    falls on the wrong side of the threshold, and the diaphragm is then the much stronger edge
+    further down. The diaphragm is one continuous edge: a column whose edge below continues
+    its neighbour's (:func:`_continued_descents`) takes it when merely as strong as the near one.
     """
     snap = max(2, round(_SNAP_MM / pixel_at_isocentre_mm))
     descent = round(_DESCENT_MM / pixel_at_isocentre_mm)
@@ -449,20 +451,54 @@ def _snapped(
     if field.last_exposed_row is not None:
         reach = math.ceil(3.0 * _edge_sigma_px(pixel_at_isocentre_mm)) + 1
         end = max(1, field.last_exposed_row + 1 - reach)
-    edge_rows = np.empty(field.columns.size)
-    strengths = np.empty(field.columns.size)
+    n = field.columns.size
+    near_rows, near_strengths = np.empty(n), np.empty(n)
+    below_rows, below_strengths = np.full(n, -1.0), np.zeros(n)
     for i, (column, row) in enumerate(zip(field.columns, field.inferior_rows, strict=True)):
         low = max(0, min(int(row), end - 1) - snap)
         high = min(end, int(row) + snap + 1)
         profile = gradient[low:high, column]
         k = int(np.argmax(profile))
-        edge_rows[i], strengths[i] = low + k, profile[k]
+        near_rows[i], near_strengths[i] = low + k, profile[k]
         below = gradient[high : min(end, high + descent), column]
         if below.size:
             j = int(np.argmax(below))
-            if below[j] > _DESCENT_MIN_RATIO * max(float(profile[k]), 0.0):
-                edge_rows[i], strengths[i] = high + j, below[j]
+            below_rows[i], below_strengths[i] = high + j, below[j]
+    ratio = below_strengths / np.maximum(near_strengths, 1e-12)
+    descended = (below_rows >= 0) & (ratio > _DESCENT_MIN_RATIO)
+    descended = _continued_descents(descended, below_rows, ratio >= 1.0)
+    edge_rows = np.where(descended, below_rows, near_rows)
+    strengths = np.where(descended, below_strengths, near_strengths)
     return field.columns, edge_rows, strengths
+
+
+def _continued_descents(
+    descended: npt.NDArray[np.bool_],
+    below_rows: npt.NDArray[np.float64],
+    eligible: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """Descents grown column by column along an edge below that continues without a step.
+
+    A column joins when its edge below lies within ``_CONTINUITY_ROWS`` of its descended
+    neighbour's (a diaphragm flatter than 45 degrees) and is ``eligible`` (as strong as the
+    near edge): a hysteresis along the diaphragm, seeded by the clear descents.
+    """
+    grown = descended.copy()
+    for order in (range(1, grown.size), range(grown.size - 2, -1, -1)):
+        for i in order:
+            j = i - 1 if order.step > 0 else i + 1
+            if (
+                not grown[i]
+                and grown[j]
+                and eligible[i]
+                and below_rows[i] >= 0
+                and abs(below_rows[i] - below_rows[j]) <= _CONTINUITY_ROWS
+            ):
+                grown[i] = True
+    return grown
+
+
+_CONTINUITY_ROWS = 2
 
 
 def _followed_edge(
