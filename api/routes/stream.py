@@ -131,6 +131,7 @@ class _Conversation:
         self.session_position = PatientPositionValues.HFS
         self.protocol: MotionProtocol = DEFAULT_PROTOCOL
         self.monitor: StreamMonitor | None = None
+        self.close_audited = False
 
     # --- sending -------------------------------------------------------------------------
 
@@ -432,8 +433,20 @@ class _Conversation:
             started = await self.start(await self.wait_for_start())
         self.monitor, geometry = started
         await self.frames(self.monitor, geometry)
+        # The summary acknowledges the stop: the audit trail holds the close before it is sent.
+        await self.audit_close()
         await self.send(self.monitor.summary())
         await self.websocket.close(code=1000)
+
+    async def audit_close(self) -> None:
+        """``stream.close`` with the monitor's summary, once (a stop, or a lost connection)."""
+        if self.monitor is None or self.close_audited:
+            return
+        self.close_audited = True
+        summary = self.monitor.summary()
+        summary.pop("type")
+        with anyio.CancelScope(shield=True):
+            await self.audit("stream.close", summary)
 
     async def take_slot(self) -> StreamSlot:
         assert self.principal is not None
@@ -467,11 +480,7 @@ class _Conversation:
         except _ClosedError:
             pass
         finally:
-            if self.monitor is not None:
-                summary = self.monitor.summary()
-                summary.pop("type")
-                with anyio.CancelScope(shield=True):
-                    await self.audit("stream.close", summary)
+            await self.audit_close()
 
 
 @_websocket_router.websocket("/sessions/{session_id}/stream", name="stream_session")
