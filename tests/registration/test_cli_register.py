@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -159,19 +158,25 @@ def test_a_room_frame_cbct_needs_and_uses_the_treatment_isocentre(
         )
 
 
-def test_both_images_are_read_at_once_and_the_cts_error_comes_first(
+def test_the_images_are_read_while_the_engine_is_imported_and_the_ct_first(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from igrt.imageio import volume_io
 
-    both_reading = threading.Barrier(2, timeout=60)  # passes only while both reads run
+    reading = threading.Event()
+    read: list[str] = []
 
-    def read(path: Path) -> None:
-        both_reading.wait()
-        if path.name == "ct.mha":
-            time.sleep(0.2)  # the CBCT fails first
+    def read_volume(path: Path) -> None:
+        reading.set()
+        read.append(path.name)
         raise ImageReadError(f"cannot read {path.name}", field="path")
 
-    monkeypatch.setattr(volume_io, "read_volume", read)
+    def import_engine() -> None:
+        # Returns only once a read has started elsewhere: reading on this thread would hang.
+        assert reading.wait(timeout=60)
+
+    monkeypatch.setattr(volume_io, "read_volume", read_volume)
+    monkeypatch.setattr(register_cli, "_import_engine", import_engine)
     with pytest.raises(ImageReadError, match=r"cannot read ct\.mha"):
         register_cli._read_both(tmp_path / "ct.mha", tmp_path / "cbct.mha")
+    assert read == ["ct.mha"]
