@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from igrt.cli import register as register_cli
-from igrt.errors import ImageReadError, InvalidInputError
+from igrt.errors import InvalidInputError
 from igrt.imageio import write_volume_mha
 from igrt.volume import Volume
 from registration import read_spatial_registration
@@ -156,27 +155,3 @@ def test_a_room_frame_cbct_needs_and_uses_the_treatment_isocentre(
                 "HFS",
             ]
         )
-
-
-def test_the_images_are_read_while_the_engine_is_imported_and_the_ct_first(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from igrt.imageio import volume_io
-
-    reading = threading.Event()
-    read: list[str] = []
-
-    def read_volume(path: Path) -> None:
-        reading.set()
-        read.append(path.name)
-        raise ImageReadError(f"cannot read {path.name}", field="path")
-
-    def import_engine() -> None:
-        # Returns only once a read has started elsewhere: reading on this thread would hang.
-        assert reading.wait(timeout=60)
-
-    monkeypatch.setattr(volume_io, "read_volume", read_volume)
-    monkeypatch.setattr(register_cli, "_import_engine", import_engine)
-    with pytest.raises(ImageReadError, match=r"cannot read ct\.mha"):
-        register_cli._read_both(tmp_path / "ct.mha", tmp_path / "cbct.mha")
-    assert read == ["ct.mha"]
