@@ -67,6 +67,11 @@ DIRECTION_TOLERANCE = 1e-4
 """Largest accepted deviation of the direction cosines from an orthonormal matrix."""
 
 _CHUNK_BYTES = 1 << 20
+"""Compressed bytes read per inflate call, bytes."""
+
+_PIECE_BYTES = 16 << 20
+"""Most bytes one inflate call may produce (its output, and so the memory it takes, stays
+bounded however well the data compresses)."""
 
 
 class HeaderFormatValues(enum.StrEnum):
@@ -657,7 +662,14 @@ def read_image_header(path: str | Path, *, allow_sibling_data_file: bool = False
 
 
 def _inflate(handle: Any, out: memoryview, path: Path) -> None:
-    """Inflate a zlib or gzip stream into ``out``, failing as soon as it would overflow it."""
+    """Inflate a zlib or gzip stream into ``out``, failing as soon as it would overflow it.
+
+    Each call may produce one byte more than ``out`` has room left for: a stream that does is
+    refused, so no more than ``len(out) + 1`` bytes are ever inflated. A call also yields at
+    most :data:`_PIECE_BYTES`, so its memory stays bounded however well the data compress.
+    1 MB reads keep the pieces (about 2 MB for a CT) in cache: 8 MB reads with 16 MB pieces
+    cost the 512 x 512 x 133 CT 0.06-0.08 s more CPU (0.40 instead of 0.32 s, median of 6).
+    """
     expected = len(out)
     written = 0
     inflater = zlib.decompressobj(47)  # 32 + 15: zlib or gzip header, detected
@@ -665,7 +677,7 @@ def _inflate(handle: Any, out: memoryview, path: Path) -> None:
         chunk = inflater.unconsumed_tail or handle.read(_CHUNK_BYTES)
         if not chunk:
             break
-        piece = inflater.decompress(chunk, expected + 1 - written)
+        piece = inflater.decompress(chunk, min(_PIECE_BYTES, expected + 1 - written))
         if written + len(piece) > expected:
             raise ImageReadError(
                 f"{path}: the compressed voxels inflate beyond the {expected} bytes the header "

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from igrt.cli import register as register_cli
-from igrt.errors import ImageReadError, InvalidInputError
+from igrt.errors import InvalidInputError
 from igrt.imageio import write_volume_mha
 from igrt.volume import Volume
 from registration import read_spatial_registration
@@ -157,21 +155,3 @@ def test_a_room_frame_cbct_needs_and_uses_the_treatment_isocentre(
                 "HFS",
             ]
         )
-
-
-def test_both_images_are_read_at_once_and_the_cts_error_comes_first(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from igrt.imageio import volume_io
-
-    both_reading = threading.Barrier(2, timeout=60)  # passes only while both reads run
-
-    def read(path: Path) -> None:
-        both_reading.wait()
-        if path.name == "ct.mha":
-            time.sleep(0.2)  # the CBCT fails first
-        raise ImageReadError(f"cannot read {path.name}", field="path")
-
-    monkeypatch.setattr(volume_io, "read_volume", read)
-    with pytest.raises(ImageReadError, match=r"cannot read ct\.mha"):
-        register_cli._read_both(tmp_path / "ct.mha", tmp_path / "cbct.mha")

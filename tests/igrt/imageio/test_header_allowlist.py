@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from igrt.errors import GeometryError, ImageReadError, UnsafeHeaderError
+from igrt.imageio import header_allowlist
 from igrt.imageio.header_allowlist import (
     MAX_HEADER_BYTES,
     CompressionValues,
@@ -179,6 +181,68 @@ def test_compressed_voxels_never_inflate_beyond_the_declared_size(tmp_path: Path
     header = read_image_header(path)
     with pytest.raises(ImageReadError, match="inflate beyond the 8 bytes"):
         read_image_voxels(header)
+
+
+class _CountingInflater:
+    """zlib's decompressor, recording what each call hands out."""
+
+    def __init__(self, wbits: int) -> None:
+        self._inner = zlib.decompressobj(wbits)
+        self.pieces: list[int] = []
+
+    @property
+    def eof(self) -> bool:
+        return self._inner.eof
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._inner.unconsumed_tail
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        piece = self._inner.decompress(data, max_length)
+        self.pieces.append(len(piece))
+        return piece
+
+
+@pytest.fixture
+def inflaters(monkeypatch: pytest.MonkeyPatch) -> list[_CountingInflater]:
+    """Every decompressor the reader makes during the test, in order."""
+    made: list[_CountingInflater] = []
+
+    def make(wbits: int) -> _CountingInflater:
+        made.append(_CountingInflater(wbits))
+        return made[-1]
+
+    monkeypatch.setattr(
+        header_allowlist, "zlib", SimpleNamespace(decompressobj=make, error=zlib.error)
+    )
+    return made
+
+
+def test_a_bomb_larger_than_one_inflate_call_stops_one_byte_past_its_budget(
+    tmp_path: Path, inflaters: list[_CountingInflater]
+) -> None:
+    # 20 MiB declared, 64 MiB of zeros sent: several inflate calls' worth either way.
+    path = tmp_path / "bomb.mha"
+    header = "ObjectType = Image\nNDims = 3\nDimSize = 1024 1024 20\nElementType = MET_UCHAR\n"
+    bomb = zlib.compress(bytes(64 << 20))
+    path.write_bytes((header + "CompressedData = True\nElementDataFile = LOCAL\n").encode() + bomb)
+    with pytest.raises(ImageReadError, match=f"inflate beyond the {20 << 20} bytes"):
+        read_image_voxels(read_image_header(path))
+    assert [sum(inflater.pieces) for inflater in inflaters] == [(20 << 20) + 1]
+
+
+def test_a_volume_spanning_several_inflate_calls_reads_back_exactly_in_bounded_pieces(
+    tmp_path: Path, inflaters: list[_CountingInflater]
+) -> None:
+    # 40 MB that compress about 250-fold: one 8 MB read holds far more than one call's output.
+    values = (np.arange(40 << 20, dtype=np.int64) // 4096 % 251).astype(np.uint8)
+    values = values.reshape(40, 1024, 1024)
+    path = tmp_path / "big.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(path), useCompression=True)
+    np.testing.assert_array_equal(read_image_voxels(read_image_header(path)), values)
+    # What one call holds in memory stays bounded however well the voxels compress.
+    assert max(inflaters[0].pieces) <= 16 << 20
 
 
 def test_truncated_trailing_and_oversized_voxels_are_refused(tmp_path: Path) -> None:
