@@ -10,6 +10,7 @@ full-resolution scores around them, about four times cheaper than scoring every 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import heapq
 import math
@@ -830,9 +831,13 @@ def _anatomical_dome(
     field = _field_on_side(fields, side if frontal else 0.0, image.shape[1])
     if field is None:
         return None, nearly_frontal and _reads_as_lung_when_inverted(image, side, pixel_mm)
+    if frontal:
+        field = _requested_part(field, side, image.shape[1])
+        if field is None:
+            return None, False
     if nearly_frontal and _lung_over_liver(field, image, pixel_mm) < _MIN_LUNG_OVER_LIVER:
         return None, True
-    apex = _diaphragm_apex_of(field, image, side if frontal else 0.0, pixel_mm)
+    apex = _diaphragm_apex_of(field, image, -int(side) if frontal else 0, pixel_mm)
     if apex is None:
         return None, False
     candidate = _candidate_at(image, apex, pixel_mm)
@@ -870,20 +875,12 @@ def _reads_as_lung_when_inverted(
 
 
 def _diaphragm_apex_of(
-    field: Any, image: npt.NDArray[np.float32], side: float, pixel_mm: float
+    field: Any, image: npt.NDArray[np.float32], medial_step: int, pixel_mm: float
 ) -> tuple[float, float] | None:
-    """The apex of a field's diaphragm, on the image's edge, where a dome can be; else None.
-
-    On a frontal view (``side`` +1 or -1: the requested dome's way along the columns) only the
-    boundary not well on the other side of the frame is read: a field that joins both lungs
-    across the mediastinum carries the other dome too.
-    """
+    """The apex of a field's diaphragm, on the image's edge, where a dome can be; else None."""
     from igrt.tracking import lung_field
 
-    columns, rows = lung_field.refined_inferior_boundary(field, image, pixel_mm, -int(side))
-    if side:
-        keep = _on_side(columns.astype(np.float64), side, image.shape[1])
-        columns, rows = columns[keep], rows[keep]
+    columns, rows = lung_field.refined_inferior_boundary(field, image, pixel_mm, medial_step)
     apex = lung_field.diaphragm_apex(columns, rows, pixel_mm)
     if (
         apex is None
@@ -892,6 +889,25 @@ def _diaphragm_apex_of(
     ):
         return None
     return apex
+
+
+def _requested_part(field: Any, side: float, n_columns: int) -> Any | None:
+    """The field without its columns well on the other side of the frame; None if too few.
+
+    A field that joins both lungs across the mediastinum carries the other dome too, and its
+    lower boundary there says nothing of the requested lung.
+    """
+    keep = _on_side(field.columns.astype(np.float64), side, n_columns)
+    if keep.all():
+        return field
+    if np.count_nonzero(keep) < _MIN_PART_COLUMNS:
+        return None
+    return dataclasses.replace(
+        field, columns=field.columns[keep], inferior_rows=field.inferior_rows[keep]
+    )
+
+
+_MIN_PART_COLUMNS = 5
 
 
 def _on_side(
