@@ -23,8 +23,9 @@ the DICOM export (pydicom) is imported when it is first needed.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from igrt.lazy_names import lazy_attribute
 
 if TYPE_CHECKING:
     from registration.attenuation import (
@@ -194,12 +195,7 @@ _HOME = {
 
 def __getattr__(name: str) -> Any:
     """Import the submodule defining ``name`` on first access (PEP 562)."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+    return lazy_attribute(__name__, _HOME, globals(), name)
 
 
 def __dir__() -> list[str]:
