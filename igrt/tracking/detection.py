@@ -23,6 +23,8 @@ import numpy.typing as npt
 
 from igrt.errors import InvalidInputError
 from igrt.sequence import IntensityValues
+from igrt.tracking import lung_field
+from igrt.tracking.lung_field import LungField
 
 __all__ = [
     "DetectionView",
@@ -817,8 +819,6 @@ def _anatomical_dome(
         over liver (:func:`igrt.tracking.lung_field.lung_over_liver_fraction`): attenuation
         falls across it, so the image's stated pixel meaning is probably inverted.
     """
-    from igrt.tracking import lung_field  # the segmentation is only needed here
-
     side = float(np.sign(view.patient_right_towards_column))
     if hemidiaphragm is HemidiaphragmValues.LEFT:
         side = -side
@@ -835,7 +835,10 @@ def _anatomical_dome(
         field = _requested_part(field, side, image.shape[1])
         if field is None:
             return None, False
-    if nearly_frontal and _lung_over_liver(field, image, pixel_mm) < _MIN_LUNG_OVER_LIVER:
+    # A NaN reading (no diaphragm run inside the image) cannot contradict anything.
+    if nearly_frontal and (
+        lung_field.lung_over_liver_fraction(field, image, pixel_mm) < _MIN_LUNG_OVER_LIVER
+    ):
         return None, True
     apex = _diaphragm_apex_of(field, image, -int(side) if frontal else 0, pixel_mm)
     if apex is None:
@@ -851,13 +854,6 @@ def _anatomical_dome(
     return (candidate if texture >= least else None), False
 
 
-def _lung_over_liver(field: Any, image: npt.NDArray[np.float32], pixel_mm: float) -> float:
-    """:func:`igrt.tracking.lung_field.lung_over_liver_fraction`, NaN when it cannot tell."""
-    from igrt.tracking import lung_field
-
-    return lung_field.lung_over_liver_fraction(field, image, pixel_mm)
-
-
 def _reads_as_lung_when_inverted(
     image: npt.NDArray[np.float32], side: float, pixel_mm: float
 ) -> bool:
@@ -866,20 +862,18 @@ def _reads_as_lung_when_inverted(
     Asked only when the image as stated has no such field: a chest whose pixel meaning is
     inverted shows its lungs bright, and no dark field is found where they are.
     """
-    from igrt.tracking import lung_field
-
     inverted = np.asarray(float(image.max()) + float(image.min()) - image, np.float32)
     fields = lung_field.find_lung_fields(inverted, pixel_mm)
     field = _field_on_side(fields, side, image.shape[1])
-    return field is not None and _lung_over_liver(field, inverted, pixel_mm) >= _MIN_LUNG_OVER_LIVER
+    if field is None:
+        return False
+    return lung_field.lung_over_liver_fraction(field, inverted, pixel_mm) >= _MIN_LUNG_OVER_LIVER
 
 
 def _diaphragm_apex_of(
-    field: Any, image: npt.NDArray[np.float32], medial_step: int, pixel_mm: float
+    field: LungField, image: npt.NDArray[np.float32], medial_step: int, pixel_mm: float
 ) -> tuple[float, float] | None:
     """The apex of a field's diaphragm, on the image's edge, where a dome can be; else None."""
-    from igrt.tracking import lung_field
-
     columns, rows = lung_field.refined_inferior_boundary(field, image, pixel_mm, medial_step)
     apex = lung_field.diaphragm_apex(columns, rows, pixel_mm)
     if (
@@ -891,7 +885,7 @@ def _diaphragm_apex_of(
     return apex
 
 
-def _requested_part(field: Any, side: float, n_columns: int) -> Any | None:
+def _requested_part(field: LungField, side: float, n_columns: int) -> LungField | None:
     """The field without its columns well on the other side of the frame; None if too few.
 
     A field that joins both lungs across the mediastinum carries the other dome too, and its
@@ -977,7 +971,7 @@ _TEXTURE_GAP_MM = 3.0
 _MIN_TEXTURE_RATIO = 1.15
 
 
-def _field_on_side(fields: list[Any], side: float, n_columns: int) -> Any | None:
+def _field_on_side(fields: list[LungField], side: float, n_columns: int) -> LungField | None:
     """The lung field of the requested side: the largest large one on that side of the frame.
 
     With none there (a patient far off-centre), the one furthest that way.
