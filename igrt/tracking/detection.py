@@ -822,12 +822,28 @@ def _anatomical_dome(
     side = float(np.sign(view.patient_right_towards_column))
     if hemidiaphragm is HemidiaphragmValues.LEFT:
         side = -side
+    readings = lung_field.lung_field_readings(image, view.pixel_at_isocentre_mm)
+    candidate, contradicted = _dome_of_fields(next(readings), image, view, side)
+    if candidate is not None or contradicted:
+        return candidate, contradicted
+    # Only the first reading may contradict the image's meaning; a later one can only find
+    # the dome that a brighter look-up table hid from the first.
+    for fields in readings:
+        candidate, later_contradicted = _dome_of_fields(fields, image, view, side)
+        if candidate is not None and not later_contradicted:
+            return candidate, False
+    return None, False
+
+
+def _dome_of_fields(
+    fields: list[LungField], image: npt.NDArray[np.float32], view: DetectionView, side: float
+) -> tuple[DomeCandidate | None, bool]:
+    """:func:`_anatomical_dome` on one reading of the lung fields (``side`` of the dome)."""
     pixel_mm = view.pixel_at_isocentre_mm
     # Obliquely the 'field' may be both lungs and the mediastinum: there its side is not asked,
     # and only a nearly frontal view is read firmly enough to contradict the stated meaning.
     frontal = abs(view.patient_right_towards_column) >= _FRONTAL_VIEW
     nearly_frontal = abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
-    fields = lung_field.find_lung_fields(image, pixel_mm)
     field = _field_on_side(fields, side if frontal else 0.0, image.shape[1])
     if field is None:
         return None, nearly_frontal and _reads_as_lung_when_inverted(image, side, pixel_mm)

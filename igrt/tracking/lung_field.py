@@ -22,6 +22,7 @@ the segmentation lost the lung over the heart and spine, and read with the defin
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -32,6 +33,7 @@ __all__ = [
     "LungField",
     "diaphragm_apex",
     "find_lung_fields",
+    "lung_field_readings",
     "lung_over_liver_fraction",
     "refined_inferior_boundary",
 ]
@@ -183,6 +185,8 @@ def find_lung_fields(
 ) -> list[LungField]:
     """Lung fields of an attenuation-ordered image (lung low, liver high), largest first.
 
+    The first reading of :func:`lung_field_readings`.
+
     Parameters
     ----------
     attenuation : numpy.ndarray
@@ -196,58 +200,140 @@ def find_lung_fields(
     list of LungField
         Empty when no region dark, large and tall enough to be a lung is found.
     """
-    rows, cols = attenuation.shape
-    factor = max(1, round(_WORK_PIXEL_MM / pixel_at_isocentre_mm))
-    small_shape = (max(8, rows // factor), max(8, cols // factor))
-    small = np.asarray(
-        cv2.resize(attenuation, small_shape[::-1], interpolation=cv2.INTER_AREA), np.float32
-    )
-    pixel_mm = pixel_at_isocentre_mm * rows / small_shape[0]
-    values = _normalised(small, pixel_mm)
-    # Air around the body is the darkest class: split the dark half again, so that lung joined
-    # to the air through a thin chest wall (a cropped view) is not taken for it.
-    dark_half = values < _otsu(values)
-    air = (values < _otsu(values[dark_half])).astype(np.uint8) if dark_half.any() else dark_half
-    top, bottom, left, right = _uniform_border(attenuation, pixel_at_isocentre_mm)
-    frame = _frame_mask(attenuation.shape, (top, bottom, left, right), small_shape)
-    side_frame = _frame_mask(attenuation.shape, (0, bottom, left, right), small_shape)
-    outside = _outside_air(air.astype(np.uint8), pixel_mm, side_frame) | _grown(frame, pixel_mm)
-    body = ~outside
-    if np.count_nonzero(body) < 0.2 * body.size:
-        return []
-    lung = ((values < _otsu(values[body])) & body).astype(np.uint8)
-    opening = np.ones((_odd(_OPENING_MM / pixel_mm),) * 2, np.uint8)
-    closing = np.ones((_odd(_CLOSING_MM / pixel_mm),) * 2, np.uint8)
-    lung = np.asarray(
-        cv2.morphologyEx(cv2.morphologyEx(lung, cv2.MORPH_OPEN, opening), cv2.MORPH_CLOSE, closing),
-        np.uint8,
-    )
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(lung)
-    area_mm2 = stats[:, cv2.CC_STAT_AREA] * pixel_mm**2
-    largest = float(area_mm2[1:].max()) if count > 1 else 0.0
-    fields = []
-    for k in range(1, count):
-        height_mm = stats[k, cv2.CC_STAT_HEIGHT] * pixel_mm
-        if (
-            area_mm2[k] < max(_MIN_LUNG_AREA_MM2, _MIN_RELATIVE_AREA * largest)
-            or height_mm < _MIN_LUNG_HEIGHT_MM
-        ):
-            continue
-        fields.append(
-            _field(
-                labels == k,
-                factor_rows=rows / small_shape[0],
-                factor_cols=cols / small_shape[1],
-                area_mm2=float(area_mm2[k]),
-                centroid=centroids[k],
-                full_cols=cols,
-                pixel_mm=pixel_mm,
-                first_row=_first_row_inside(frame),
-                last_exposed_row=rows - 1 - bottom if bottom else None,
-            )
+    return next(lung_field_readings(attenuation, pixel_at_isocentre_mm))
+
+
+def lung_field_readings(
+    attenuation: npt.NDArray[np.float32], pixel_at_isocentre_mm: float
+) -> Iterator[list[LungField]]:
+    """The lung fields of an image as read at each plausible lung grey level, best first.
+
+    The lungs are the dark class of the body's grey levels. First that class is split off the
+    whole body. Then, when it holds dark regions that cannot be lung (air above the shoulders,
+    which ends in the upper part of the image, left greyer than the air around the body by a
+    brighter look-up table), the body is split again without them, so that the lungs rather
+    than those regions are the dark class. The second reading is for when the first has no
+    usable field: its grey level is higher, and on an image the first reads well it can let a
+    lung leak into the abdomen.
+
+    Yields
+    ------
+    list of LungField
+        As :func:`find_lung_fields`, one list per reading; the first always (possibly empty).
+    """
+    body = _Body.of(attenuation, pixel_at_isocentre_mm)
+    if body is None:
+        yield []
+        return
+    first = _otsu(body.values[body.inside])
+    yield body.fields_darker_than(first)
+    kept = body.inside & ~body.high_dark_regions(first)
+    if kept.any() and not np.array_equal(kept, body.inside):
+        second = _otsu(body.values[kept])
+        if second != first:
+            yield body.fields_darker_than(second)
+
+
+@dataclass(frozen=True)
+class _Body:
+    """An image on the segmentation's working grid, with where the body is in it."""
+
+    attenuation_shape: tuple[int, int]
+    values: npt.NDArray[np.uint8]
+    inside: npt.NDArray[np.bool_]
+    pixel_mm: float
+    first_row: int
+    last_exposed_row: int | None
+
+    @classmethod
+    def of(cls, attenuation: npt.NDArray[np.float32], pixel_at_isocentre_mm: float) -> _Body | None:
+        """None when too little of the image is body to hold lungs."""
+        rows, cols = attenuation.shape
+        factor = max(1, round(_WORK_PIXEL_MM / pixel_at_isocentre_mm))
+        small_shape = (max(8, rows // factor), max(8, cols // factor))
+        small = np.asarray(
+            cv2.resize(attenuation, small_shape[::-1], interpolation=cv2.INTER_AREA), np.float32
         )
-    fields.sort(key=lambda f: f.area_mm2, reverse=True)
-    return fields
+        pixel_mm = pixel_at_isocentre_mm * rows / small_shape[0]
+        values = _normalised(small, pixel_mm)
+        # Air around the body is the darkest class: split the dark half again, so that lung
+        # joined to the air through a thin chest wall (a cropped view) is not taken for it.
+        dark_half = values < _otsu(values)
+        air = (values < _otsu(values[dark_half])).astype(np.uint8) if dark_half.any() else dark_half
+        top, bottom, left, right = _uniform_border(attenuation, pixel_at_isocentre_mm)
+        frame = _frame_mask(attenuation.shape, (top, bottom, left, right), small_shape)
+        side_frame = _frame_mask(attenuation.shape, (0, bottom, left, right), small_shape)
+        outside = _outside_air(air.astype(np.uint8), pixel_mm, side_frame) | _grown(frame, pixel_mm)
+        inside = ~outside
+        if np.count_nonzero(inside) < 0.2 * inside.size:
+            return None
+        return cls(
+            attenuation_shape=(rows, cols),
+            values=values,
+            inside=inside,
+            pixel_mm=pixel_mm,
+            first_row=_first_row_inside(frame),
+            last_exposed_row=rows - 1 - bottom if bottom else None,
+        )
+
+    def _dark_regions(
+        self, threshold: float
+    ) -> tuple[int, npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+        """Connected regions of the body darker than ``threshold``, opened then closed."""
+        dark = ((self.values < threshold) & self.inside).astype(np.uint8)
+        opening = np.ones((_odd(_OPENING_MM / self.pixel_mm),) * 2, np.uint8)
+        closing = np.ones((_odd(_CLOSING_MM / self.pixel_mm),) * 2, np.uint8)
+        opened = cv2.morphologyEx(dark, cv2.MORPH_OPEN, opening)
+        regions = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, closing)
+        count, labels, stats, centroids = cv2.connectedComponentsWithStats(regions)
+        return (
+            int(count),
+            np.asarray(labels, np.int32),
+            np.asarray(stats, np.int32),
+            np.asarray(centroids, np.float64),
+        )
+
+    def high_dark_regions(self, threshold: float) -> npt.NDArray[np.bool_]:
+        """Dark regions ending in the image's upper part: not lungs, which reach the diaphragm."""
+        count, labels, stats, _ = self._dark_regions(threshold)
+        lowest = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT]
+        high = [k for k in range(1, count) if lowest[k] < _UPPER_PART * labels.shape[0]]
+        regions: npt.NDArray[np.bool_] = np.isin(labels, high)
+        return regions
+
+    def fields_darker_than(self, threshold: float) -> list[LungField]:
+        """The lung fields among the body's regions darker than ``threshold``, largest first."""
+        count, labels, stats, centroids = self._dark_regions(threshold)
+        rows, cols = self.attenuation_shape
+        area_mm2 = stats[:, cv2.CC_STAT_AREA] * self.pixel_mm**2
+        largest = float(area_mm2[1:].max()) if count > 1 else 0.0
+        fields = []
+        for k in range(1, count):
+            height_mm = stats[k, cv2.CC_STAT_HEIGHT] * self.pixel_mm
+            if (
+                area_mm2[k] < max(_MIN_LUNG_AREA_MM2, _MIN_RELATIVE_AREA * largest)
+                or height_mm < _MIN_LUNG_HEIGHT_MM
+            ):
+                continue
+            fields.append(
+                _field(
+                    labels == k,
+                    factor_rows=rows / labels.shape[0],
+                    factor_cols=cols / labels.shape[1],
+                    area_mm2=float(area_mm2[k]),
+                    centroid=centroids[k],
+                    full_cols=cols,
+                    pixel_mm=self.pixel_mm,
+                    first_row=self.first_row,
+                    last_exposed_row=self.last_exposed_row,
+                )
+            )
+        fields.sort(key=lambda f: f.area_mm2, reverse=True)
+        return fields
+
+
+_UPPER_PART = 1.0 / 3.0
+"""A dark region ending above this fraction of the image's height is not a lung."""
 
 
 def _frame_mask(

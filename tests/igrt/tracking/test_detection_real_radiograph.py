@@ -223,6 +223,25 @@ def test_a_darker_display_look_up_table_keeps_the_dome_on_the_diaphragm(
 
 
 @pytest.mark.shared_data
+# Each lost once: a brighter display LUT (gamma 0.6) leaves the air above the shoulders darker
+# than the lungs but not dark enough to be air around the body, and it alone was the dark class.
+@pytest.mark.parametrize("number", ["0604", "0637", "0640", "0649"])
+def test_a_brighter_display_look_up_table_keeps_the_dome_on_the_diaphragm(
+    shared_data: Path, number: str
+) -> None:
+    image, mask = _cxr_dev_frame(shared_data, number)
+    brighter = cv2.LUT(image, (255.0 * (np.arange(256) / 255.0) ** 0.6).astype(np.uint8))
+    found = detect_dome(
+        brighter.astype(np.float32), DetectionView(-1.0, TARGET_MM), HemidiaphragmValues.RIGHT
+    )
+    assert found.confirmed, found.reason
+    assert found.candidate is not None
+    boundary_row = _inferior_boundary(mask)[round(found.candidate.apex_column)]
+    assert boundary_row >= 0
+    assert abs(found.candidate.apex_row - boundary_row) <= ROW_TOLERANCE_PX
+
+
+@pytest.mark.shared_data
 @pytest.mark.parametrize("number", ["0601", "0605", "0611", "0613", "0622", "0640", "0644", "0652"])
 def test_an_inverted_radiograph_contradicts_its_stated_meaning(
     shared_data: Path, number: str

@@ -2,7 +2,8 @@
 
 Real radiographs are in ``test_detection_real_radiograph.py``; these isolate four behaviours
 found on them: a burned-in frame band, a bright rim along the border, the staircase of a
-boundary taken row by row, and a segmentation that loses the medial lung.
+boundary taken row by row, a segmentation that loses the medial lung, and dark regions above
+the shoulders that a brighter look-up table makes the darkest class instead of the lungs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from igrt.tracking.lung_field import (
     LungField,
     diaphragm_apex,
     find_lung_fields,
+    lung_field_readings,
     lung_over_liver_fraction,
     refined_inferior_boundary,
 )
@@ -69,6 +71,31 @@ def test_air_inside_a_wide_bright_collimator_band_is_still_outside_the_body() ->
     assert len(centres) == 2, centres
     assert abs(centres[0] - 260) < 20
     assert abs(centres[1] - 540) < 20
+
+
+def _lung_centres(fields: list[LungField]) -> list[int]:
+    return sorted(round(f.centroid_column_row[0]) for f in fields)
+
+
+def test_a_darker_region_above_the_shoulders_does_not_hide_the_lungs() -> None:
+    # Under a brighter look-up table the air above the shoulders is not dark enough to be
+    # taken for air around the body, and it is darker than the lungs: split on the whole body,
+    # it alone is the dark class. It ends in the image's upper part, which no lung does.
+    image = _chest()
+    image[image == LUNG] = BODY - 30.0  # lungs only a little darker than the body
+    image[:180, 40:110] = image[:180, -110:-40] = LUNG - 20.0  # above each shoulder
+    readings = list(lung_field_readings(image, PIXEL_MM))
+    assert _lung_centres(readings[0]) == _lung_centres(find_lung_fields(image, PIXEL_MM))
+    assert readings[0] == [], "the first reading takes the shoulders' air for the dark class"
+    assert len(readings) == 2
+    centres = _lung_centres(readings[1])
+    assert len(centres) == 2, centres
+    assert abs(centres[0] - 260) < 25
+    assert abs(centres[1] - 540) < 25
+
+
+def test_a_single_reading_where_nothing_ends_in_the_upper_part() -> None:
+    assert len(list(lung_field_readings(_chest(), PIXEL_MM))) == 1
 
 
 def test_a_frame_band_along_the_bottom_is_not_a_diaphragm() -> None:
