@@ -212,9 +212,11 @@ def lung_field_readings(
     whole body. Then, when it holds dark regions that cannot be lung (air above the shoulders,
     which ends in the upper part of the image, left greyer than the air around the body by a
     brighter look-up table), the body is split again without them, so that the lungs rather
-    than those regions are the dark class. The second reading is for when the first has no
-    usable field: its grey level is higher, and on an image the first reads well it can let a
-    lung leak into the abdomen.
+    than those regions are the dark class. Last, the dark class is split again, for a lung
+    that the first grey level joins to dark abdomen (gas, or a darker look-up table or blur
+    that greys the liver below a dense lower lung). The later readings are for when the first
+    has no usable field: on an image the first reads well, the second's higher grey level can
+    let a lung leak into the abdomen and the third's lower one can break a lung apart.
 
     Yields
     ------
@@ -232,6 +234,10 @@ def lung_field_readings(
         second = _otsu(body.values[kept])
         if second != first:
             yield body.fields_darker_than(second)
+    lower = body.inside & (body.values < first)
+    if lower.any():
+        third = _otsu(body.values[lower])
+        yield body.fields_darker_than(third)
 
 
 @dataclass(frozen=True)

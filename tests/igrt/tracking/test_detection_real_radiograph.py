@@ -14,6 +14,7 @@ They guard against regressions towards the edge-strength detector (2 of 40, 25 w
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -233,6 +234,31 @@ def test_a_brighter_display_look_up_table_keeps_the_dome_on_the_diaphragm(
     brighter = cv2.LUT(image, (255.0 * (np.arange(256) / 255.0) ** 0.6).astype(np.uint8))
     found = detect_dome(
         brighter.astype(np.float32), DetectionView(-1.0, TARGET_MM), HemidiaphragmValues.RIGHT
+    )
+    assert found.confirmed, found.reason
+    assert found.candidate is not None
+    boundary_row = _inferior_boundary(mask)[round(found.candidate.apex_column)]
+    assert boundary_row >= 0
+    assert abs(found.candidate.apex_row - boundary_row) <= ROW_TOLERANCE_PX
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda image: cv2.LUT(image, (255.0 * (np.arange(256) / 255.0) ** 1.6).astype(np.uint8)),
+        lambda image: cv2.GaussianBlur(image, (0, 0), 1.0 / TARGET_MM),
+    ],
+    ids=["gamma 1.6", "blur 1 mm"],
+)
+def test_a_lung_joined_to_the_abdomen_is_read_again_at_a_lower_grey_level(
+    shared_data: Path, change: Callable[[np.ndarray], np.ndarray]
+) -> None:
+    # 0605's dense lower lung: a darker LUT or a blur joined its field to the abdomen down to
+    # the image's last rows, whose 'diaphragm' the texture check then rightly refused.
+    image, mask = _cxr_dev_frame(shared_data, "0605")
+    found = detect_dome(
+        change(image).astype(np.float32), DetectionView(-1.0, TARGET_MM), HemidiaphragmValues.RIGHT
     )
     assert found.confirmed, found.reason
     assert found.candidate is not None
