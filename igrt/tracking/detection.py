@@ -823,13 +823,18 @@ def _anatomical_dome(
     if hemidiaphragm is HemidiaphragmValues.LEFT:
         side = -side
     readings = lung_field.lung_field_readings(image, view.pixel_at_isocentre_mm)
-    candidate, contradicted = _dome_of_fields(next(readings), image, view, side)
+    first = next(readings)
+    candidate, contradicted = _dome_of_fields(first, image, view, side)
     if candidate is not None or contradicted:
         return candidate, contradicted
-    # Only the first reading may contradict the image's meaning; a later one can only find
-    # the dome that a brighter look-up table hid from the first.
+    # Only the first reading may contradict the image's meaning; a later one can only find a
+    # dome that the first's grey level hid, in a field as large as the first reading calls
+    # large (at another grey level, a bright band of an inverted image can read as a small
+    # dark field over liver).
+    least_mm2 = _MIN_RELATIVE_FIELD_AREA * max((f.area_mm2 for f in first), default=0.0)
     for fields in readings:
-        candidate, later_contradicted = _dome_of_fields(fields, image, view, side)
+        large = [f for f in fields if f.area_mm2 >= least_mm2]
+        candidate, later_contradicted = _dome_of_fields(large, image, view, side)
         if candidate is not None and not later_contradicted:
             return candidate, False
     return None, False

@@ -175,6 +175,30 @@ def test_an_inverted_radiograph_declared_display_is_never_tracked_on_a_wrong_edg
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
+def test_a_later_reading_of_an_inverted_radiograph_finds_no_small_dark_field_over_liver(
+    shared_data: Path,
+) -> None:
+    """Inverted CHNCXR_0602 (as in ``benchmarks/detection.py``'s clips): at a lower grey level
+    a bright band reads as a dark field a fifth the size of the first reading's, over 'liver',
+    on frames 55 and 80; it once became TRACKED."""
+    references = cxr_references(shared_data)
+    index = next(k for k, r in enumerate(references) if "0602" in r["file"])
+    traces = list_real_traces(shared_data)
+    signal = replay_real_trace(traces[index % len(traces)], 15.0, 10.0, duration_s=40.0)
+    clip = warp_radiograph(
+        references[index], signal, duration_s=20.0, fps=5.0, inverted=True, shared=shared_data
+    )
+    for frame in (55, 80):
+        found = detect_dome(
+            clip.sequence.frames[frame].astype(np.float32),
+            DetectionView(-1.0, TARGET_MM),
+            HemidiaphragmValues.RIGHT,
+        )
+        assert not found.confirmed, (frame, found.reason)
+
+
+@pytest.mark.shared_data
 def test_only_a_nearly_frontal_view_forbids_confirming_by_motion(shared_data: Path) -> None:
     """The inverted 0613 frame contradicts its anatomy: firmly when seen nearly frontally only.
 
