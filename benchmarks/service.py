@@ -34,6 +34,14 @@ frames over the wall time of the run, all streams together. The server's own ``p
    client threads creating connections) as much as the server (``/healthz`` read 40-135 ms
    that way, 7-30 ms from its own process).
 
+5. **Two replicas** (issue 15): ``--replicas-only`` starts two ``igrt serve`` processes on one
+   PostgreSQL (``IGRT_BENCH_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``,
+   in a schema of its own, dropped at the end) and one Redis (``IGRT_BENCH_REDIS_URL``, default
+   ``redis://127.0.0.1:6379/0``), sharing a data folder as the replicas of ``compose.yaml`` do, and
+   runs 16 WebSocket streams (``--streams``, default 16) at ``--fps`` from one console token,
+   alternately on replica A and B, as in row 1. Target: p99 <= 20 ms, 0 errors. Each replica
+   publishes every stream message to Redis for the live monitor (none is watching here).
+
 Full mode: XVI panel binned 2x (512 x 512, the clinical default), 1 and 8 streams at 15 fps for
 10 s each per transport, and a 2 mm planning CT / CBCT. ``--quick``: the panel binned 4x
 (256 x 256), 1 and 8 streams for 4 s each per transport, and 3 mm volumes (about a minute).
@@ -78,6 +86,11 @@ sys.path.insert(0, str(ROOT))
 TARGET_P99_MS = 20.0
 TARGET_STREAMS = 8
 TARGET_REGISTRATION_S = 2.0
+TARGET_REPLICA_STREAMS = 16
+BENCH_POSTGRES_URL = os.environ.get(
+    "IGRT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BENCH_REDIS_URL = os.environ.get("IGRT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 REGISTRATION_POLL_S = 0.02
 REGISTRATION_TIMEOUT_S = 120.0
 DISPLACEMENT_LPS_MM = (3.2, -4.7, 7.9)
@@ -271,7 +284,7 @@ async def run_http_stream(
 
 
 async def run_level(
-    url: str,
+    url: str | list[str],
     token: str,
     frames: np.ndarray,
     binning: int,
@@ -282,6 +295,7 @@ async def run_level(
     start_spread_s: float = 0.0,
 ) -> dict[str, Any]:
     run = run_stream if transport == "websocket" else run_http_stream
+    urls = [url] if isinstance(url, str) else url  # several: the streams alternate between them
     loop = asyncio.get_running_loop()
     start_at = loop.time() + 0.5
     # Streams start at evenly staggered phases of the frame period (all within one period: the
@@ -290,7 +304,7 @@ async def run_level(
     started = time.perf_counter()
     results = await asyncio.gather(
         *(
-            run(url, token, frames, binning, fps, s, start_at + i * spacing_s)
+            run(urls[i % len(urls)], token, frames, binning, fps, s, start_at + i * spacing_s)
             for i in range(n_streams)
         )
     )
@@ -304,6 +318,7 @@ async def run_level(
     processing = np.concatenate([r.processing_ms for r in results])
     return {
         "transport": transport,
+        "replicas": len(urls),
         "streams": n_streams,
         "fps_per_stream": fps,
         "duration_s": s,
@@ -602,6 +617,86 @@ def run_burst_only() -> None:
     )
 
 
+def run_replicas_only(levels: list[int], fps: float, duration_s: float, quick: bool) -> None:
+    """The two-replica row: streams alternately on two replicas on PostgreSQL and Redis."""
+    import uuid
+
+    import psycopg
+
+    binning = 4 if quick else 2
+    schema = f"igrt_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(BENCH_POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in BENCH_POSTGRES_URL else "?"
+    database_url = f"{BENCH_POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    replicas: list[Server] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="igrt-bench-replicas-") as folder:
+            frames, _ = simulate_clip(binning, min(duration_s, 8.0), fps)
+            data_dir = Path(folder) / "data"  # shared by the replicas, as in compose.yaml
+            for _ in range(2):
+                server = Server(data_dir)
+                server.env.update(
+                    IGRT_DATABASE_URL=database_url,
+                    IGRT_REDIS_URL=BENCH_REDIS_URL,
+                    IGRT_TOKEN_PEPPER="bench-replicas-" + schema,
+                )
+                replicas.append(server)
+            a, b = replicas
+            a.start()  # migrates the schema first
+            b.start()
+            token = a.token("console")
+            therapist = a.token("therapist")
+            with httpx.Client(
+                base_url=b.base_url, headers={"Authorization": f"Bearer {therapist}"}
+            ) as client:
+                patient = client.post("/api/v1/patients", json={"external_id": "BENCH-0003"})
+                session = client.post(
+                    f"/api/v1/patients/{patient.json()['id']}/sessions",
+                    json={"kind": "fraction", "fraction_number": 1},
+                ).json()
+            urls = [
+                f"ws://127.0.0.1:{server.port}/api/v1/sessions/{session['id']}/stream"
+                for server in replicas
+            ]
+            rows = [
+                asyncio.run(run_level(urls, token, frames, binning, n, fps, duration_s))
+                for n in levels
+            ]
+    finally:
+        for server in replicas:
+            server.stop()
+        with psycopg.connect(BENCH_POSTGRES_URL, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    print("\nTwo igrt serve replicas on PostgreSQL and Redis, streams alternately on A and B")
+    print_table(rows, frames.shape[1:])
+    target_rows = [
+        r for r in rows if r["streams"] == TARGET_REPLICA_STREAMS and r["fps_per_stream"] >= 15
+    ]
+    met = (
+        all(r["p99_ms"] <= TARGET_P99_MS and r["errors"] == 0 for r in target_rows)
+        if target_rows
+        else None
+    )
+    print(
+        f"\ntarget p99 <= {TARGET_P99_MS:g} ms and 0 errors with {TARGET_REPLICA_STREAMS} streams "
+        f"at 15 fps over two replicas: {_verdict(met)}"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "service_two_replicas",
+                "cpu_count": os.cpu_count(),
+                "python": platform.python_version(),
+                "load_average": list(os.getloadavg()),
+                "panel": list(frames.shape[1:]),
+                "levels": rows,
+                "target_met": met,
+            }
+        )
+    )
+
+
 def _print_burst(burst: dict[str, Any]) -> None:
     probes = ", ".join(
         f"{path} p99 {p['p99_ms']} ms max {p['max_ms']} ms (n={p['n']})"
@@ -634,7 +729,9 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="256 x 256 panel, 4 s per level, 3 mm volumes"
     )
-    parser.add_argument("--streams", default="1,8", help="comma-separated stream counts (<= 16)")
+    parser.add_argument(
+        "--streams", default=None, help="comma-separated stream counts (<= 16; default 1,8)"
+    )
     parser.add_argument("--fps", type=float, default=15.0, help="frames per second per stream")
     parser.add_argument("--duration-s", type=float, default=None, help="seconds per level (<= 60)")
     parser.add_argument(
@@ -646,13 +743,19 @@ def main() -> None:
         help="only the 40-simultaneous-stream-opens row (issue 12)",
     )
     parser.add_argument(
+        "--replicas-only",
+        action="store_true",
+        help="only the two-replica row (issue 15; PostgreSQL and Redis; --streams default 16)",
+    )
+    parser.add_argument(
         "--start-spread-s",
         type=float,
         default=0.0,
         help="seconds between the first and the last stream's start (0: all within one frame)",
     )
     args = parser.parse_args()
-    levels = [int(n) for n in args.streams.split(",")]
+    streams = args.streams or (str(TARGET_REPLICA_STREAMS) if args.replicas_only else "1,8")
+    levels = [int(n) for n in streams.split(",")]
     if not all(1 <= n <= 16 for n in levels) or not 0 < args.fps <= 30:
         parser.error("streams must be 1 to 16 and fps 0 to 30")
     repeats = args.registrations or (3 if args.quick else 5)
@@ -665,6 +768,9 @@ def main() -> None:
 
     if args.burst_only:
         run_burst_only()
+        return
+    if args.replicas_only:
+        run_replicas_only(levels, args.fps, duration_s, args.quick)
         return
     with tempfile.TemporaryDirectory(prefix="igrt-bench-service-") as folder:
         clip_started = time.perf_counter()

@@ -10,6 +10,9 @@ without them, fails under ``IGRT_REQUIRE_POSTGRES`` / ``IGRT_REQUIRE_REDIS``).
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -19,10 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from websockets.sync.client import ClientConnection, connect
 
+from api.db.engine import make_engine, make_session_factory
+from api.db.models import RegistrationJob
 from api.enums import RoleValues
-from tests.api.conftest import bearer, create_token, make_settings, postgres_schema_url
+from api.job_leases import DEAD_WORKER_REASON
+from tests.api.conftest import (
+    DISPLACEMENT_LPS_MM,
+    PATIENT_ID,
+    Volumes,
+    bearer,
+    create_token,
+    make_settings,
+    postgres_schema_url,
+)
 from tests.api.live_server import LiveServer, service_environment
 from tests.api.redis_server import require_redis
 from tests.api.test_stream import START, _receive, _send_frame, _simulate
@@ -40,6 +55,9 @@ class Replicas:
     tokens: dict[RoleValues, str]
     session_id: str
     redis_url: str
+    database_url: str
+    env: dict[str, str]
+    folder: Path
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +77,8 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
         token_pepper=pepper,
         demo_data="false",
         first_run_token="false",
+        registration_in_process="false",  # registrations run on `igrt worker` processes
+        job_lease_s="2",
     )
     a = LiveServer(env, folder / "a.log").start()
     b: LiveServer | None = None
@@ -70,7 +90,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
                 f"/api/v1/patients/{patient['id']}/sessions",
                 json={"kind": "fraction", "fraction_number": 1, "patient_position": "HFS"},
             ).json()
-        yield Replicas(a, b, tokens, session["id"], redis_url)
+        yield Replicas(a, b, tokens, session["id"], redis_url, database_url, env, folder)
     finally:
         for server in (a, b):
             if server is not None:
@@ -168,3 +188,130 @@ def test_the_monitor_on_b_sees_the_stream_into_a_and_its_alert_within_200_ms(
     stream_id = seen_on_a[0]["stream_id"]
     actions = [e["action"] for e in events if e["detail"].get("stream_id") == stream_id]
     assert sorted(actions) == ["stream.alert_raised", "stream.close", "stream.open"]
+
+
+# --- registrations queued through a replica, run by `igrt worker` processes -----------------
+
+_WORKER = (sys.executable, "-m", "igrt.cli.main", "worker", "--concurrency", "1", "--poll-s", "0.1")
+_JOB_TIMEOUT_S = 180.0  # real registrations on a shared 2-core machine
+
+
+def _jobs(replicas: Replicas, job_ids: list[str]) -> dict[str, RegistrationJob]:
+    engine = make_engine(replicas.database_url)
+    try:
+        with make_session_factory(engine)() as db:
+            jobs = list(db.scalars(select(RegistrationJob).where(RegistrationJob.id.in_(job_ids))))
+            db.expunge_all()
+    finally:
+        engine.dispose()
+    return {job.id: job for job in jobs}
+
+
+def _wait_finished(replicas: Replicas, job_ids: list[str]) -> dict[str, RegistrationJob]:
+    deadline = time.monotonic() + _JOB_TIMEOUT_S
+    while True:
+        jobs = _jobs(replicas, job_ids)
+        if all(job.status in ("completed", "failed") for job in jobs.values()):
+            return jobs
+        assert time.monotonic() < deadline, {job.id: job.status for job in jobs.values()}
+        time.sleep(0.1)
+
+
+def _start_worker(replicas: Replicas, name: str) -> subprocess.Popen[bytes]:
+    with (replicas.folder / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(
+            [*_WORKER, "--alive-file", str(replicas.folder / f"{name}.alive")],
+            env=replicas.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _queue_through_b(replicas: Replicas, volumes: Volumes, count: int) -> list[str]:
+    """A patient, a fraction, a planning CT and a CBCT, and ``count`` registrations, all via B."""
+    b = replicas.b
+    with b.client(replicas.tokens[RoleValues.THERAPIST]) as therapist:
+        patient = therapist.post("/api/v1/patients", json={"external_id": PATIENT_ID})
+        assert patient.status_code == 201, patient.text
+        session = therapist.post(
+            f"/api/v1/patients/{patient.json()['id']}/sessions",
+            json={"kind": "fraction", "fraction_number": 1, "patient_position": "HFS"},
+        )
+        assert session.status_code == 201, session.text
+    session_id = session.json()["id"]
+    ids = {}
+    for role, kind, fmt, content, content_type in (
+        (RoleValues.THERAPIST, "planning_ct", "dicom_zip", volumes.planning_zip, "application/zip"),
+        (RoleValues.CONSOLE, "cbct", "mha", volumes.cbct_mha, "application/octet-stream"),
+    ):
+        with b.client(replicas.tokens[role]) as client:
+            upload = client.post(
+                f"/api/v1/sessions/{session_id}/uploads/volume",
+                files={"file": (f"{kind}.bin", content, content_type)},
+                data={"kind": kind, "format": fmt},
+            )
+        assert upload.status_code == 201, upload.text
+        ids[kind] = upload.json()["id"]
+    jobs = []
+    with b.client(replicas.tokens[RoleValues.CONSOLE]) as console:
+        for _ in range(count):
+            created = console.post(
+                f"/api/v1/sessions/{session_id}/registrations",
+                json={
+                    "planning_ct_upload_id": ids["planning_ct"],
+                    "cbct_upload_id": ids["cbct"],
+                    "isocentre_lps_mm": list(volumes.isocentre_lps_mm),
+                },
+            )
+            assert created.status_code == 202, created.text
+            jobs.append(created.json()["id"])
+    return jobs
+
+
+def test_registrations_queued_through_b_run_on_the_worker_and_a_killed_worker_strands_none(
+    replicas: Replicas, volumes: Volumes
+) -> None:
+    job_ids = _queue_through_b(replicas, volumes, 2)
+    time.sleep(0.5)  # the replicas leave them queued: they run no jobs themselves
+    assert {job.status for job in _jobs(replicas, job_ids).values()} == {"queued"}
+
+    doomed = _start_worker(replicas, "doomed")
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + _JOB_TIMEOUT_S
+        while not (
+            running := [j for j in _jobs(replicas, job_ids).values() if j.status == "running"]
+        ):
+            assert doomed.poll() is None, (replicas.folder / "doomed.log").read_text()
+            assert time.monotonic() < deadline, "the worker never claimed a job"
+            time.sleep(0.01)
+        doomed.kill()  # kill -9 mid-job: no lease released, no result written
+        doomed.wait(10)
+        [killed] = running
+        assert f":{doomed.pid}:" in (killed.lease_owner or "")
+        survivor = _start_worker(replicas, "survivor")
+        jobs = _wait_finished(replicas, job_ids)
+    finally:
+        for process in (doomed, survivor):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+    # The killed worker's job ended (failed with the reason), never stuck "running".
+    assert (jobs[killed.id].status, jobs[killed.id].reason) == ("failed", DEAD_WORKER_REASON)
+    [other] = [job for job_id, job in jobs.items() if job_id != killed.id]
+    assert other.status == "completed", other.reason
+    assert survivor is not None
+    assert f":{survivor.pid}:" in (other.lease_owner or "")
+    # Queued through B, run by the worker, served by A.
+    with replicas.a.client(replicas.tokens[RoleValues.THERAPIST]) as client:
+        result = client.get(f"/api/v1/registrations/{other.id}/result")
+        assert result.status_code == 200, result.text
+        correction = result.json()["couch_correction_lps_mm"]
+        failed = client.get(f"/api/v1/registrations/{killed.id}").json()
+    assert failed["status"] == "failed"
+    for axis, expected in zip(correction, DISPLACEMENT_LPS_MM, strict=True):
+        assert abs(axis + expected) <= 0.5

@@ -242,3 +242,58 @@ def test_associations_beyond_the_limit_are_rejected(
         third = ae.associate("127.0.0.1", receiver.port, ae_title="IGRT")
     assert third.is_established
     third.release()
+
+
+# --- instances whose geometry is missing (issue 14: bad input on each new path) -------------
+
+
+def _store_files(receiver: DicomReceiver) -> list[Path]:
+    return [path for path in receiver.store.root.rglob("*") if path.is_file()]
+
+
+def test_a_ct_slice_without_its_position_fails_the_series_and_builds_no_volume(
+    receiver: DicomReceiver, identified_ct: list[Path], tmp_path: Path
+) -> None:
+    slices = list(identified_ct[:5])
+    dataset = pydicom.dcmread(slices[2])
+    del dataset.ImagePositionPatient
+    slices[2] = tmp_path / "no_position.dcm"
+    dataset.save_as(slices[2], enforce_file_format=True)
+    # Acknowledged: each instance itself is whole and stored as received.
+    assert send(receiver.port, slices) == [Status.SUCCESS] * len(slices)
+    assert receiver.processor.wait_idle(120)
+    rows = _rows(receiver, DicomInstance)
+    assert len(rows) == len(slices)
+    assert {row.processing_status for row in rows} == {"failed"}
+    assert all("ImagePositionPatient (0020,0032)" in (row.processing_reason or "") for row in rows)
+    assert str(receiver.store.root) not in (rows[0].processing_reason or "")
+    # Nothing half-way: no volume row, and the store holds the received instances only.
+    assert _count(receiver, VolumeUpload) == 0
+    assert len(_store_files(receiver)) == len(slices)
+    assert not any(receiver.store.temp_dir.iterdir())
+
+
+def test_a_fluoroscopy_without_its_geometry_fails_and_builds_no_upload(
+    receiver: DicomReceiver, make_dicom: Callable[..., bytes], tmp_path: Path
+) -> None:
+    from io import BytesIO
+
+    from igrt.imageio.fluoro_dicom import PRIVATE_GROUP
+
+    dataset = pydicom.dcmread(BytesIO(make_dicom()))
+    for element in list(dataset):
+        if element.tag.group == PRIVATE_GROUP:  # igrt's own copy of the geometry
+            del dataset[element.tag]
+    del dataset.DistanceSourceToDetector
+    path = tmp_path / "no_sdd.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    assert send(receiver.port, [path]) == [Status.SUCCESS]
+    assert receiver.processor.wait_idle(120)
+    (row,) = _rows(receiver, DicomInstance)
+    assert row.processing_status == "failed"
+    assert "DistanceSourceToDetector (0018,1110)" in (row.processing_reason or "")
+    assert (row.upload_id, row.assessment_id) == (None, None)
+    assert _count(receiver, Upload) == 0
+    assert _count(receiver, MotionAssessment) == 0
+    assert len(_store_files(receiver)) == 1
+    assert not any(receiver.store.temp_dir.iterdir())
