@@ -228,6 +228,27 @@ def _cxr_dev_frame(shared_data: Path, number: str) -> tuple[np.ndarray, np.ndarr
     return image, labels == 1
 
 
+def _gamma(gamma: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Another display look-up table."""
+    table = (255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
+    return lambda image: cv2.LUT(image, table)
+
+
+def _assert_dome_on_the_diaphragm(
+    shared_data: Path, number: str, change: Callable[[np.ndarray], np.ndarray]
+) -> None:
+    """The changed radiograph's dome is confirmed on the right lung mask's inferior boundary."""
+    image, mask = _cxr_dev_frame(shared_data, number)
+    found = detect_dome(
+        change(image).astype(np.float32), DetectionView(-1.0, TARGET_MM), HemidiaphragmValues.RIGHT
+    )
+    assert found.confirmed, found.reason
+    assert found.candidate is not None
+    boundary_row = _inferior_boundary(mask)[round(found.candidate.apex_column)]
+    assert boundary_row >= 0
+    assert abs(found.candidate.apex_row - boundary_row) <= ROW_TOLERANCE_PX
+
+
 @pytest.mark.shared_data
 # Each lost to the texture check once: a display LUT of gamma 1.6 darkens the lung and
 # flattens its vessels, so lung over liver no longer looked textured over smooth.
@@ -235,16 +256,7 @@ def _cxr_dev_frame(shared_data: Path, number: str) -> tuple[np.ndarray, np.ndarr
 def test_a_darker_display_look_up_table_keeps_the_dome_on_the_diaphragm(
     shared_data: Path, number: str
 ) -> None:
-    image, mask = _cxr_dev_frame(shared_data, number)
-    darker = cv2.LUT(image, (255.0 * (np.arange(256) / 255.0) ** 1.6).astype(np.uint8))
-    found = detect_dome(
-        darker.astype(np.float32), DetectionView(-1.0, TARGET_MM), HemidiaphragmValues.RIGHT
-    )
-    assert found.confirmed, found.reason
-    assert found.candidate is not None
-    boundary_row = _inferior_boundary(mask)[round(found.candidate.apex_column)]
-    assert boundary_row >= 0
-    assert abs(found.candidate.apex_row - boundary_row) <= ROW_TOLERANCE_PX
+    _assert_dome_on_the_diaphragm(shared_data, number, _gamma(1.6))
 
 
 @pytest.mark.shared_data
@@ -254,25 +266,13 @@ def test_a_darker_display_look_up_table_keeps_the_dome_on_the_diaphragm(
 def test_a_brighter_display_look_up_table_keeps_the_dome_on_the_diaphragm(
     shared_data: Path, number: str
 ) -> None:
-    image, mask = _cxr_dev_frame(shared_data, number)
-    brighter = cv2.LUT(image, (255.0 * (np.arange(256) / 255.0) ** 0.6).astype(np.uint8))
-    found = detect_dome(
-        brighter.astype(np.float32), DetectionView(-1.0, TARGET_MM), HemidiaphragmValues.RIGHT
-    )
-    assert found.confirmed, found.reason
-    assert found.candidate is not None
-    boundary_row = _inferior_boundary(mask)[round(found.candidate.apex_column)]
-    assert boundary_row >= 0
-    assert abs(found.candidate.apex_row - boundary_row) <= ROW_TOLERANCE_PX
+    _assert_dome_on_the_diaphragm(shared_data, number, _gamma(0.6))
 
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize(
     "change",
-    [
-        lambda image: cv2.LUT(image, (255.0 * (np.arange(256) / 255.0) ** 1.6).astype(np.uint8)),
-        lambda image: cv2.GaussianBlur(image, (0, 0), 1.0 / TARGET_MM),
-    ],
+    [_gamma(1.6), lambda image: cv2.GaussianBlur(image, (0, 0), 1.0 / TARGET_MM)],
     ids=["gamma 1.6", "blur 1 mm"],
 )
 def test_a_lung_joined_to_the_abdomen_is_read_again_at_a_lower_grey_level(
@@ -280,15 +280,7 @@ def test_a_lung_joined_to_the_abdomen_is_read_again_at_a_lower_grey_level(
 ) -> None:
     # 0605's dense lower lung: a darker LUT or a blur joined its field to the abdomen down to
     # the image's last rows, whose 'diaphragm' the texture check then rightly refused.
-    image, mask = _cxr_dev_frame(shared_data, "0605")
-    found = detect_dome(
-        change(image).astype(np.float32), DetectionView(-1.0, TARGET_MM), HemidiaphragmValues.RIGHT
-    )
-    assert found.confirmed, found.reason
-    assert found.candidate is not None
-    boundary_row = _inferior_boundary(mask)[round(found.candidate.apex_column)]
-    assert boundary_row >= 0
-    assert abs(found.candidate.apex_row - boundary_row) <= ROW_TOLERANCE_PX
+    _assert_dome_on_the_diaphragm(shared_data, "0605", change)
 
 
 @pytest.mark.shared_data
