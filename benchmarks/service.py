@@ -32,7 +32,9 @@ frames over the wall time of the run, all streams together. The server's own ``p
    The probes run in a process of their own, and the 40 opening clients are connected before
    the burst: probing from a thread of the load generator timed that process's interpreter (40
    client threads creating connections) as much as the server (``/healthz`` read 40-135 ms
-   that way, 7-30 ms from its own process).
+   that way, 7-30 ms from its own process). The probe is sequential (``/healthz``, then
+   ``/api/v1/me``, then 20 ms): while ``/me`` took 200-450 ms, no ``/healthz`` probe was sent
+   during most of the burst, so a faster ``/me`` also makes ``/healthz`` sample more of it.
 
 Full mode: XVI panel binned 2x (512 x 512, the clinical default), 1 and 8 streams at 15 fps for
 10 s each per transport, and a 2 mm planning CT / CBCT. ``--quick``: the panel binned 4x
