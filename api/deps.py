@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.core.config import Settings
 from api.enums import RoleValues
 from api.errors import ApiError
 from api.permissions import PermissionValues, check_permission
 from api.request_guard import PRE_AUTHENTICATED
-from api.security import Principal, authenticate_token
+from api.security import Principal
 from api.service import Service
 from api.web_sessions import (
     BACKGROUND_HEADER,
@@ -102,10 +103,9 @@ WriteDbSession = Annotated[Session, Depends(get_write_db)]
 """For read-check-write routes: the check cannot be invalidated by a concurrent writer."""
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     service: ServiceDep,
-    db: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     secret: Annotated[str | None, Depends(SESSION_COOKIE_SCHEME)],
 ) -> Principal:
@@ -113,6 +113,11 @@ def get_principal(
 
     A bearer token wins over a cookie. A cookie-authenticated request that changes state must
     carry the session's CSRF token (403 otherwise): see :mod:`api.web_sessions`.
+
+    Async, and with no database session of the request: a bearer token is checked in one step
+    from the event loop (:class:`api.token_reader.TokenReader`), a sign-in cookie in one worker
+    thread. A chain of sync dependencies waited for the thread pool at each link, and under a
+    burst of stream opens that wait was most of a request's time (issue 12).
     """
     if credentials is not None:
         if credentials.scheme.lower() != "bearer":
@@ -122,43 +127,54 @@ def get_principal(
         principal = (
             checked
             if isinstance(checked, Principal)
-            else authenticate_token(db, service.pepper, credentials.credentials)
+            else await service.tokens.authenticate(service.pepper, credentials.credentials)
         )
         if principal is None:
             raise ApiError(401, "unknown or revoked token", headers=_CHALLENGE)
     else:
         if secret is None:
             raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
-        signed_in = authenticate_web_session(
-            db,
-            service.pepper,
+        principal = await run_in_threadpool(
+            _signed_in_principal,
+            service,
             secret,
-            idle_minutes=service.settings.web_session_idle_minutes,
-            touch=request.headers.get(BACKGROUND_HEADER) != "1",
+            request.method,
+            request.headers.get(BACKGROUND_HEADER) != "1",
+            request.headers.get(CSRF_HEADER),
         )
-        if signed_in is None:
-            raise ApiError(401, "the sign-in has ended; sign in again", headers=_CHALLENGE)
-        if request.method not in SAFE_METHODS and not csrf_token_matches(
-            secret, service.pepper, request.headers.get(CSRF_HEADER)
-        ):
-            raise ApiError(403, "missing or wrong CSRF token", field=CSRF_HEADER.lower())
-        principal = signed_in.principal
-    # End the authentication's read transaction: on SQLite, a later write from a snapshot
-    # older than another request's commit would be refused ("database is locked").
-    db.commit()
     request.state.principal = principal
     service.first_run.used_by(principal.token_id)
     return principal
 
 
+def _signed_in_principal(
+    service: Service, secret: str, method: str, touch: bool, csrf: str | None
+) -> Principal:
+    """The principal of a sign-in cookie (401), with the CSRF check of a change (403)."""
+    with service.sessions() as db:
+        signed_in = authenticate_web_session(
+            db,
+            service.pepper,
+            secret,
+            idle_minutes=service.settings.web_session_idle_minutes,
+            touch=touch,
+        )
+        if signed_in is None:
+            raise ApiError(401, "the sign-in has ended; sign in again", headers=_CHALLENGE)
+        if method not in SAFE_METHODS and not csrf_token_matches(secret, service.pepper, csrf):
+            raise ApiError(403, "missing or wrong CSRF token", field=CSRF_HEADER.lower())
+        db.commit()  # the refreshed last_seen_at, if any
+    return signed_in.principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require_roles(*roles: RoleValues) -> Callable[[Principal], Principal]:
+def require_roles(*roles: RoleValues) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting only tokens of the given roles (403 for the others)."""
     allowed = frozenset(roles)
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(role.value for role in allowed))
             raise ApiError(403, f"this needs one of the roles: {names}")
@@ -187,10 +203,12 @@ Physicist = Annotated[Principal, Depends(require_roles(RoleValues.PHYSICIST))]
 """Physicists (administrators) only."""
 
 
-def require_permission(permission: PermissionValues) -> Callable[[Principal], Principal]:
+def require_permission(
+    permission: PermissionValues,
+) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting only roles that grant ``permission`` (:mod:`api.permissions`)."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         check_permission(principal, permission)
         return principal
 
@@ -214,10 +232,10 @@ QuarantineResolver = Annotated[
 """Roles that may release or discard quarantined DICOM instances (physicists)."""
 
 
-def require_media_type(*media_types: str) -> Callable[[Request], None]:
+def require_media_type(*media_types: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency refusing other request content types with 415 (before body validation)."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         content_type = request.headers.get("content-type", "")
         media_type = content_type.split(";", 1)[0].strip().lower()
         if media_type not in media_types:

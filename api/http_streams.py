@@ -119,14 +119,11 @@ class HttpStreamRegistry:
                 self.slots.release(stream.slot)
         return idle
 
-    def open(
-        self,
-        session_id: str,
-        principal: Principal,
-        monitor: StreamMonitor,
-        geometry: ProjectionGeometry,
-    ) -> HttpStream:
-        """Register a new stream.
+    def reserve(self, principal: Principal) -> StreamSlot:
+        """Take a slot for a stream about to be opened by ``principal`` (in memory, no wait).
+
+        Pass it to :meth:`open`, or give it back with :meth:`release_unused` if the stream is
+        not opened after all.
 
         Raises
         ------
@@ -134,7 +131,36 @@ class HttpStreamRegistry:
             The service's or the token's slots are taken (call :meth:`expire` first to make
             room).
         """
-        slot = self.slots.acquire(principal.token_id)
+        return self.slots.acquire(principal.token_id)
+
+    def release_unused(self, slot: StreamSlot) -> None:
+        """Give back a reserved slot, unless an open stream holds it (then :meth:`close` does)."""
+        with self._lock:
+            if any(stream.slot is slot for stream in self._streams.values()):
+                return
+        self.slots.release(slot)
+
+    def open(
+        self,
+        session_id: str,
+        principal: Principal,
+        monitor: StreamMonitor,
+        geometry: ProjectionGeometry,
+        *,
+        slot: StreamSlot | None = None,
+    ) -> HttpStream:
+        """Register a new stream, in ``slot`` (from :meth:`reserve`) or in a slot taken now.
+
+        Raises
+        ------
+        TooManyStreamsError
+            No slot was given and the service's or the token's slots are taken (call
+            :meth:`expire` first to make room).
+        """
+        if slot is None:
+            slot = self.slots.acquire(principal.token_id)
+        elif slot.released or slot.token_id != principal.token_id:
+            raise ValueError("the slot is not one reserved for this token")
         with self._lock:
             stream = HttpStream(
                 stream_id=uuid.uuid4().hex,

@@ -166,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await run_in_threadpool(service.stop_dicom_processor)
                 await run_in_threadpool(service.registrations.shutdown)
                 service.first_run.cancel()
+                service.tokens.dispose()
                 service.engine.dispose()
         finally:
             if single_process is not None:

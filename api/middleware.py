@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -100,7 +99,7 @@ class RequestContextMiddleware:
             length_text = _header(scope, b"content-length")
             length = int(length_text) if length_text and length_text.isdigit() else 0
             if needs_pre_authentication(str(scope.get("method", "")), path):
-                principal = await run_in_threadpool(pre_authenticate, self.service, scope)
+                principal = await pre_authenticate(self.service, scope)
                 if principal is None:
                     await problem_response(
                         401,

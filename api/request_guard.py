@@ -19,10 +19,11 @@ from __future__ import annotations
 import re
 from http.cookies import SimpleCookie
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from api.core.config import API_PREFIX, Settings
-from api.security import Principal, authenticate_token
+from api.security import Principal
 from api.service import Service
 from api.web_sessions import SESSION_COOKIE, authenticate_web_session
 
@@ -70,30 +71,35 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def pre_authenticate(service: Service, scope: Scope) -> Principal | None:
+async def pre_authenticate(service: Service, scope: Scope) -> Principal | None:
     """The caller by bearer token or sign-in cookie; None if neither is valid.
 
-    Blocking (run it in a thread). The route checks again: roles, CSRF, the sign-in's activity.
+    A bearer token is looked up from the event loop (:class:`api.token_reader.TokenReader`), a
+    cookie in a worker thread. The route checks again: roles, CSRF, the sign-in's activity.
     """
     authorization = _header(scope, b"authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return await service.tokens.authenticate(service.pepper, token.strip())
+    cookies = SimpleCookie()
+    try:
+        cookies.load(_header(scope, b"cookie") or "")
+    except Exception:  # a malformed Cookie header is no credential
+        return None
+    morsel = cookies.get(SESSION_COOKIE)
+    if morsel is None:
+        return None
+    return await run_in_threadpool(_signed_in, service, morsel.value)
+
+
+def _signed_in(service: Service, secret: str) -> Principal | None:
     with service.sessions() as db:
-        if authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-            return authenticate_token(db, service.pepper, token.strip())
-        cookies = SimpleCookie()
-        try:
-            cookies.load(_header(scope, b"cookie") or "")
-        except Exception:  # a malformed Cookie header is no credential
-            return None
-        morsel = cookies.get(SESSION_COOKIE)
-        if morsel is None:
-            return None
         signed_in = authenticate_web_session(
             db,
             service.pepper,
-            morsel.value,
+            secret,
             idle_minutes=service.settings.web_session_idle_minutes,
             touch=False,
         )

@@ -27,11 +27,13 @@ from api.enums import RoleValues
 __all__ = [
     "TOKEN_PREFIX",
     "Principal",
+    "active_principal",
     "authenticate_token",
     "create_api_token",
     "hash_token",
     "load_pepper",
     "revoke_api_token",
+    "token_digest",
     "token_is_active",
 ]
 
@@ -106,18 +108,49 @@ def create_api_token(
     return row, token
 
 
-def authenticate_token(db: Session, pepper: bytes, token: str) -> Principal | None:
-    """The principal of a valid, unrevoked token; None otherwise."""
+def token_digest(pepper: bytes, token: str) -> str | None:
+    """The stored form to look ``token`` up by; None for a string that cannot be a token."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_CHARS:
         return None
-    digest = hash_token(token, pepper)
-    row = db.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
-    if row is None or not _active(row):
+    return hash_token(token, pepper)
+
+
+def active_principal(
+    digest: str,
+    *,
+    token_id: str,
+    token_hash: str,
+    name: str,
+    role: str,
+    revoked_at: datetime | None,
+    expires_at: datetime | None,
+) -> Principal | None:
+    """The principal of the token row found by ``digest``; None if revoked or expired."""
+    if revoked_at is not None or (expires_at is not None and expires_at <= utc_now()):
         return None
     # The lookup was by digest; compare again in constant time for good measure.
-    if not hmac.compare_digest(row.token_hash, digest):
+    if not hmac.compare_digest(token_hash, digest):
         return None
-    return Principal(token_id=row.id, name=row.name, role=RoleValues(row.role))
+    return Principal(token_id=token_id, name=name, role=RoleValues(role))
+
+
+def authenticate_token(db: Session, pepper: bytes, token: str) -> Principal | None:
+    """The principal of a valid, unrevoked token; None otherwise."""
+    digest = token_digest(pepper, token)
+    if digest is None:
+        return None
+    row = db.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
+    if row is None:
+        return None
+    return active_principal(
+        digest,
+        token_id=row.id,
+        token_hash=row.token_hash,
+        name=row.name,
+        role=row.role,
+        revoked_at=row.revoked_at,
+        expires_at=row.expires_at,
+    )
 
 
 def _active(row: ApiToken) -> bool:

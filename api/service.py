@@ -20,6 +20,7 @@ from api.previews import FramePreviews
 from api.registration_jobs import RegistrationWorker
 from api.storage import FileStore
 from api.stream_slots import StreamSlots
+from api.token_reader import TokenReader
 from api.volumes import VolumeLimits
 from api.work_budget import WorkBudget
 from igrt.protocol_file import LoadedProtocol, builtin_protocol, load_protocol_file
@@ -43,6 +44,7 @@ class Service:
     volume_limits: VolumeLimits
     pepper: bytes = field(default=b"", repr=False)
     write_sessions: sessionmaker[Session] = field(init=False, repr=False)
+    tokens: TokenReader = field(init=False, repr=False)
     registrations: RegistrationWorker = field(init=False, repr=False)
     stream_slots: StreamSlots = field(init=False, repr=False)
     read_audit: ReadAudit = field(init=False, repr=False)
@@ -96,6 +98,7 @@ class Service:
             else load_protocol_file(self.settings.protocol_file)
         )
         self.write_sessions = make_write_session_factory(self.engine)
+        self.tokens = TokenReader(self.engine, self.sessions)
         # Each audit row is read (its session's patient) then written: IMMEDIATE, or parallel
         # reads of one page would refuse each other's audit writes on SQLite.
         self.read_audit = ReadAudit(self.write_sessions)

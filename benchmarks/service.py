@@ -32,7 +32,9 @@ frames over the wall time of the run, all streams together. The server's own ``p
    The probes run in a process of their own, and the 40 opening clients are connected before
    the burst: probing from a thread of the load generator timed that process's interpreter (40
    client threads creating connections) as much as the server (``/healthz`` read 40-135 ms
-   that way, 7-30 ms from its own process).
+   that way, 7-30 ms from its own process). The probe is sequential (``/healthz``, then
+   ``/api/v1/me``, then 20 ms): while ``/me`` took 200-450 ms, no ``/healthz`` probe was sent
+   during most of the burst, so a faster ``/me`` also makes ``/healthz`` sample more of it.
 
 5. **Two replicas** (issue 15): ``--replicas-only`` starts two ``igrt serve`` processes on one
    PostgreSQL (``IGRT_BENCH_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``,

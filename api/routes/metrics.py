@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import BEARER, DbSession, ServiceDep, get_principal
+from api.deps import BEARER, ServiceDep, get_principal
 from api.errors import PROBLEM_RESPONSES
 from api.metrics import CONTENT_TYPE
 
@@ -16,14 +16,13 @@ __all__ = ["router"]
 router = APIRouter(tags=["operations"])
 
 
-def _metrics_access(
+async def _metrics_access(
     request: Request,
     service: ServiceDep,
-    db: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> None:
     if not service.settings.metrics_public:
-        get_principal(request, service, db, credentials, None)  # scrapers use tokens
+        await get_principal(request, service, credentials, None)  # scrapers use tokens
 
 
 @router.get(

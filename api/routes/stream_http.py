@@ -37,12 +37,14 @@ transports without further wiring.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
-from anyio import from_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -51,13 +53,14 @@ from api.audit import record_audit
 from api.core.config import API_PREFIX
 from api.core.logging import log_event
 from api.crud import get_session
-from api.deps import AnyRole, DbSession, JsonContent, ServiceDep, require_media_type
+from api.deps import AnyRole, JsonContent, ServiceDep, require_media_type
 from api.errors import PROBLEM_RESPONSES, ApiError, problem
 from api.http_streams import HttpStream, HttpStreamRegistry, TooManyStreamsError
 from api.schemas.stream import StreamFrameResult, StreamOpen, StreamOpened, StreamSummary
 from api.security import Principal
 from api.service import Service
 from api.stream_setup import planned_dome, session_protocol
+from api.stream_slots import StreamSlot
 from api.streaming import (
     alert_audit_detail,
     frame_geometry,
@@ -99,6 +102,23 @@ async def get_http_streams(request: Request) -> HttpStreamRegistry:
 
 
 HttpStreams = Annotated[HttpStreamRegistry, Depends(get_http_streams)]
+
+STARTS_AT_ONCE = 2
+"""Admitted stream starts prepared in worker threads at once (session read, tracker, audit).
+
+Their work is Python under the GIL: 32 starts in 32 threads at once took the GIL from the event
+loop for up to 200 ms (every route waits for the loop); two at a time keep the loop answering
+and finish the burst as soon (issue 12)."""
+
+
+def _start_limiter(request: Request) -> anyio.CapacityLimiter:
+    limiter = getattr(request.app.state, "stream_start_limiter", None)
+    if not isinstance(limiter, anyio.CapacityLimiter):
+        limiter = anyio.CapacityLimiter(STARTS_AT_ONCE)
+        request.app.state.stream_start_limiter = limiter
+    return limiter
+
+
 OctetStreamContent = Annotated[None, Depends(require_media_type(_OCTET_STREAM))]
 
 
@@ -168,26 +188,80 @@ async def _open_stream(
         **problem(429, "As many streams are open as this service, or this token, may hold."),
     },
 )
-def open_stream(
+async def open_stream(
+    request: Request,
     principal: AnyRole,
     _: JsonContent,
     service: ServiceDep,
-    db: DbSession,
     streams: HttpStreams,
     session_id: str,
     body: StreamOpen,
 ) -> StreamOpened:
     """Start tracking the dome on frames sent one request at a time (see the frames route)."""
-    _audit_idle(service, streams.expire())
-    session = get_session(db, session_id)
-    planned = (
-        planned_dome(db, session.id, body.reference.registration_id)
-        if body.reference.mode == "plan"
-        else None
+    # Admission first, on the event loop: a slot (or the 429) costs no worker thread and no
+    # database read. Under a burst of opens, the refused ones answer at once and the admitted
+    # ones make one worker-thread hop each, not one per sync dependency; each hop had to wait
+    # for the event loop, which every other route's requests were waiting for too (issue 12).
+    idle = streams.expire()
+    try:
+        slot = streams.reserve(principal)
+    except TooManyStreamsError as exc:
+        if idle:
+            await run_in_threadpool(_audit_idle, service, idle)
+        raise ApiError(
+            429,
+            f"{exc}: stop one, or retry once an idle one closes "
+            f"({streams.idle_timeout_s:g} s without a frame)",
+            code="too_many_streams",
+            headers={"Retry-After": str(math.ceil(streams.idle_timeout_s))},
+        ) from None
+    try:
+        stream, started = await anyio.to_thread.run_sync(
+            functools.partial(
+                _start_stream, service, streams, slot, idle, session_id, principal, body
+            ),
+            limiter=_start_limiter(request),
+        )
+    except BaseException:
+        streams.release_unused(slot)
+        raise
+    # The review page's live monitor watches HTTP streams as it watches WebSockets.
+    service.live.publish(stream.session_id, started)
+    base = f"{API_PREFIX}/sessions/{stream.session_id}/streams/{stream.stream_id}"
+    return StreamOpened.model_validate(
+        {
+            **started,
+            "session_id": stream.session_id,
+            "max_frame_bytes": service.settings.stream_max_frame_bytes,
+            "idle_timeout_s": streams.idle_timeout_s,
+            "frames_url": f"{base}/frames",
+            "stop_url": f"{base}/stop",
+        }
     )
-    # Give the connection back to the pool now: the audit below takes one of its own, and 32
-    # requests each holding one while waiting for a second would exhaust the pool.
-    db.commit()
+
+
+def _start_stream(
+    service: Service,
+    streams: HttpStreamRegistry,
+    slot: StreamSlot,
+    idle: list[HttpStream],
+    session_id: str,
+    principal: Principal,
+    body: StreamOpen,
+) -> tuple[HttpStream, dict[str, Any]]:
+    """Everything of a start after admission, in one worker thread.
+
+    Returns the stream and its ``started`` document; the slot is the caller's to give back if
+    this raises.
+    """
+    _audit_idle(service, idle)
+    with service.sessions() as db:
+        session = get_session(db, session_id)
+        planned = (
+            planned_dome(db, session.id, body.reference.registration_id)
+            if body.reference.mode == "plan"
+            else None
+        )
     protocol = session_protocol(service, session.protocol_version)
     if protocol is None:
         raise ApiError(
@@ -221,19 +295,10 @@ def open_stream(
         )
     except IgrtError as exc:
         raise ApiError(422, str(exc), field="reference") from exc
-    try:
-        stream = streams.open(session.id, principal, monitor, geometry)
-    except TooManyStreamsError as exc:
-        raise ApiError(
-            429,
-            f"{exc}: stop one, or retry once an idle one closes "
-            f"({streams.idle_timeout_s:g} s without a frame)",
-            code="too_many_streams",
-            headers={"Retry-After": str(math.ceil(streams.idle_timeout_s))},
-        ) from None
-    # Audited in a transaction of its own, as every write of these routes: the request's
-    # transaction holds a read snapshot since the token check, and SQLite refuses a write from a
-    # snapshot older than another connection's commit ("database is locked").
+    stream = streams.open(session.id, principal, monitor, geometry, slot=slot)
+    # Audited in a transaction of its own, as every write of these routes (the session's read
+    # above has ended): SQLite refuses a write from a snapshot older than another connection's
+    # commit ("database is locked").
     try:
         _audit(
             service,
@@ -252,21 +317,7 @@ def open_stream(
     except BaseException:
         streams.close(stream)  # an unaudited stream must not run
         raise
-    started = started_document(stream.stream_id, body, geometry, monitor)
-    # The review page's live monitor watches HTTP streams as it watches WebSockets; its hub
-    # lives on the event loop and this route runs in a worker thread.
-    from_thread.run_sync(service.live.publish, session.id, started)
-    base = f"{API_PREFIX}/sessions/{session.id}/streams/{stream.stream_id}"
-    return StreamOpened.model_validate(
-        {
-            **started,
-            "session_id": session.id,
-            "max_frame_bytes": settings.stream_max_frame_bytes,
-            "idle_timeout_s": streams.idle_timeout_s,
-            "frames_url": f"{base}/frames",
-            "stop_url": f"{base}/stop",
-        }
-    )
+    return stream, started_document(stream.stream_id, body, geometry, monitor)
 
 
 async def _read_frame(request: Request, limit: int) -> bytes:

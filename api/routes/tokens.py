@@ -15,6 +15,10 @@ router = APIRouter(prefix=API_PREFIX, tags=["tokens"], responses=PROBLEM_RESPONS
 
 
 @router.get("/me", operation_id="who_am_i")
-def who_am_i(principal: AnyRole) -> PrincipalPublic:
-    """The token's id, name and role."""
+async def who_am_i(principal: AnyRole) -> PrincipalPublic:
+    """The token's id, name and role.
+
+    Async, as its dependencies: answered from the event loop, without waiting for the request
+    thread pool (issue 12: < 100 ms during a burst of stream opens).
+    """
     return PrincipalPublic.model_validate(principal)

@@ -287,6 +287,39 @@ def small_frames_api(tmp_path: Path) -> Iterator[InProcessApi]:
     )
 
 
+def test_admission_comes_first_and_a_failed_start_gives_its_slot_back(api: InProcessApi) -> None:
+    """The 429 is decided in memory before any database read (issue 12: under a burst of
+    opens the refusals answer at once), and a start refused after admission (404, 422) does
+    not keep the slot it was admitted with."""
+    streams = HttpStreamRegistry(max_streams=1, idle_timeout_s=30.0)
+    api.client.app.state.http_streams = streams  # type: ignore[attr-defined]
+    session_id = _session(api)
+    console = api.headers(RoleValues.CONSOLE)
+    unknown = api.client.post(
+        "/api/v1/sessions/no-such-session/streams", json=START, headers=console
+    )
+    assert unknown.status_code == 404
+    no_plan = api.client.post(
+        f"/api/v1/sessions/{session_id}/streams",
+        json={**START, "reference": {"mode": "plan"}},
+        headers=console,
+    )
+    assert no_plan.status_code == 409, no_plan.text
+    assert len(streams.slots) == 0
+    first = _open(api, session_id)
+    assert len(streams.slots) == 1
+    # Full: refused before the session is looked up (an unknown one included).
+    for url in (
+        f"/api/v1/sessions/{session_id}/streams",
+        "/api/v1/sessions/no-such-session/streams",
+    ):
+        refused = api.client.post(url, json=START, headers=console)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["code"] == "too_many_streams"
+    assert api.client.post(first["stop_url"], headers=console).status_code == 200
+    assert len(streams.slots) == 0
+
+
 def test_a_body_over_the_frame_limit_is_413_and_a_panel_over_it_is_refused(
     small_frames_api: InProcessApi,
 ) -> None:
