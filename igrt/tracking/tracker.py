@@ -20,8 +20,9 @@ Method
    of a few thousand pixels is touched per frame, which is what makes the tracker fast. The
    template averages the first frames (less noise), then stays fixed so it cannot drift.
 3. **Rotating gantry (CBCT projections)**: the anatomy around the dome changes with the angle,
-   so a template would drift; instead the edge itself is followed: per column the steepest rise
-   near the previous dome curve, a robust parabola through those points, its vertex as the apex
+   so a template would drift; instead the edge itself is followed: per column the rise nearest
+   the previous dome curve among the nearly steepest (a static edge close by does not take the
+   dome over), a robust parabola through those points, its vertex as the apex
    (see :meth:`DomeTracker._follow_edge`). The share of columns agreeing with the parabola is
    the confidence.
 4. **Apex**: the tracked feature is the steepest point of the edge; the reported apex is the
@@ -180,6 +181,33 @@ def _gradient(window: npt.NDArray[np.float32], polarity: int) -> npt.NDArray[np.
     smooth = cv2.GaussianBlur(window, (0, 0), _GRADIENT_SIGMA_PX)
     gradient: npt.NDArray[np.float32] = (smooth[2:] - smooth[:-2]) * (0.5 * polarity)
     return gradient
+
+
+def _nearest_strong_peaks(
+    masked: npt.NDArray[np.float32], expected: npt.NDArray[np.float64]
+) -> npt.NDArray[np.intp]:
+    """Per column, the edge nearest the expected row among those nearly as strong as the best.
+
+    On a turning gantry a static edge (a rib, the other dome seen laterally) can pass within
+    the search range of the dome; the strongest edge there would jump onto it, whereas the
+    dome moves continuously from where it was.
+    """
+    strongest = masked.max(axis=0)
+    edge = np.full((1, masked.shape[1]), -np.inf, masked.dtype)
+    up = np.vstack([edge, masked[:-1]])
+    down = np.vstack([masked[1:], edge])
+    local = (masked >= up) & (masked >= down) & np.isfinite(masked)
+    strong = local & (masked >= _NEAR_PEAK_RELATIVE * strongest[None, :])
+    rows = np.arange(masked.shape[0], dtype=np.float64)[:, None]
+    distance = np.where(strong, np.abs(rows - expected[None, :]), np.inf)
+    nearest: npt.NDArray[np.intp] = np.argmin(distance, axis=0)
+    fallback = ~strong.any(axis=0)
+    nearest[fallback] = np.argmax(masked, axis=0)[fallback]
+    return nearest
+
+
+_NEAR_PEAK_RELATIVE = 0.85
+"""'Nearly as strong': within 15 % of the strongest edge of the column's search range."""
 
 
 def _parabolic_offset(values: npt.NDArray[np.float64], index: int) -> float:
@@ -626,7 +654,8 @@ class DomeTracker:
     ) -> DomeObservation:
         """Follow the dome edge itself while the gantry turns (no template to drift).
 
-        Per column, the steepest rise within ``search`` rows of the previous dome curve; a
+        Per column, the rise nearest the previous dome curve among those within ``search``
+        rows of it and nearly as steep as the steepest there (:func:`_nearest_strong_peaks`); a
         parabola fitted to those points with outliers (ribs, heart, spine crossing the edge)
         rejected; its vertex is the apex of this projection. The apex is then moved to the edge
         onset with a running average of per-frame onset fits, since the edge's profile changes
@@ -651,7 +680,7 @@ class DomeTracker:
         row_index = np.arange(gradient.shape[0], dtype=np.float64)[:, None]
         allowed = np.abs(row_index - expected[None, :]) <= search
         masked = np.where(allowed, gradient, -np.inf)
-        peaks = np.argmax(masked, axis=0)
+        peaks = _nearest_strong_peaks(masked, expected)
         columns = np.arange(gradient.shape[1])
         strength = gradient[peaks, columns]
         above = gradient[np.clip(peaks - 1, 0, None), columns]
