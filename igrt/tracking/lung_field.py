@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -228,16 +229,16 @@ def lung_field_readings(
         yield []
         return
     first = _otsu(body.values[body.inside])
-    yield body.fields_darker_than(first)
-    kept = body.inside & ~body.high_dark_regions(first)
+    regions = body.dark_regions(first)
+    yield body.fields(regions)
+    kept = body.inside & ~regions.ending_high()
     if kept.any() and not np.array_equal(kept, body.inside):
         second = _otsu(body.values[kept])
         if second != first:
-            yield body.fields_darker_than(second)
+            yield body.fields(body.dark_regions(second))
     lower = body.inside & (body.values < first)
     if lower.any():
-        third = _otsu(body.values[lower])
-        yield body.fields_darker_than(third)
+        yield body.fields(body.dark_regions(_otsu(body.values[lower])))
 
 
 @dataclass(frozen=True)
@@ -282,9 +283,7 @@ class _Body:
             last_exposed_row=rows - 1 - bottom if bottom else None,
         )
 
-    def _dark_regions(
-        self, threshold: float
-    ) -> tuple[int, npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+    def dark_regions(self, threshold: float) -> _Regions:
         """Connected regions of the body darker than ``threshold``, opened then closed."""
         dark = ((self.values < threshold) & self.inside).astype(np.uint8)
         opening = np.ones((_odd(_OPENING_MM / self.pixel_mm),) * 2, np.uint8)
@@ -292,24 +291,16 @@ class _Body:
         opened = cv2.morphologyEx(dark, cv2.MORPH_OPEN, opening)
         regions = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, closing)
         count, labels, stats, centroids = cv2.connectedComponentsWithStats(regions)
-        return (
+        return _Regions(
             int(count),
             np.asarray(labels, np.int32),
             np.asarray(stats, np.int32),
             np.asarray(centroids, np.float64),
         )
 
-    def high_dark_regions(self, threshold: float) -> npt.NDArray[np.bool_]:
-        """Dark regions ending in the image's upper part: not lungs, which reach the diaphragm."""
-        count, labels, stats, _ = self._dark_regions(threshold)
-        lowest = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT]
-        high = [k for k in range(1, count) if lowest[k] < _UPPER_PART * labels.shape[0]]
-        regions: npt.NDArray[np.bool_] = np.isin(labels, high)
-        return regions
-
-    def fields_darker_than(self, threshold: float) -> list[LungField]:
-        """The lung fields among the body's regions darker than ``threshold``, largest first."""
-        count, labels, stats, centroids = self._dark_regions(threshold)
+    def fields(self, regions: _Regions) -> list[LungField]:
+        """The lung fields among dark ``regions`` of the body, largest first."""
+        count, labels, stats, centroids = regions
         rows, cols = self.attenuation_shape
         area_mm2 = stats[:, cv2.CC_STAT_AREA] * self.pixel_mm**2
         largest = float(area_mm2[1:].max()) if count > 1 else 0.0
@@ -336,6 +327,23 @@ class _Body:
             )
         fields.sort(key=lambda f: f.area_mm2, reverse=True)
         return fields
+
+
+class _Regions(NamedTuple):
+    """Labelled connected regions on the working grid (``cv2.connectedComponentsWithStats``)."""
+
+    n_labels: int
+    labels: npt.NDArray[np.int32]
+    stats: npt.NDArray[np.int32]
+    centroids: npt.NDArray[np.float64]
+
+    def ending_high(self) -> npt.NDArray[np.bool_]:
+        """Regions ending in the image's upper part: not lungs, which reach the diaphragm."""
+        lowest = self.stats[:, cv2.CC_STAT_TOP] + self.stats[:, cv2.CC_STAT_HEIGHT]
+        limit = _UPPER_PART * self.labels.shape[0]
+        high = [k for k in range(1, self.n_labels) if lowest[k] < limit]
+        regions: npt.NDArray[np.bool_] = np.isin(self.labels, high)
+        return regions
 
 
 _UPPER_PART = 1.0 / 3.0
