@@ -100,3 +100,41 @@ class LiveServer:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30.0)
+
+
+def upload_registration_pair(
+    server: LiveServer,
+    therapist: str,
+    console: str,
+    planning_zip: bytes,
+    cbct_mha: bytes,
+    external_id: str,
+) -> tuple[str, dict[str, str]]:
+    """A patient, a fraction, its planning CT (by the therapist) and CBCT (by the console).
+
+    Returns the session id and the upload ids by kind (``planning_ct``, ``cbct``).
+    """
+    with server.client(therapist) as client:
+        patient = client.post("/api/v1/patients", json={"external_id": external_id})
+        assert patient.status_code == 201, patient.text
+        session = client.post(
+            f"/api/v1/patients/{patient.json()['id']}/sessions",
+            json={"kind": "fraction", "fraction_number": 1, "patient_position": "HFS"},
+        )
+        assert session.status_code == 201, session.text
+    session_id = str(session.json()["id"])
+    ids = {}
+    # The planning department (a person) uploads the planning CT, the console its CBCT.
+    for token, kind, fmt, content, content_type in (
+        (therapist, "planning_ct", "dicom_zip", planning_zip, "application/zip"),
+        (console, "cbct", "mha", cbct_mha, "application/octet-stream"),
+    ):
+        with server.client(token) as uploader:
+            upload = uploader.post(
+                f"/api/v1/sessions/{session_id}/uploads/volume",
+                files={"file": (f"{kind}.bin", content, content_type)},
+                data={"kind": kind, "format": fmt},
+            )
+        assert upload.status_code == 201, upload.text
+        ids[kind] = str(upload.json()["id"])
+    return session_id, ids

@@ -38,7 +38,7 @@ from tests.api.conftest import (
     make_settings,
     postgres_schema_url,
 )
-from tests.api.live_server import LiveServer, service_environment
+from tests.api.live_server import LiveServer, service_environment, upload_registration_pair
 from tests.api.redis_server import require_redis
 from tests.api.test_stream import START, _receive, _send_frame, _simulate
 
@@ -230,28 +230,14 @@ def _start_worker(replicas: Replicas, name: str) -> subprocess.Popen[bytes]:
 def _queue_through_b(replicas: Replicas, volumes: Volumes, count: int) -> list[str]:
     """A patient, a fraction, a planning CT and a CBCT, and ``count`` registrations, all via B."""
     b = replicas.b
-    with b.client(replicas.tokens[RoleValues.THERAPIST]) as therapist:
-        patient = therapist.post("/api/v1/patients", json={"external_id": PATIENT_ID})
-        assert patient.status_code == 201, patient.text
-        session = therapist.post(
-            f"/api/v1/patients/{patient.json()['id']}/sessions",
-            json={"kind": "fraction", "fraction_number": 1, "patient_position": "HFS"},
-        )
-        assert session.status_code == 201, session.text
-    session_id = session.json()["id"]
-    ids = {}
-    for role, kind, fmt, content, content_type in (
-        (RoleValues.THERAPIST, "planning_ct", "dicom_zip", volumes.planning_zip, "application/zip"),
-        (RoleValues.CONSOLE, "cbct", "mha", volumes.cbct_mha, "application/octet-stream"),
-    ):
-        with b.client(replicas.tokens[role]) as client:
-            upload = client.post(
-                f"/api/v1/sessions/{session_id}/uploads/volume",
-                files={"file": (f"{kind}.bin", content, content_type)},
-                data={"kind": kind, "format": fmt},
-            )
-        assert upload.status_code == 201, upload.text
-        ids[kind] = upload.json()["id"]
+    session_id, ids = upload_registration_pair(
+        b,
+        replicas.tokens[RoleValues.THERAPIST],
+        replicas.tokens[RoleValues.CONSOLE],
+        volumes.planning_zip,
+        volumes.cbct_mha,
+        PATIENT_ID,
+    )
     jobs = []
     with b.client(replicas.tokens[RoleValues.CONSOLE]) as console:
         for _ in range(count):

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 
 from tests.api.conftest import DISPLACEMENT_LPS_MM, Volumes
-from tests.api.live_server import LiveServer, service_environment
+from tests.api.live_server import LiveServer, service_environment, upload_registration_pair
 from tests.api.test_registrations import POLL_TIMEOUT_S
 
 _TOKEN_CREATE = (sys.executable, "-m", "igrt.cli.main", "token", "create")
@@ -46,29 +46,9 @@ def test_registration_job_over_http_survives_a_crash(tmp_path: Path, volumes: Vo
     therapist = _cli_token(env, "therapist")
     server = LiveServer(env, tmp_path / "server.log").start()
     try:
-        with server.client(therapist) as client:
-            patient = client.post("/api/v1/patients", json={"external_id": "MRN-TEST-0001"})
-            assert patient.status_code == 201, patient.text
-            session = client.post(
-                f"/api/v1/patients/{patient.json()['id']}/sessions",
-                json={"kind": "fraction", "fraction_number": 1, "patient_position": "HFS"},
-            )
-            assert session.status_code == 201, session.text
-            session_id = session.json()["id"]
-        ids = {}
-        # The planning department (a person) uploads the planning CT, the console its CBCT.
-        for token, kind, fmt, content, content_type in (
-            (therapist, "planning_ct", "dicom_zip", volumes.planning_zip, "application/zip"),
-            (console, "cbct", "mha", volumes.cbct_mha, "application/octet-stream"),
-        ):
-            with server.client(token) as uploader:
-                upload = uploader.post(
-                    f"/api/v1/sessions/{session_id}/uploads/volume",
-                    files={"file": (f"{kind}.bin", content, content_type)},
-                    data={"kind": kind, "format": fmt},
-                )
-            assert upload.status_code == 201, upload.text
-            ids[kind] = upload.json()["id"]
+        session_id, ids = upload_registration_pair(
+            server, therapist, console, volumes.planning_zip, volumes.cbct_mha, "MRN-TEST-0001"
+        )
         with server.client(console) as client:
             started = time.monotonic()
             created = client.post(
