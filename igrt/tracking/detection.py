@@ -15,7 +15,7 @@ import enum
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -715,6 +715,9 @@ _FRONTAL_VIEW = 0.3  # |patient right . u| above this: the two lungs are side by
 _OPPOSITE_SIDE_FRACTION = 0.15
 _APEX_WINDOW_MM = 5.0
 _MIN_LUNG_OVER_LIVER = 0.8
+_MAX_EDGE_ABOVE_FRACTION = 0.2
+"""Share of the diaphragm along which a second contour may run just above the dome found
+before the dome is ambiguous (radiographs with a clear single contour show up to ~0.17)."""
 """Share of the diaphragm stretch that must read as lung over liver (attenuation rising
 downwards) on a nearly frontal view: a correctly stated image reads so on nearly all of it, an
 inverted one on little of it."""
@@ -764,8 +767,24 @@ def detect_dome(
         if found:
             return DomeDetection(found[0], True, "dome at the user's hint")
         return DomeDetection(None, False, "no dome edge near the user's hint")
-    anatomical, contradicted = _anatomical_dome(image, view, hemidiaphragm)
+    anatomical, contradicted, edge_above = _anatomical_dome(image, view, hemidiaphragm)
     faint_floor = _FAINT_ANATOMY_FRACTION * min_contrast_to_noise
+    if (
+        anatomical is not None
+        and anatomical.contrast_to_noise >= faint_floor
+        and edge_above > _MAX_EDGE_ABOVE_FRACTION
+    ):
+        # Which contour is the dome top, a user or the breathing motion must say; the one found
+        # is still on the diaphragm, far nearer the truth than an edge chosen by strength.
+        faint = anatomical.contrast_to_noise < min_contrast_to_noise
+        return DomeDetection(
+            anatomical,
+            False,
+            f"dome on the inferior boundary of the lung field, but a second diaphragm contour "
+            f"runs just above it along {edge_above:.0%} of the diaphragm (the top of the dome "
+            f"over the posterior recess?): which one is the dome needs confirmation",
+            required_contrast_to_noise=faint_floor if faint else None,
+        )
     if anatomical is not None and anatomical.contrast_to_noise >= min_contrast_to_noise:
         return DomeDetection(anatomical, True, "dome on the inferior boundary of the lung field")
     if anatomical is not None and anatomical.contrast_to_noise >= faint_floor:
@@ -802,13 +821,11 @@ def detect_dome(
     return DomeDetection(chosen, False, reason)
 
 
-def _anatomical_dome(
-    image: npt.NDArray[np.float32], view: DetectionView, hemidiaphragm: HemidiaphragmValues
-) -> tuple[DomeCandidate | None, bool]:
-    """The dome where anatomy puts it: the diaphragm run of the requested lung field's boundary.
+class _AnatomicalDome(NamedTuple):
+    """The dome where anatomy puts it, as :func:`_anatomical_dome` reads it.
 
-    Returns
-    -------
+    Attributes
+    ----------
     candidate : DomeCandidate or None
         None when no field of that side is found, its boundary has no diaphragm run, the apex
         is not in the field's lower part or has no image above and below, or the image there
@@ -818,15 +835,31 @@ def _anatomical_dome(
         On a nearly frontal view, True when the field's lower boundary does not read as lung
         over liver (:func:`igrt.tracking.lung_field.lung_over_liver_fraction`): attenuation
         falls across it, so the image's stated pixel meaning is probably inverted.
+    edge_above : float
+        Share of the diaphragm along which a second diaphragm contour runs just above the one
+        found (:func:`igrt.tracking.lung_field.edge_above_fraction`); 0 without a candidate.
     """
+
+    candidate: DomeCandidate | None
+    contradicted: bool = False
+    edge_above: float = 0.0
+
+
+_NOT_FOUND = _AnatomicalDome(None)
+
+
+def _anatomical_dome(
+    image: npt.NDArray[np.float32], view: DetectionView, hemidiaphragm: HemidiaphragmValues
+) -> _AnatomicalDome:
+    """The dome where anatomy puts it: the diaphragm run of the requested lung field's boundary."""
     side = float(np.sign(view.patient_right_towards_column))
     if hemidiaphragm is HemidiaphragmValues.LEFT:
         side = -side
     readings = lung_field.lung_field_readings(image, view.pixel_at_isocentre_mm)
     first = next(readings)
-    candidate, contradicted = _dome_of_fields(first, image, view, side)
-    if candidate is not None or contradicted:
-        return candidate, contradicted
+    found = _dome_of_fields(first, image, view, side)
+    if found.candidate is not None or found.contradicted:
+        return found
     # Only the first reading may contradict the image's meaning; a later one can only find a
     # dome that the first's grey level hid, in a field as large as the first reading calls
     # large (at another grey level, a bright band of an inverted image can read as a small
@@ -834,15 +867,15 @@ def _anatomical_dome(
     least_mm2 = _MIN_RELATIVE_FIELD_AREA * max((f.area_mm2 for f in first), default=0.0)
     for fields in readings:
         large = [f for f in fields if f.area_mm2 >= least_mm2]
-        candidate, later_contradicted = _dome_of_fields(large, image, view, side)
-        if candidate is not None and not later_contradicted:
-            return candidate, False
-    return None, False
+        found = _dome_of_fields(large, image, view, side)
+        if found.candidate is not None and not found.contradicted:
+            return found
+    return _NOT_FOUND
 
 
 def _dome_of_fields(
     fields: list[LungField], image: npt.NDArray[np.float32], view: DetectionView, side: float
-) -> tuple[DomeCandidate | None, bool]:
+) -> _AnatomicalDome:
     """:func:`_anatomical_dome` on one reading of the lung fields (``side`` of the dome)."""
     pixel_mm = view.pixel_at_isocentre_mm
     # Obliquely the 'field' may be both lungs and the mediastinum: there its side is not asked,
@@ -851,28 +884,35 @@ def _dome_of_fields(
     nearly_frontal = abs(view.patient_right_towards_column) >= _NEARLY_FRONTAL_VIEW
     field = _field_on_side(fields, side if frontal else 0.0, image.shape[1])
     if field is None:
-        return None, nearly_frontal and _reads_as_lung_when_inverted(image, side, pixel_mm)
+        inverted = nearly_frontal and _reads_as_lung_when_inverted(image, side, pixel_mm)
+        return _AnatomicalDome(None, inverted)
     if frontal:
         field = _requested_part(field, side, image.shape[1])
         if field is None:
-            return None, False
+            return _NOT_FOUND
     # A NaN reading (no diaphragm run inside the image) cannot contradict anything.
     if nearly_frontal and (
         lung_field.lung_over_liver_fraction(field, image, pixel_mm) < _MIN_LUNG_OVER_LIVER
     ):
-        return None, True
-    apex = _diaphragm_apex_of(field, image, -int(side) if frontal else 0, pixel_mm)
+        return _AnatomicalDome(None, True)
+    columns, rows = lung_field.refined_inferior_boundary(
+        field, image, pixel_mm, -int(side) if frontal else 0
+    )
+    apex = _diaphragm_apex_of(field, columns, rows, image.shape[0], pixel_mm)
     if apex is None:
-        return None, False
+        return _NOT_FOUND
     candidate = _candidate_at(image, apex, pixel_mm)
     if candidate is None:
-        return None, False
+        return _NOT_FOUND
     texture = _texture_ratio(image, candidate, pixel_mm)
     # Frontally the edge's sign has already shown lung over liver along the whole diaphragm:
     # texture only has to not contradict it, which a display look-up table cannot make it do.
     # Obliquely it is the only evidence and must confirm.
     least = 1.0 / _MIN_TEXTURE_RATIO if nearly_frontal else _MIN_TEXTURE_RATIO
-    return (candidate if texture >= least else None), False
+    if texture < least:
+        return _NOT_FOUND
+    edge_above = lung_field.edge_above_fraction(columns, rows, image, pixel_mm)
+    return _AnatomicalDome(candidate, False, edge_above)
 
 
 def _reads_as_lung_when_inverted(
@@ -892,15 +932,18 @@ def _reads_as_lung_when_inverted(
 
 
 def _diaphragm_apex_of(
-    field: LungField, image: npt.NDArray[np.float32], medial_step: int, pixel_mm: float
+    field: LungField,
+    columns: npt.NDArray[np.intp],
+    edge_rows: npt.NDArray[np.float64],
+    n_rows: int,
+    pixel_mm: float,
 ) -> tuple[float, float] | None:
-    """The apex of a field's diaphragm, on the image's edge, where a dome can be; else None."""
-    columns, rows = lung_field.refined_inferior_boundary(field, image, pixel_mm, medial_step)
-    apex = lung_field.diaphragm_apex(columns, rows, pixel_mm)
+    """The apex of a field's diaphragm on its boundary's edge, where a dome can be; else None."""
+    apex = lung_field.diaphragm_apex(columns, edge_rows, pixel_mm)
     if (
         apex is None
         or not field.holds_dome_at(apex[1])
-        or not _inside_vertically(apex[1], image.shape[0], pixel_mm)
+        or not _inside_vertically(apex[1], n_rows, pixel_mm)
     ):
         return None
     return apex

@@ -33,6 +33,7 @@ import numpy.typing as npt
 __all__ = [
     "LungField",
     "diaphragm_apex",
+    "edge_above_fraction",
     "find_lung_fields",
     "lung_field_readings",
     "lung_over_liver_fraction",
@@ -65,6 +66,10 @@ _MEDIAL_MIN_RELATIVE_EDGE = 0.3
 _FOLLOW_MEMORY = 20
 _FOLLOW_DROP = 0.6
 _BOUNDARY_MEDIAN_MM = 6.0
+_PARALLEL_GAP_MM = 4.0
+_PARALLEL_REACH_MM = 15.0
+_PARALLEL_MIN_RELATIVE_EDGE = 0.5
+_PARALLEL_VALLEY = 0.85
 _SLOPE_BASELINE_MM = 3.0
 _UNIFORM_LINE_SPREAD = 0.1
 _BORDER_GUARD_MM = 1.0
@@ -724,3 +729,79 @@ def diaphragm_apex(
     top = float(run_rows.min())
     near_top = run_columns[run_rows <= top + _APEX_TOLERANCE_MM / pixel_at_isocentre_mm]
     return float(np.median(near_top)), top
+
+
+def edge_above_fraction(
+    columns: npt.NDArray[np.intp],
+    edge_rows: npt.NDArray[np.float64],
+    attenuation: npt.NDArray[np.float32],
+    pixel_at_isocentre_mm: float,
+) -> float:
+    """Share of the diaphragm stretch along which a second lung-to-liver edge runs just above.
+
+    A PA or AP view often shows the diaphragm twice: the top of the dome, where the beam is
+    tangent to it, and lower down the end of the posterior costophrenic recess, whose lung
+    overlaps the liver and reads as a grey band between the two. The dome is the upper one. An
+    edge rising in attenuation, at least ``_PARALLEL_MIN_RELATIVE_EDGE`` as strong as the
+    boundary's own, ``_PARALLEL_GAP_MM`` to ``_PARALLEL_REACH_MM`` above it, and continuing from
+    column to column (within ``_CONTINUITY_ROWS``), with a dip between them (the gradient
+    falling to ``_PARALLEL_VALLEY`` of the weaker edge or less: two edges, not the far side of
+    one broad ramp), says the boundary may be the lower contour.
+    A rib's upper border rises in attenuation too, but crosses a diaphragm rather than running
+    along it for long.
+
+    Parameters
+    ----------
+    columns, edge_rows : numpy.ndarray
+        A field's inferior boundary on the image's edge (:func:`refined_inferior_boundary`).
+    attenuation : numpy.ndarray
+        The image, values rising with attenuation, head towards row 0.
+    pixel_at_isocentre_mm : float
+        Pixel size at the isocentre plane, mm.
+
+    Returns
+    -------
+    float
+        Longest such parallel stretch over the diaphragm stretch's length (0 to 1); NaN when
+        the boundary has no diaphragm stretch.
+    """
+    run = _diaphragm_run(columns, edge_rows, pixel_at_isocentre_mm)
+    if run is None:
+        return math.nan
+    gradient = _downward_gradient(attenuation, pixel_at_isocentre_mm)
+    gap = max(1, round(_PARALLEL_GAP_MM / pixel_at_isocentre_mm))
+    reach = max(gap + 1, round(_PARALLEL_REACH_MM / pixel_at_isocentre_mm))
+    above_rows, parallel = [], []
+    for column, edge_row in zip(columns[run[0] : run[1]], edge_rows[run[0] : run[1]], strict=True):
+        row = int(edge_row)
+        own = float(gradient[max(0, row - 1) : row + 2, column].max())
+        low = max(0, row - reach)
+        profile = gradient[low : max(low, row - gap), column]
+        if profile.size == 0:
+            above_rows.append(-1)
+            parallel.append(False)
+            continue
+        k = int(np.argmax(profile))
+        above, between = float(profile[k]), gradient[low + k : row, column]
+        above_rows.append(low + k)
+        # Two edges, not one broad ramp: the gradient falls back between them (the grey band).
+        parallel.append(
+            own > 0.0
+            and above >= _PARALLEL_MIN_RELATIVE_EDGE * own
+            and float(between.min()) <= _PARALLEL_VALLEY * min(above, own)
+        )
+    return _longest_continuous(parallel, above_rows) / (run[1] - run[0])
+
+
+def _longest_continuous(flags: list[bool], rows: list[int]) -> int:
+    """Longest stretch of flagged columns whose rows step at most ``_CONTINUITY_ROWS``."""
+    longest = current = 0
+    for i, flagged in enumerate(flags):
+        if not flagged:
+            current = 0
+        elif current and abs(rows[i] - rows[i - 1]) <= _CONTINUITY_ROWS:
+            current += 1
+        else:
+            current = 1
+        longest = max(longest, current)
+    return longest

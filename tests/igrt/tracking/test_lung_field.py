@@ -3,7 +3,8 @@
 Real radiographs are in ``test_detection_real_radiograph.py``; these isolate four behaviours
 found on them: a burned-in frame band, a bright rim along the border, the staircase of a
 boundary taken row by row, a segmentation that loses the medial lung, and dark regions above
-the shoulders that a brighter look-up table makes the darkest class instead of the lungs.
+the shoulders that a brighter look-up table makes the darkest class instead of the lungs,
+and a diaphragm seen twice (dome top over a grey posterior recess).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy.typing as npt
 from igrt.tracking.lung_field import (
     LungField,
     diaphragm_apex,
+    edge_above_fraction,
     find_lung_fields,
     lung_field_readings,
     lung_over_liver_fraction,
@@ -170,3 +172,31 @@ def test_the_boundary_is_not_moved_onto_a_collimation_band_along_the_bottom() ->
     assert field.last_exposed_row is not None
     _, rows = refined_inferior_boundary(field, image, PIXEL_MM, medial_step=0)
     assert float(np.median(rows)) < 570.0  # the lung's own edge at row 560, the band at 680
+
+
+def _diaphragm_image(band_rows: int, band_level: float) -> npt.NDArray[np.float32]:
+    """Lung over liver with a flat diaphragm at row 600; ``band_rows`` of grey just above it."""
+    image = np.full((800, 800), BODY, np.float32)
+    image[100:600, 100:500] = LUNG
+    image[600 - band_rows : 600, 100:500] = band_level
+    return image
+
+
+def test_a_second_diaphragm_contour_just_above_the_boundary_is_seen() -> None:
+    # The dome top at row 575 over a grey posterior recess down to row 600: the boundary found
+    # on the lower contour has the upper one above it along its whole length.
+    columns = np.arange(120, 480).astype(np.intp)
+    lower = np.full(columns.size, 600.0)
+    doubled = _diaphragm_image(25, (LUNG + BODY) / 2.0)
+    assert edge_above_fraction(columns, lower, doubled, PIXEL_MM) >= 0.9
+    single = _diaphragm_image(0, LUNG)
+    assert edge_above_fraction(columns, lower, single, PIXEL_MM) <= 0.05
+
+
+def test_a_rib_crossing_above_the_diaphragm_is_not_a_second_contour() -> None:
+    image = _diaphragm_image(0, LUNG)
+    rows, cols = np.mgrid[0:800, 0:800]
+    rib = np.abs(rows - (560.0 + 0.8 * (cols - 300))) < 6  # an oblique band, 15 mm tall
+    image[rib & (rows < 600) & (cols >= 100) & (cols < 500)] = 130.0
+    columns = np.arange(120, 480).astype(np.intp)
+    assert edge_above_fraction(columns, np.full(columns.size, 600.0), image, PIXEL_MM) <= 0.15
