@@ -24,6 +24,11 @@ Method
    end-exhale, minima end-inhale. The prominence threshold is ``min_prominence_fraction`` times
    the 75th percentile of the prominences found in a first pass, and at least three noise SDs.
    Extremes are forced to alternate (of two neighbours of one kind the more extreme is kept).
+   The minimum distance keeps wobbles from counting as breaths but would also merge a real
+   quick breath with its neighbour into one cycle whose amplitude belongs to no breath; so an
+   extreme closer than that is still kept when its rise and fall are each at least
+   ``quick_breath_min_fraction`` of the median amplitude (default 1: a typical breath) and it
+   lies at least ``min_period_s`` from the next extreme of its kind.
 5. **Breath holds** are runs of at least ``hold_detection_min_s`` where the smoothed SI speed
    (2 s Savitzky-Golay derivative) stays below ``hold_max_speed_mm_per_s`` (lowered to a quarter
    of the typical breathing speed ``2·excursion/period`` for slow, shallow breathers) and whose
@@ -1207,13 +1212,72 @@ def _smoothed_extremes(
     """The smoothed trace and its alternating extremes, both scaled to the period ``period_s``."""
     smooth = _smoothed(grid, period_s)
     distance = max(1, int(protocol.min_cycle_distance_fraction * period_s / grid.step_s))
-    exhales, inhales = _extremes(
-        smooth, distance, 3.0 * samples.noise_sd_mm, protocol.min_prominence_fraction
+    floor_mm = 3.0 * samples.noise_sd_mm
+    exhales, inhales = _extremes(smooth, distance, floor_mm, protocol.min_prominence_fraction)
+    quick_exhales, quick_inhales = _quick_breath_extremes(
+        smooth, _alternate(exhales, inhales, smooth), grid.step_s, floor_mm, protocol
     )
     extremes = _with_edge_extremes(
-        _alternate(exhales, inhales, smooth), smooth, samples.noise_sd_mm
+        _alternate(np.union1d(exhales, quick_exhales), np.union1d(inhales, quick_inhales), smooth),
+        smooth,
+        samples.noise_sd_mm,
     )
     return smooth, extremes
+
+
+def _quick_breath_extremes(
+    smooth: FloatArray,
+    extremes: Sequence[tuple[int, int]],
+    step_s: float,
+    floor_mm: float,
+    protocol: MotionProtocol,
+) -> tuple[IntArray, IntArray]:
+    """Extremes of full-size breaths that come sooner than the minimum extreme distance.
+
+    The minimum distance between extremes of one kind (a fraction of the typical period)
+    keeps wobbles on an end-exhale plateau from counting as breaths, but it also drops a real
+    quick breath and merges it with its neighbour into one cycle whose amplitude belongs to no
+    breath (the inhale of one and the end-exhale of the other). A breath is a rise and fall of
+    the dome, whatever its duration: an extreme whose prominence (its smaller rise or fall to
+    the neighbouring extremes) is at least ``protocol.quick_breath_min_fraction`` of the median
+    amplitude of the cycles already found is kept when it lies ``protocol.min_period_s`` (the
+    shortest breath the protocol accepts) or more from the next extreme of its kind. At the
+    default of 1 each of the two cycles that replace a merged one is itself at least a typical
+    breath, so the median excursion cannot drop by the split.
+
+    Parameters
+    ----------
+    smooth : ndarray of float
+        Smoothed SI positions on a uniform grid, mm (positive = superior).
+    extremes : sequence of (int, int)
+        Alternating ``(kind, index)`` extremes found with the minimum distance (kind +1
+        end-exhale, -1 end-inhale).
+    step_s : float
+        Grid step, s.
+    floor_mm : float
+        Smallest prominence of any extreme (three noise SDs), mm.
+    protocol : MotionProtocol
+        Gives ``quick_breath_min_fraction`` and ``min_period_s``.
+
+    Returns
+    -------
+    tuple of ndarray of int
+        Indices of the end-exhale maxima and end-inhale minima of such breaths (possibly
+        repeating extremes already found, or empty).
+    """
+    amplitudes = [
+        0.5 * (smooth[i0] + smooth[i2]) - smooth[i1]
+        for (k0, i0), (k1, i1), (k2, i2) in zip(extremes, extremes[1:], extremes[2:], strict=False)
+        if (k0, k1, k2) == (1, -1, 1)
+    ]
+    none = np.zeros(0, dtype=np.intp)
+    if len(amplitudes) < _MIN_CYCLES_FOR_A_NUMBER:
+        return none, none
+    prominence = max(floor_mm, protocol.quick_breath_min_fraction * float(np.median(amplitudes)))
+    distance = max(1, int(protocol.min_period_s / step_s))
+    exhales, _ = sps.find_peaks(smooth, distance=distance, prominence=prominence)
+    inhales, _ = sps.find_peaks(-smooth, distance=distance, prominence=prominence)
+    return np.asarray(exhales, dtype=np.intp), np.asarray(inhales, dtype=np.intp)
 
 
 def _typical_period_s(

@@ -691,6 +691,7 @@ def _recorded_inputs(case: _Case) -> dict[str, Any]:
         "excursion_uncertainty_mm": uncertainty,
         "excursion_median_mm": motion.excursion_median_mm,
         "excursion_p95_mm": motion.excursion_p95_mm,
+        "excursion_p95_uncertainty_mm": motion.excursion_p95_uncertainty_mm,
         "range_without_outliers_mm": motion.range_without_outliers_mm,
         "drift_mm_per_min": motion.drift_mm_per_min,
         "n_cycles": motion.n_cycles,
@@ -800,11 +801,16 @@ def _measurement_sentences(case: _Case, band: _Band) -> list[str]:
         if trial and case.motion is not case.analysis
         else "the recording"
     )
+    p95_uncertainty = case.motion.excursion_p95_uncertainty_mm
+    p95_text = _mm(band.p95_mm) + (
+        "" if p95_uncertainty is None else f" (±{p95_uncertainty:.1f} mm, 1 SD)"
+    )
     sentences = [
         f"{label} peak-to-peak superior-inferior {what}: {_mm(band.excursion_mm)} "
         f"(uncertainty ±{band.uncertainty_mm:.1f} mm, 1 SD) over {case.motion.n_cycles} "
-        f"breathing cycles of {source}; 95 % of breaths are below {_mm(band.p95_mm)}."
+        f"breathing cycles of {source}; 95 % of breaths are below {p95_text}."
     ]
+    sentences.extend(_p95_near_limit_sentences(band, p95_uncertainty, p))
     if case.reference is not None:
         before = case.reference.excursion_mm(p.excursion_statistic)[0]
         if before is not None:
@@ -813,6 +819,31 @@ def _measurement_sentences(case: _Case, band: _Band) -> list[str]:
                 f"it by {band.excursion_mm - before:+.1f} mm."
             )
     return sentences
+
+
+def _p95_near_limit_sentences(
+    band: _Band, p95_uncertainty_mm: float | None, protocol: MotionProtocol
+) -> list[str]:
+    """Say so when the large-breath check rests on a 95th percentile within ``k·u`` of its limit.
+
+    The 95th percentile of a few dozen cycles is set by the two or three largest breaths, so
+    its (bootstrap) uncertainty is often a millimetre or more; which side of
+    ``no_device_max_p95_excursion_mm`` it falls on is then not known, and the rationale must
+    say how uncertain it is. The recommendation is left to the decision table.
+    """
+    limit = protocol.no_device_max_p95_excursion_mm
+    if p95_uncertainty_mm is None:
+        return []
+    low = round(band.p95_mm - band.k * p95_uncertainty_mm, _BAND_DECIMALS)
+    high = round(band.p95_mm + band.k * p95_uncertainty_mm, _BAND_DECIMALS)
+    if not low <= limit < high:
+        return []
+    return [
+        f"The large-breath check is uncertain: the 95th percentile {_mm(band.p95_mm)} ± "
+        f"{band.k:g}×{p95_uncertainty_mm:.1f} mm spans {low:.1f}-{high:.1f} mm, which straddles "
+        f"the {limit:g} mm allowed for large breaths; it rests on the few largest breaths, and "
+        "a longer recording narrows it."
+    ]
 
 
 def _large_breaths(case: _Case, band: _Band) -> _Outcome:

@@ -93,6 +93,13 @@ field                                  default      justification
                                                     period (the adaptive "minimum period").
 ``min_prominence_fraction``            0.3          Minimum prominence of an extreme, as a fraction
                                                     of the typical (75th-percentile) prominence.
+``quick_breath_min_fraction``          1.0          A rise and fall each at least this fraction of
+                                                    the median excursion is a breath even when it
+                                                    comes sooner than the minimum distance above
+                                                    (but not sooner than ``min_period_s``): at 1
+                                                    the two cycles that replace one merged cycle
+                                                    are each at least a typical breath, so the
+                                                    median cannot drop.
 ``outlier_z``                          3.5          Modified z-score (Iglewicz & Hoaglin) above
                                                     which a cycle is an outlier (cough, sigh).
 ``outlier_min_scale_fraction``         0.1          Floor of the robust spread used for outliers,
@@ -170,7 +177,7 @@ __all__ = [
     "ProvenanceValues",
 ]
 
-DEFAULT_PROTOCOL_VERSION = "seed-lee2009-liver-sbrt-2026.4"
+DEFAULT_PROTOCOL_VERSION = "seed-lee2009-liver-sbrt-2026.5"
 """Version string of the defaults below: the seed's four rules (Lee et al., JCO 2009) plus this
 project's choices where the seed is silent. It is not Princess Margaret's own protocol."""
 
@@ -252,6 +259,10 @@ _DEFAULT_PROVENANCE_TABLE: dict[str, tuple[ProvenanceValues, str]] = {
     "max_period_s": (_C, "5-40 breaths per minute"),
     "min_cycle_distance_fraction": (_C, "adaptive minimum period"),
     "min_prominence_fraction": (_C, "adaptive prominence"),
+    "quick_breath_min_fraction": (
+        _C,
+        "a quick rise and fall at least the typical breath is a breath (1 = the median)",
+    ),
     "outlier_z": (_L, "Iglewicz & Hoaglin modified z-score 3.5"),
     "outlier_min_scale_fraction": (_C, "floor of the robust spread"),
     "max_rare_event_fraction": (_C, "outliers are rare events (coughs, sighs); more is breathing"),
@@ -360,6 +371,9 @@ class MotionProtocol:
         Minimum distance between two extremes of the same kind / dominant period.
     min_prominence_fraction : float
         Minimum prominence of an extreme / typical prominence.
+    quick_breath_min_fraction : float
+        Smallest rise and fall, as a fraction of the median excursion, with which a breath
+        closer than ``min_cycle_distance_fraction`` × period to its neighbour still counts.
     outlier_z : float
         Modified z-score above which a cycle is an outlier.
     outlier_min_scale_fraction : float
@@ -416,6 +430,7 @@ class MotionProtocol:
     max_period_s: float = 12.0
     min_cycle_distance_fraction: float = 0.5
     min_prominence_fraction: float = 0.3
+    quick_breath_min_fraction: float = 1.0
     outlier_z: float = 3.5
     outlier_min_scale_fraction: float = 0.1
     max_rare_event_fraction: float = 0.1
@@ -472,6 +487,7 @@ class MotionProtocol:
             "max_irregularity_cv",
             "exhale_hold_min_s",
             "max_baseline_drift_mm_per_min",
+            "quick_breath_min_fraction",
         )
         non_negative = (
             "borderline_coverage_factor",

@@ -43,7 +43,7 @@ _EXAMPLE: JsonDict = {
     "status": "completed",
     "reason": None,
     "context": "free_breathing",
-    "protocol_version": "seed-lee2009-liver-sbrt-2026.4",
+    "protocol_version": "seed-lee2009-liver-sbrt-2026.5",
     "tracked_fraction": 1.0,
     "recommendation": "abdominal_compression",
     "track": [_OBSERVATION],

@@ -12,7 +12,7 @@ from igrt.frame_of_reference import PatientPositionValues
 
 __all__ = ["DEFAULT_PROTOCOL_VERSION", "SessionCreate", "SessionPublic", "SessionsPublic"]
 
-DEFAULT_PROTOCOL_VERSION = "seed-lee2009-liver-sbrt-2026.4"
+DEFAULT_PROTOCOL_VERSION = "seed-lee2009-liver-sbrt-2026.5"
 """The default motion protocol's version (``igrt.protocol.DEFAULT_PROTOCOL_VERSION``)."""
 
 _EXAMPLE: JsonDict = {

@@ -257,7 +257,7 @@ _OPENED_EXAMPLE: dict[str, Any] = {
         "window_s": None,
     },
     "rule": {
-        "protocol_version": "seed-lee2009-liver-sbrt-2026.4",
+        "protocol_version": "seed-lee2009-liver-sbrt-2026.5",
         "fields": {
             "intrafraction_alert_mm": {
                 "value": 3.0,
@@ -266,7 +266,7 @@ _OPENED_EXAMPLE: dict[str, Any] = {
             }
         },
     },
-    "protocol_version": "seed-lee2009-liver-sbrt-2026.4",
+    "protocol_version": "seed-lee2009-liver-sbrt-2026.5",
     "alert_threshold_mm": 3.0,
     "alert_persistence_s": 5.0,
     "max_frame_bytes": 8388608,

@@ -9,6 +9,7 @@ in total against manual).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from pathlib import Path
@@ -566,3 +567,81 @@ def test_large_talking_breaths_do_not_hide_the_ordinary_ones(shared_data: Path) 
     signal = replay_real_trace(path, 6.0)
     result = _analyse_arrays(signal.times_s, signal.si_mm)
     assert len(result.cycles) >= signal.n_cycles - 1
+
+
+def _through_extremes(
+    extremes: list[tuple[float, float]], sample_rate_hz: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth trace through ``(time s, SI mm)`` extremes: half a cosine between neighbours."""
+    times = np.arange(0.0, extremes[-1][0], 1.0 / sample_rate_hz)
+    si = np.empty_like(times)
+    for (t0, y0), (t1, y1) in itertools.pairwise(extremes):
+        inside = (times >= t0) & (times < t1)
+        u = (times[inside] - t0) / (t1 - t0)
+        si[inside] = y0 + (y1 - y0) * 0.5 * (1.0 - np.cos(np.pi * u))
+    return times, si
+
+
+def _quick_breath_trace(quick_depth_mm: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """5 s breaths of 4 mm, and one 2 s breath squeezed between two of them.
+
+    Returns times (s), SI (mm) and the time of the quick breath's end-inhale (s). Its inhale
+    comes 2 s after the slow inhale before it, less than half the 5 s period, as on the real
+    trace 201205101536-UAC at 127 s.
+    """
+    extremes = [(0.0, 0.0)]
+    for k in range(6):
+        extremes += [(5.0 * k + 2.5, -4.0), (5.0 * k + 5.0, 0.0)]
+    extremes += [(33.5, -4.0), (34.5, 0.5), (35.5, 0.5 - quick_depth_mm), (36.5, 1.0)]
+    for k in range(6):
+        extremes += [(36.5 + 5.0 * k + 2.5, -4.0), (36.5 + 5.0 * k + 5.0, 0.0)]
+    times, si = _through_extremes(extremes)
+    return times, si, 35.5
+
+
+@pytest.mark.parametrize("noise_sd_mm", [0.0, 0.25])
+def test_a_quick_full_size_breath_is_a_cycle_of_its_own(noise_sd_mm: float) -> None:
+    # a rise and fall as large as a typical breath is a breath whatever its duration: merged
+    # with its neighbour it made one cycle from the inhale of one breath and the end-exhale of
+    # the next (issue 13, 201205101536-UAC at 3.5 mm: 8.0 mm instead of 7.4 and 5.4 mm)
+    times, si, quick_inhale_s = _quick_breath_trace(quick_depth_mm=4.5)
+    si = si + np.random.default_rng(3).normal(0.0, noise_sd_mm, si.size)
+    result = analyse_breathing(BreathingTrace(times, si))
+    inhales = [c.inhale_s for c in result.cycles]
+    assert min(abs(s - quick_inhale_s) for s in inhales) < 0.3
+    assert min(abs(s - 33.5) for s in inhales) < 0.3
+    quick = min(result.cycles, key=lambda c: abs(c.inhale_s - quick_inhale_s))
+    assert quick.period_s == pytest.approx(2.0, abs=0.3)
+    assert quick.amplitude_mm == pytest.approx(4.75, abs=0.4)
+    assert max(c.amplitude_mm for c in result.cycles) < 5.0  # no merged 4.75 + 0.5 mm cycle
+
+
+@pytest.mark.parametrize("noise_sd_mm", [0.0, 0.25])
+def test_a_quick_small_wobble_is_not_a_breath(noise_sd_mm: float) -> None:
+    # a dip of 40 % of the typical breath sooner than half a period: not a breath (as before)
+    times, si, quick_inhale_s = _quick_breath_trace(quick_depth_mm=1.6)
+    si = si + np.random.default_rng(3).normal(0.0, noise_sd_mm, si.size)
+    result = analyse_breathing(BreathingTrace(times, si))
+    assert all(abs(c.inhale_s - quick_inhale_s) > 0.5 for c in result.cycles)
+    around = [c for c in result.cycles if c.exhale_start_s < quick_inhale_s < c.exhale_end_s]
+    assert len(around) == 1
+    assert around[0].period_s == pytest.approx(6.5, abs=0.3)
+
+
+def test_quick_breath_fraction_is_a_protocol_parameter() -> None:
+    times, si, quick_inhale_s = _quick_breath_trace(quick_depth_mm=4.5)
+    strict = MotionProtocol(version="test-quick", quick_breath_min_fraction=1.5)
+    result = analyse_breathing(BreathingTrace(times, si), protocol=strict)
+    assert all(abs(c.inhale_s - quick_inhale_s) > 0.5 for c in result.cycles)
+    assert DEFAULT_PROTOCOL.provenance["quick_breath_min_fraction"].source
+
+
+@pytest.mark.shared_data
+def test_quick_breath_of_a_real_trace_is_counted(shared_data: Path) -> None:
+    # 201205101536-UAC at 3.5 mm: between 126.6 and 128.7 s the marker falls 4.8 mm and rises
+    # 6.0 mm (the median breath is 3.5 mm) in 2.1 s; the benchmark's reference splits it too
+    path = shared_data / "breathing" / "201205101536-UAC-1-LT-142-6.csv"
+    signal = replay_real_trace(path, 3.5)
+    result = _analyse_arrays(signal.times_s, signal.si_mm)
+    assert min(abs(c.inhale_s - 127.2) for c in result.cycles) < 0.3
+    assert max(c.amplitude_mm for c in result.cycles) < 7.9  # not the merged 8.0 mm cycle

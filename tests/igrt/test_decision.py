@@ -634,3 +634,23 @@ def test_decision_table_walk_every_row(position: str) -> None:
         M.GATING_OR_LARGER_MARGIN,
         R.COMPRESSION_INSUFFICIENT,
     )
+
+
+@pytest.mark.parametrize(
+    ("p95_mm", "p95_uncertainty_mm", "uncertain"),
+    [(6.8, 1.0, True), (7.2, 1.0, True), (6.8, 0.1, False), (9.0, 1.0, False)],
+)
+def test_a_p95_within_its_uncertainty_of_the_large_breath_limit_says_so(
+    base: BreathingAnalysis, p95_mm: float, p95_uncertainty_mm: float, uncertain: bool
+) -> None:
+    # an uncertain result says how uncertain: the large-breath check of 201205101536-UAC at
+    # 3.5 mm rests on a 95th percentile of 6.8 ± 1.0 mm against the 7 mm limit
+    analysis = dataclasses.replace(
+        _with(base, 3.5, 0.2, p95_mm), excursion_p95_uncertainty_mm=p95_uncertainty_mm
+    )
+    decision = _decide(analysis)
+    assert decision.recommendation is (M.NO_DEVICE if p95_mm <= 7.0 else M.REASSESS)
+    text = " ".join(decision.rationale)
+    assert f"below {p95_mm:.1f} mm (±{p95_uncertainty_mm:.1f} mm, 1 SD)" in text
+    assert ("large-breath check is uncertain" in text) == uncertain
+    assert decision.inputs["excursion_p95_uncertainty_mm"] == p95_uncertainty_mm

@@ -20,7 +20,7 @@ from igrt.protocol import (
 
 def test_defaults_are_the_clinical_figures() -> None:
     p = DEFAULT_PROTOCOL
-    assert p.version == DEFAULT_PROTOCOL_VERSION == "seed-lee2009-liver-sbrt-2026.4"
+    assert p.version == DEFAULT_PROTOCOL_VERSION == "seed-lee2009-liver-sbrt-2026.5"
     assert p.motion_threshold_mm == 5.0  # CLINICAL.md §2, TG-76
     assert p.compression_residual_threshold_mm == 5.0  # Hu 2016
     assert p.min_ptv_margin_mm == 5.0  # CLINICAL.md §3
