@@ -37,7 +37,10 @@ database and a local file store under one data directory (``./data``).
                                 (64); 503 with ``Retry-After`` beyond
 ``IGRT_JOB_LEASE_S``            a running job's claim lasts this long unless its worker
                                 renews it (30 s, renewed every 10 s): a job whose worker
-                                died is failed within about this long
+                                died is queued again (or failed) within about this long
+``IGRT_REGISTRATION_MAX_ATTEMPTS``  runs of one registration job in all when its worker dies
+                                under it (3): a job interrupted that many times is failed
+                                with the reason; one past its time limit is never retried
 ``IGRT_STREAM_MAX_FRAME_BYTES``  largest frame on the real-time stream (8 MiB: 2048 x 2048
                                 uint16)
 ``IGRT_STREAM_MAX_OPEN``        real-time streams (WebSocket and HTTP together) open at
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
     registration_max_active_per_token: int = Field(default=4, ge=1, le=1000)
     registration_max_active: int = Field(default=64, ge=1, le=100_000)
     job_lease_s: float = Field(default=30.0, ge=0.5, le=3600)
+    registration_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Runs of a registration job in all when its worker dies under it; 1: never "
+        "retried (IGRT_REGISTRATION_MAX_ATTEMPTS).",
+    )
     dicom_auto_register: bool = Field(
         default=True,
         description="Queue a registration when a received CBCT series becomes a volume of a "
