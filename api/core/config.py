@@ -46,6 +46,10 @@ database and a local file store under one data directory (``./data``).
 ``IGRT_STREAM_MAX_OPEN``        real-time streams (WebSocket and HTTP together) open at
                                 once in this process (32; 429 or WebSocket close 1013)
 ``IGRT_STREAM_MAX_PER_TOKEN``   streams one token may hold open (16)
+``IGRT_STREAM_SEARCH_THREADS``  frames that search the whole panel for the dome (a stream's
+                                first, and after a loss) run on this many threads of their
+                                own at a lower CPU priority (1), so that they never hold up
+                                the frames of the streams already tracking (api.frame_lanes)
 ``IGRT_STREAM_IDLE_TIMEOUT_S``  a stream without a message or frame this long is closed (60)
 ``IGRT_MONITOR_MAX_OPEN``       live-monitor WebSockets open at once (64), and
 ``IGRT_MONITOR_MAX_PER_TOKEN``  per token (8)
@@ -147,6 +151,7 @@ class Settings(BaseSettings):
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
     stream_max_open: int = Field(default=32, ge=1, le=1024)
     stream_max_per_token: int = Field(default=16, ge=1, le=1024)
+    stream_search_threads: int = Field(default=1, ge=1, le=16)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     monitor_max_open: int = Field(default=64, ge=1, le=1024)
     monitor_max_per_token: int = Field(default=8, ge=1, le=1024)
