@@ -145,7 +145,7 @@ class RegistrationStatusValues(enum.StrEnum):
     """Where a registration job is."""
 
     QUEUED = "queued"
-    """Accepted and waiting for a worker."""
+    """Accepted and waiting for a worker (or queued again after its worker died)."""
 
     RUNNING = "running"
     """A worker is registering the volumes."""
@@ -154,7 +154,7 @@ class RegistrationStatusValues(enum.StrEnum):
     """Finished with a result (whose ``quality`` may still say it failed to converge)."""
 
     FAILED = "failed"
-    """No result; ``reason`` says why (bad inputs, or interrupted by a restart)."""
+    """No result; ``reason`` says why (bad inputs, the time limit, or interrupted too often)."""
 
 
 class WorklistStatusValues(enum.StrEnum):

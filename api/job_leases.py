@@ -5,16 +5,20 @@ expects, and the number of rows it changed says whether the caller won:
 
 - :meth:`JobLeases.claim`: ``queued -> running`` for exactly one worker, which becomes the
   lease owner until ``lease_expires_at`` and must finish before ``deadline_at`` (its time limit);
+  the job's ``attempts`` counts the claim;
 - :meth:`JobLeases.renew`: the owner extends its leases while it works (a heartbeat);
 - :meth:`JobLeases.finish`: ``running -> completed | failed`` only by the current owner, so a
   result computed after the job was given up (dead lease, time limit) is discarded, never
   written over the reason the job was failed with;
 - :meth:`JobLeases.release`: ``running -> queued`` only by the current owner, which is stopping
   without having written a result (a worker process told to stop): another worker runs the job
-  from its start, and the owner's late result, if any, is discarded by :meth:`finish`;
-- :meth:`JobLeases.reap`: a running job whose lease expired (its worker died) or whose deadline
-  passed is failed with the reason; so is one whose owner is a dead process on this host, at
-  once (``IGRT`` restarts on the same machine need not wait for the lease).
+  from its start, and the owner's late result, if any, is discarded by :meth:`finish`; the
+  attempt handed back does not count;
+- :meth:`JobLeases.reap`: a running job whose lease expired (its worker died), or whose owner is
+  a dead process on this host (at once: restarts on the same machine need not wait for the
+  lease), is queued again with the interruption recorded, until it has been interrupted
+  ``max_attempts`` times: then it is failed with a reason that says so. A job past its deadline
+  is failed with the reason, never retried.
 
 On PostgreSQL, concurrent ``UPDATE`` s of one row wait for each other and re-check the condition
 on the committed row (READ COMMITTED), so exactly one claim wins across processes and hosts; on
@@ -23,7 +27,8 @@ returns: a claim must be visible to the other workers before the work starts.
 
 The worker identity (:func:`worker_identity`) is ``host:pid:nonce``. The job table is a model with
 ``id``, ``status``, ``reason``, ``started_at``, ``finished_at``, ``lease_owner``,
-``lease_expires_at`` and ``deadline_at`` (today :class:`~api.db.models.RegistrationJob`).
+``lease_expires_at``, ``deadline_at``, ``attempts`` and ``interruptions`` (today
+:class:`~api.db.models.RegistrationJob`).
 """
 
 from __future__ import annotations
@@ -44,9 +49,11 @@ from api.db.base import utc_now
 from api.db.models import RegistrationJob
 
 __all__ = [
-    "DEAD_WORKER_REASON",
+    "DEFAULT_MAX_ATTEMPTS",
     "JobLeases",
     "ReapedJob",
+    "interrupted_reason",
+    "requeued_reason",
     "time_limit_reason",
     "worker_identity",
 ]
@@ -55,15 +62,41 @@ QUEUED = "queued"
 RUNNING = "running"
 FAILED = "failed"
 
-DEAD_WORKER_REASON = (
-    "interrupted: the service stopped while this job ran (its worker no longer holds it); "
-    "submit it again"
-)
+# The claim's columns of a job queued again (released, or retried after its worker died).
+_UNCLAIMED: Mapping[str, Any] = {
+    "started_at": None,
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "deadline_at": None,
+}
+
+DEFAULT_MAX_ATTEMPTS = 3
+"""Runs of a job in all when its worker dies under it (``IGRT_REGISTRATION_MAX_ATTEMPTS``): a
+crash of a worker (killed, out of memory, its host gone) is retried, but a job that brings its
+worker down every time must end."""
+
+# Why one attempt was interrupted (an entry of the job's ``interruptions``).
+_PROCESS_ENDED = "its worker process ended while it ran"
+_LEASE_EXPIRED = "its worker stopped renewing its lease while it ran (lease expired)"
 
 
 def time_limit_reason(limit_s: float) -> str:
     """The reason a job that overran its time limit is failed with."""
     return f"time limit of {limit_s:g} s exceeded; the job was stopped waiting for its result"
+
+
+def requeued_reason(attempt: int, max_attempts: int, why: str) -> str:
+    """The reason a job carries while queued again after its attempt ``attempt`` was cut short."""
+    return f"attempt {attempt} of {max_attempts} interrupted: {why}; queued again"
+
+
+def interrupted_reason(times: int) -> str:
+    """The reason a job is failed with once its worker died under it ``times`` times."""
+    runs = "once" if times == 1 else f"{times} times"
+    return (
+        f"interrupted {runs}: its worker died while it ran (see interruptions); not retried "
+        "again, submit it again"
+    )
 
 
 def worker_identity() -> str:
@@ -104,10 +137,16 @@ def _equals(column: Any, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ReapedJob:
-    """A running job that :meth:`JobLeases.reap` failed, and why."""
+    """A running job that :meth:`JobLeases.reap` queued again or failed, and why.
+
+    ``attempt`` is the run that was cut short (1 for the first); ``requeued`` whether the job
+    was queued again for another run (else it is failed).
+    """
 
     job_id: str
     reason: str
+    attempt: int = 1
+    requeued: bool = False
 
 
 class JobLeases:
@@ -121,6 +160,8 @@ class JobLeases:
         This worker's identity (:func:`worker_identity` when omitted).
     lease_s : float
         How long a claim or a renewal holds, s; renew at least every third of it.
+    max_attempts : int
+        Runs of a job in all when its worker dies under it (at least 1: never retried).
     model : type, optional
         The job table (:class:`~api.db.models.RegistrationJob`).
     clock : callable, optional
@@ -133,14 +174,18 @@ class JobLeases:
         *,
         owner: str | None = None,
         lease_s: float = 30.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         model: type[RegistrationJob] = RegistrationJob,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if not lease_s > 0:
             raise ValueError("lease_s must be positive")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
         self._sessions = sessions
         self.owner = owner or worker_identity()
         self.lease_s = lease_s
+        self.max_attempts = max_attempts
         self._model = model
         self._clock = clock
 
@@ -167,7 +212,7 @@ class JobLeases:
         return changed
 
     def claim(self, job_id: str, *, time_limit_s: float) -> bool:
-        """Move a queued job to running for this worker; whether this worker won it."""
+        """Move a queued job to running for this worker (one attempt more); whether it won it."""
         table = self._model
         now = self._clock()
         return bool(
@@ -176,6 +221,7 @@ class JobLeases:
                 table.status == QUEUED,
                 values={
                     "status": RUNNING,
+                    "attempts": table.attempts + 1,
                     "started_at": now,
                     "lease_owner": self.owner,
                     "lease_expires_at": now + timedelta(seconds=self.lease_s),
@@ -227,6 +273,7 @@ class JobLeases:
 
         For a graceful stop that cannot wait for a job's end: nothing of the job was written
         (results are written only by :meth:`finish`), so it is safe to run it again elsewhere.
+        The attempt is handed back (``attempts`` one less): a stop is no interruption.
         """
         ids = list(job_ids)
         if not ids:
@@ -237,13 +284,7 @@ class JobLeases:
                 table.id.in_(ids),
                 table.status == RUNNING,
                 table.lease_owner == self.owner,
-                values={
-                    "status": QUEUED,
-                    "started_at": None,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "deadline_at": None,
-                },
+                values={"status": QUEUED, "attempts": table.attempts - 1, **_UNCLAIMED},
             )
         )
 
@@ -259,11 +300,17 @@ class JobLeases:
     def reap(
         self, *, then: Callable[[Session, ReapedJob], None], unleased: bool = False
     ) -> list[ReapedJob]:
-        """Fail the running jobs no live worker holds, and those past their deadline.
+        """Retry or fail the running jobs no live worker holds; fail those past their deadline.
 
-        ``then`` runs once per failed job, in the transaction that failed it (audit).
-        ``unleased``: also fail running jobs without a lease, which only a service older than
-        leases leaves behind (pass it once, at start-up).
+        A job whose worker died (lease expired, or a dead process of this host) is queued again
+        with the interruption appended to its ``interruptions``, until it has been interrupted
+        ``max_attempts`` times: then it is failed with :func:`interrupted_reason`. A job past
+        its deadline is failed with :func:`time_limit_reason` and never retried: it would only
+        run out of time again, holding a worker for the whole limit each time.
+
+        ``then`` runs once per job queued again or failed, in the transaction that changed it
+        (audit). ``unleased``: also take running jobs without a lease, which only a service
+        older than leases leaves behind (pass it once, at start-up).
         """
         table = self._model
         now = self._clock()
@@ -275,37 +322,68 @@ class JobLeases:
                     table.lease_expires_at,
                     table.started_at,
                     table.deadline_at,
+                    table.attempts,
+                    table.interruptions,
                 ).where(table.status == RUNNING)
             ).all()
         reaped: list[ReapedJob] = []
-        for job_id, owner, lease_expires_at, started_at, deadline_at in rows:
+        for job_id, owner, lease_expires_at, started_at, deadline_at, attempts, history in rows:
             if lease_expires_at is None and not unleased:
                 continue
             if deadline_at is not None and deadline_at <= now:
                 limit_s = (deadline_at - started_at).total_seconds() if started_at else 0.0
-                reason = time_limit_reason(limit_s)
-            elif (
-                lease_expires_at is None
-                or lease_expires_at <= now
-                or _owner_is_dead_here(owner, self.owner)
-            ):
-                reason = DEAD_WORKER_REASON
+                job = ReapedJob(str(job_id), time_limit_reason(limit_s), max(attempts, 1))
+                values = self._failed(job.reason, now)
+            elif (why := self._abandoned(owner, lease_expires_at, now)) is not None:
+                job, values = self._interrupted(str(job_id), attempts, history or [], why, now)
             else:
                 continue
-            job = ReapedJob(str(job_id), reason)
             # Compare-and-set on what was read: a job finished or renewed meanwhile stays.
             if self._update(
                 table.id == job_id,
                 table.status == RUNNING,
                 _equals(table.lease_owner, owner),
                 _equals(table.lease_expires_at, lease_expires_at),
-                values={
-                    "status": FAILED,
-                    "reason": reason,
-                    "finished_at": now,
-                    "lease_expires_at": None,
-                },
+                values=values,
                 then=functools.partial(_then_with, then, job),
             ):
                 reaped.append(job)
         return reaped
+
+    def _abandoned(
+        self, owner: str | None, lease_expires_at: datetime | None, now: datetime
+    ) -> str | None:
+        """Why no live worker holds a running job (None: its worker is alive)."""
+        # No lease at all: left by a service older than leases, which has stopped since.
+        if lease_expires_at is None or _owner_is_dead_here(owner, self.owner):
+            return _PROCESS_ENDED
+        return _LEASE_EXPIRED if lease_expires_at <= now else None
+
+    def _interrupted(
+        self,
+        job_id: str,
+        attempts: int,
+        history: list[dict[str, Any]],
+        why: str,
+        now: datetime,
+    ) -> tuple[ReapedJob, dict[str, Any]]:
+        """The job and the values of a run cut short: queued again, or failed at the bound."""
+        attempt = max(attempts, 1)  # a job left running by a version that did not count runs
+        interruptions = [*history, {"attempt": attempt, "at": now.isoformat(), "reason": why}]
+        if attempt < self.max_attempts:
+            reason = requeued_reason(attempt, self.max_attempts, why)
+            values = {
+                "status": QUEUED,
+                "reason": reason,
+                "attempts": attempt,
+                "interruptions": interruptions,
+                **_UNCLAIMED,
+            }
+            return ReapedJob(job_id, reason, attempt, requeued=True), values
+        reason = interrupted_reason(len(interruptions))
+        values = {**self._failed(reason, now), "interruptions": interruptions}
+        return ReapedJob(job_id, reason, attempt), values
+
+    @staticmethod
+    def _failed(reason: str, now: datetime) -> dict[str, Any]:
+        return {"status": FAILED, "reason": reason, "finished_at": now, "lease_expires_at": None}

@@ -165,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await service.live.close()
                 await run_in_threadpool(service.stop_dicom_processor)
                 await run_in_threadpool(service.registrations.shutdown)
+                service.frame_lanes.shutdown()
                 service.first_run.cancel()
                 service.tokens.dispose()
                 service.engine.dispose()

@@ -10,10 +10,12 @@ document (or ``failed`` with the reason) plus an audit event, in one transaction
 Claims, leases and time limits (:mod:`api.job_leases`): a worker thread runs a job only if its
 compare-and-set ``queued -> running`` wins, so exactly one worker of any number of processes on
 one database runs it; a heartbeat renews the leases of the jobs this process runs, and a sweep
-(same thread) fails, with the reason, running jobs whose worker died (lease expired, or a dead
-process of this host) and jobs past their time limit (``IGRT_REGISTRATION_TIME_LIMIT_S``). A job
-failed that way is never written over: its late result is discarded (a thread cannot be
-stopped, so the computation itself runs to its end, holding its worker thread).
+(same thread) queues again running jobs whose worker died (lease expired, or a dead process of
+this host), up to ``IGRT_REGISTRATION_MAX_ATTEMPTS`` runs in all, then fails them with the
+reason; it fails jobs past their time limit (``IGRT_REGISTRATION_TIME_LIMIT_S``) at once, without
+a retry. A job given up that way is never written over by the run it took from: that run's late
+result is discarded (a thread cannot be stopped, so the computation itself runs to its end,
+holding its worker thread).
 
 Budget: a job runs only while it holds a slot of the service's heavy-work budget
 (:mod:`api.work_budget`); it waits for one queued.
@@ -28,9 +30,12 @@ released, nothing of them was written) so that another worker runs them.
 
 Restart policy (:meth:`RegistrationWorker.recover`, run at start-up): a job still ``queued``
 was never started, so it is queued again (its inputs are immutable uploads); a job left
-``running`` by a dead process is marked ``failed`` with the reason "interrupted", never run
-twice behind the client's back: the client submits it again. A graceful stop waits for running
-jobs and leaves the queued ones queued.
+``running`` by a dead process was interrupted: it is queued again, its interruption recorded
+in the job's ``interruptions`` and audited (``registration.retry``), unless that was its last
+attempt, when it is ``failed`` with the reason (:func:`~api.job_leases.interrupted_reason`).
+Running a job again is safe: nothing of a run is written before its result, in one
+transaction, by the lease holder. A graceful stop waits for running jobs and leaves the queued
+ones queued.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ import igrt
 from api.audit import record_audit
 from api.db.models import DicomInstance, Patient, RegistrationJob, TreatmentSession, VolumeUpload
 from api.enums import RegistrationStatusValues
-from api.job_leases import DEAD_WORKER_REASON, JobLeases, ReapedJob
+from api.job_leases import JobLeases, ReapedJob
 from api.plan_registration import PlanSources, plan_focus_from_store
 from api.volumes import read_stored_volume
 from igrt.errors import IgrtError
@@ -59,7 +64,6 @@ if TYPE_CHECKING:
     from api.service import Service
 
 __all__ = [
-    "INTERRUPTED_REASON",
     "OVERLAY_KINDS",
     "OVERLAY_PLANES",
     "OVERLAY_STAGES",
@@ -69,7 +73,6 @@ __all__ = [
 
 _LOG = logging.getLogger("api.registration_jobs")
 
-INTERRUPTED_REASON = DEAD_WORKER_REASON
 OVERLAY_PLANES = ("axial", "coronal", "sagittal")
 OVERLAY_KINDS = ("checkerboard", "blend", "ct", "cbct")
 OVERLAY_STAGES = ("before", "after")
@@ -91,7 +94,11 @@ class RegistrationWorker:
         self.service = service
         settings = service.settings
         self.runs_jobs = settings.registration_in_process
-        self.leases = JobLeases(service.sessions, lease_s=settings.job_lease_s)
+        self.leases = JobLeases(
+            service.sessions,
+            lease_s=settings.job_lease_s,
+            max_attempts=settings.registration_max_attempts,
+        )
         self._pending = 0  # jobs handed to the pool and not yet done (claimed or not)
         self._freed = threading.Event()  # a pool thread came free: a queue poll may offer more
         self._serving_queue = False  # a dedicated worker (serve_queue) polls for every job
@@ -151,19 +158,20 @@ class RegistrationWorker:
         self._freed.set()
 
     def recover(self) -> tuple[int, int]:
-        """Apply the restart policy; returns (failed running jobs, re-queued jobs).
+        """Apply the restart policy; returns (failed running jobs, jobs queued here).
 
-        A process that does not run jobs fails the abandoned ones and offers none.
+        The queued jobs include the interrupted ones queued again. A process that does not run
+        jobs retries or fails the abandoned ones and offers none.
         """
-        failed = self.fail_abandoned()
+        failed = sum(not job.requeued for job in self.reap_abandoned())
         queued = self.leases.queued() if self.runs_jobs else []
         for job_id in queued:
             self.submit(job_id)
         return failed, len(queued)
 
-    def fail_abandoned(self) -> int:
-        """Fail, with the reason, the running jobs no live worker holds; how many (start-up)."""
-        return len(self.leases.reap(then=self._audit_reaped, unleased=True))
+    def reap_abandoned(self) -> list[ReapedJob]:
+        """Queue again or fail the running jobs no live worker holds (start-up)."""
+        return self.leases.reap(then=self._audit_reaped, unleased=True)
 
     # --- a dedicated worker process (igrt worker) ------------------------------------------
 
@@ -249,7 +257,7 @@ class RegistrationWorker:
             return self._pending == 0
 
     def sweep(self) -> list[ReapedJob]:
-        """Renew leases, fail dead and overdue jobs, run jobs left queued for a lease period.
+        """Renew leases, retry or fail dead and overdue jobs, run jobs left queued a while.
 
         Dead and overdue jobs are any process's. A job another process queued (the DICOM
         receiver's automatic registrations) and could not start, because it stopped or died,
@@ -259,7 +267,7 @@ class RegistrationWorker:
         with self._held_lock:
             held = set(self._held)
         self.leases.renew(held)
-        reaped = self.leases.reap(then=self._audit_reaped)
+        reaped = self._reap()
         if self._serving_queue:
             return reaped  # serve_queue offers every queued job, as threads come free
         for job_id in self.leases.queued(older_than_s=self.leases.lease_s):
@@ -278,11 +286,26 @@ class RegistrationWorker:
             except Exception:  # the database may be away for a moment; try again next time
                 _LOG.exception("registration lease sweep failed")
 
+    def _reap(self) -> list[ReapedJob]:
+        """Retry or fail the jobs no live worker holds; offer the retried ones to this pool.
+
+        A queue-serving worker finds them at its next poll; a service offers them at once
+        rather than after the sweep's wait for jobs left queued.
+        """
+        reaped = self.leases.reap(then=self._audit_reaped)
+        if not self._serving_queue:
+            for job in reaped:
+                if job.requeued:
+                    with self._held_lock:
+                        self._offered.add(job.job_id)  # the sweep need not offer it again
+                    self.submit(job.job_id)
+        return reaped
+
     @staticmethod
     def _audit_reaped(db: Session, job: ReapedJob) -> None:
-        record_audit(
-            db, None, "registration.fail", "registration", job.job_id, {"reason": job.reason}
-        )
+        action = "registration.retry" if job.requeued else "registration.fail"
+        detail = {"reason": job.reason, "attempt": job.attempt}
+        record_audit(db, None, action, "registration", job.job_id, detail)
 
     # --- one job --------------------------------------------------------------------------
 
@@ -475,7 +498,7 @@ class RegistrationWorker:
             record_audit(db, None, action, "registration", job_id, detail)
 
         if not self.leases.finish(job_id, outcome, then=audit):
-            # Given up meanwhile (time limit, or the lease lapsed): the job's recorded reason
+            # Given up meanwhile (time limit, or the lease lapsed): the job's recorded state
             # stands and this result is dropped; fail it now if only the deadline passed.
             _LOG.warning("registration result discarded", extra={"job_id": job_id})
-            self.leases.reap(then=self._audit_reaped)
+            self._reap()

@@ -13,6 +13,7 @@ from api.audit import ReadAudit
 from api.core.config import Settings
 from api.db.engine import make_engine, make_session_factory, make_write_session_factory
 from api.first_run import FirstRunFile
+from api.frame_lanes import FrameLanes
 from api.ingest import ImageLimits
 from api.live_monitor import LiveMonitorHub, RedisLiveMonitorHub
 from api.metrics import Metrics
@@ -47,6 +48,7 @@ class Service:
     tokens: TokenReader = field(init=False, repr=False)
     registrations: RegistrationWorker = field(init=False, repr=False)
     stream_slots: StreamSlots = field(init=False, repr=False)
+    frame_lanes: FrameLanes = field(init=False, repr=False)
     read_audit: ReadAudit = field(init=False, repr=False)
     first_run: FirstRunFile = field(init=False, repr=False)
     monitor_slots: StreamSlots = field(init=False, repr=False)
@@ -109,6 +111,7 @@ class Service:
         self.stream_slots = StreamSlots(
             max_total=settings.stream_max_open, max_per_token=settings.stream_max_per_token
         )
+        self.frame_lanes = FrameLanes(settings.stream_search_threads)
         self.monitor_slots = StreamSlots(
             max_total=settings.monitor_max_open, max_per_token=settings.monitor_max_per_token
         )

@@ -130,6 +130,17 @@ class StreamMonitor:
         self.frames = 0
         self.trusted_frames = 0
         self.alerts_raised = 0
+        self._searching = True  # a tracker's first frame looks for the dome on the whole panel
+
+    @property
+    def searching(self) -> bool:
+        """Whether the next frame makes the tracker search the whole panel for the dome.
+
+        The stream's first frame, and each frame after one that lost the dome (the tracker
+        then starts over): tens of ms of CPU where following the dome takes a few
+        (:mod:`api.frame_lanes` runs such frames apart).
+        """
+        return self._searching
 
     @property
     def reference_mode(self) -> str:
@@ -177,6 +188,7 @@ class StreamMonitor:
         """
         started = time.perf_counter()
         observation = self.tracker.update(frame, time_s, geometry)
+        self._searching = observation.status is TrackingStatusValues.LOST
         self.frames += 1
         trusted = self._trusted(observation)
         si_mm = float(observation.si_isocentre_mm) if trusted else None

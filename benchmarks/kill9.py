@@ -25,8 +25,8 @@ store (the others at the end of the wait).
 
 Prints a table (operation, kills, kills at the intended moment, kills with a request or job
 under way, acknowledged, lost, orphans collected, rows without their file, left after repair,
-jobs left running, median restart time) and a final JSON line. Exit code 0 when every
-operation meets the target, 1 otherwise.
+jobs left running, jobs run again after a kill, median restart time) and a final JSON line.
+Exit code 0 when every operation meets the target, 1 otherwise.
 
     .venv/bin/python benchmarks/kill9.py --kills 20 --seed 12
 """
@@ -64,6 +64,7 @@ _COLUMNS = (
     ("no file", 8),
     ("left", 5),
     ("jobs running", 13),
+    ("jobs retried", 13),
     ("restart s", 10),
     ("s", 7),
 )
@@ -83,6 +84,7 @@ def _row(tally: KillTally) -> str:
         tally.rows_without_file,
         tally.left_after_repair,
         tally.jobs_left_running,
+        tally.retried_jobs,
         f"{summary['restart_s_median']:.2f}" if summary["restart_s_median"] else "-",
         f"{tally.seconds:.0f}",
     )

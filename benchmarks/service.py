@@ -619,7 +619,9 @@ def run_burst_only() -> None:
     )
 
 
-def run_replicas_only(levels: list[int], fps: float, duration_s: float, quick: bool) -> None:
+def run_replicas_only(
+    levels: list[int], fps: float, duration_s: float, quick: bool, start_spread_s: float
+) -> None:
     """The two-replica row: streams alternately on two replicas on PostgreSQL and Redis."""
     import uuid
 
@@ -662,7 +664,18 @@ def run_replicas_only(levels: list[int], fps: float, duration_s: float, quick: b
                 for server in replicas
             ]
             rows = [
-                asyncio.run(run_level(urls, token, frames, binning, n, fps, duration_s))
+                asyncio.run(
+                    run_level(
+                        urls,
+                        token,
+                        frames,
+                        binning,
+                        n,
+                        fps,
+                        duration_s,
+                        start_spread_s=start_spread_s,
+                    )
+                )
                 for n in levels
             ]
     finally:
@@ -772,7 +785,7 @@ def main() -> None:
         run_burst_only()
         return
     if args.replicas_only:
-        run_replicas_only(levels, args.fps, duration_s, args.quick)
+        run_replicas_only(levels, args.fps, duration_s, args.quick, args.start_spread_s)
         return
     with tempfile.TemporaryDirectory(prefix="igrt-bench-service-") as folder:
         clip_started = time.perf_counter()

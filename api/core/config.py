@@ -37,12 +37,19 @@ database and a local file store under one data directory (``./data``).
                                 (64); 503 with ``Retry-After`` beyond
 ``IGRT_JOB_LEASE_S``            a running job's claim lasts this long unless its worker
                                 renews it (30 s, renewed every 10 s): a job whose worker
-                                died is failed within about this long
+                                died is queued again (or failed) within about this long
+``IGRT_REGISTRATION_MAX_ATTEMPTS``  runs of one registration job in all when its worker dies
+                                under it (3): a job interrupted that many times is failed
+                                with the reason; one past its time limit is never retried
 ``IGRT_STREAM_MAX_FRAME_BYTES``  largest frame on the real-time stream (8 MiB: 2048 x 2048
                                 uint16)
 ``IGRT_STREAM_MAX_OPEN``        real-time streams (WebSocket and HTTP together) open at
                                 once in this process (32; 429 or WebSocket close 1013)
 ``IGRT_STREAM_MAX_PER_TOKEN``   streams one token may hold open (16)
+``IGRT_STREAM_SEARCH_THREADS``  frames that search the whole panel for the dome (a stream's
+                                first, and after a loss) run on this many threads of their
+                                own at a lower CPU priority (1), so that they never hold up
+                                the frames of the streams already tracking (api.frame_lanes)
 ``IGRT_STREAM_IDLE_TIMEOUT_S``  a stream without a message or frame this long is closed (60)
 ``IGRT_MONITOR_MAX_OPEN``       live-monitor WebSockets open at once (64), and
 ``IGRT_MONITOR_MAX_PER_TOKEN``  per token (8)
@@ -129,6 +136,13 @@ class Settings(BaseSettings):
     registration_max_active_per_token: int = Field(default=4, ge=1, le=1000)
     registration_max_active: int = Field(default=64, ge=1, le=100_000)
     job_lease_s: float = Field(default=30.0, ge=0.5, le=3600)
+    registration_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Runs of a registration job in all when its worker dies under it; 1: never "
+        "retried (IGRT_REGISTRATION_MAX_ATTEMPTS).",
+    )
     dicom_auto_register: bool = Field(
         default=True,
         description="Queue a registration when a received CBCT series becomes a volume of a "
@@ -137,6 +151,7 @@ class Settings(BaseSettings):
     stream_max_frame_bytes: int = Field(default=8 * _MIB, gt=0)
     stream_max_open: int = Field(default=32, ge=1, le=1024)
     stream_max_per_token: int = Field(default=16, ge=1, le=1024)
+    stream_search_threads: int = Field(default=1, ge=1, le=16)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     monitor_max_open: int = Field(default=64, ge=1, le=1024)
     monitor_max_per_token: int = Field(default=8, ge=1, le=1024)

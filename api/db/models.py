@@ -319,7 +319,8 @@ class RegistrationJob(Base):
     result columns are written once with the final status (the worker never changes a finished
     job). Every transition is a compare-and-set (:mod:`api.job_leases`): one worker claims a
     queued job, holds it under a renewed lease and a time limit, and only the lease holder may
-    finish it; a job whose holder died or overran is failed with the reason.
+    finish it; a job whose holder died is queued again a bounded number of times, then failed
+    with the reason, and one that overran its time limit is failed with the reason.
     """
 
     __tablename__ = "registration_jobs"
@@ -355,6 +356,12 @@ class RegistrationJob(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     deadline_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Runs claimed and not handed back by a graceful stop; each run its worker died under is
+    # one entry of interruptions ({"attempt", "at", "reason"}): the bound on retries.
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    interruptions: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON(), default=list, server_default=text("'[]'")
+    )
 
 
 class PairRegistration(Base):

@@ -3,7 +3,9 @@
 A job runs in the service's registration worker (:mod:`api.registration_jobs`); its state is
 persisted at every step, so a client polls ``GET /registrations/{id}`` until ``status`` is
 ``completed`` or ``failed``. After a restart, queued jobs run again and jobs that were running
-are ``failed`` with reason "interrupted" (submit again).
+are queued again (``attempts`` and ``interruptions`` say so) up to
+``IGRT_REGISTRATION_MAX_ATTEMPTS`` runs, then ``failed`` with reason "interrupted N times"
+(submit again).
 """
 
 from __future__ import annotations

@@ -361,7 +361,9 @@ class _Conversation:
         frame = np.frombuffer(pixels, dtype="<u2").reshape(header.rows, header.columns)
         try:
             geometry = frame_geometry(base, header.gantry_deg, header.detector_offset_mm)
-            result, event = await run_in_threadpool(monitor.process, frame, header.time_s, geometry)
+            result, event = await self.service.frame_lanes.process(
+                monitor, frame, header.time_s, geometry
+            )
         except IgrtError as exc:
             field = getattr(exc, "field", None) or "frame"
             await self.error("invalid_frame", str(exc), field, time_s=header.time_s)

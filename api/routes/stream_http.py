@@ -402,7 +402,9 @@ async def track_stream_frame(
             raise _not_found(stream_id, streams)
         try:
             geometry = frame_geometry(stream.geometry, gantry_deg, offset)
-            result, event = await run_in_threadpool(stream.monitor.process, frame, time_s, geometry)
+            result, event = await service.frame_lanes.process(
+                stream.monitor, frame, time_s, geometry
+            )
         except IgrtError as exc:
             field = getattr(exc, "field", None) or "body"
             raise ApiError(422, str(exc), field=field, code="invalid_frame") from exc

@@ -15,6 +15,7 @@ __all__ = [
     "ClipBoxLps",
     "PlanFocusRequest",
     "RegistrationCreate",
+    "RegistrationInterruption",
     "RegistrationPublic",
     "RegistrationResultPublic",
     "RegistrationsPublic",
@@ -231,11 +232,33 @@ _JOB_EXAMPLE: JsonDict = {
     "created_at": "2026-11-28T09:30:00Z",
     "started_at": "2026-11-28T09:30:00Z",
     "finished_at": "2026-11-28T09:30:01Z",
+    "attempts": 1,
+    "interruptions": [],
     "links": {
         "self": "/api/v1/registrations/6d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a",
         "result": "/api/v1/registrations/6d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a/result",
     },
 }
+
+
+class RegistrationInterruption(BaseModel):
+    """One run of a registration job that ended because its worker died under it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "attempt": 1,
+                    "at": "2026-11-28T09:30:31Z",
+                    "reason": "its worker process ended while it ran",
+                }
+            ]
+        }
+    )
+
+    attempt: int = Field(description="Which run (1: the first).")
+    at: datetime = Field(description="When the interruption was noticed.")
+    reason: str = Field(description="How it was seen: the process ended, or its lease expired.")
 
 
 class RegistrationPublic(BaseModel):
@@ -267,8 +290,18 @@ class RegistrationPublic(BaseModel):
     )
     software_version: str
     created_at: datetime
-    started_at: datetime | None
+    started_at: datetime | None = Field(description="When its latest run started.")
     finished_at: datetime | None
+    attempts: int = Field(
+        default=0,
+        description="Runs started (a run handed back by a stopping worker does not count). A "
+        "run whose worker died is retried up to the service's limit "
+        "(IGRT_REGISTRATION_MAX_ATTEMPTS runs in all), then the job fails; a run past the time "
+        "limit is not retried.",
+    )
+    interruptions: list[RegistrationInterruption] = Field(
+        default_factory=list, description="The runs whose worker died under them, oldest first."
+    )
     links: dict[str, str] = Field(default_factory=dict)
 
 

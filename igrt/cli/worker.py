@@ -3,8 +3,9 @@
 The replicas queue jobs (``IGRT_REGISTRATION_IN_PROCESS=false`` keeps them from running any);
 any number of workers on the same database and file store (``IGRT_DATABASE_URL``,
 ``IGRT_DATA_DIR``) claim them one at a time each per thread, with the service's compare-and-set
-claim, lease heartbeat and time limit (:mod:`api.job_leases`), and write results exactly as the
-in-process worker does (:class:`api.registration_jobs.RegistrationWorker`).
+claim, lease heartbeat, time limit and bounded retries of a job whose worker died
+(:mod:`api.job_leases`), and write results exactly as the in-process worker does
+(:class:`api.registration_jobs.RegistrationWorker`).
 
 SIGTERM or Ctrl-C: no new job is taken; running jobs get ``--stop-grace-s`` to finish, then
 those still running are queued again (their leases released) for another worker, and the
@@ -127,10 +128,12 @@ def _run(arguments: argparse.Namespace) -> int:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         service.store.prepare()
         upgrade(service.engine)  # idempotent, under the migrations' advisory lock
-        failed = worker.fail_abandoned()
+        abandoned = worker.reap_abandoned()
+        retried = sum(job.requeued for job in abandoned)
         print(
             f"igrt worker: {worker.leases.owner} running up to {settings.registration_workers} "
-            f"registration jobs at once ({failed} abandoned jobs failed at start)",
+            f"registration jobs at once (abandoned jobs at start: {retried} queued again, "
+            f"{len(abandoned) - retried} failed)",
             flush=True,
         )
         alive: Path | None = arguments.alive_file

@@ -121,7 +121,8 @@ class KillTally:
     left_after_repair: int = 0
     jobs_left_running: int = 0
     job_statuses: dict[str, int] = field(default_factory=dict)
-    interrupted_jobs: int = 0
+    interrupted_jobs: int = 0  # failed: interrupted as many times as the attempts allow
+    retried_jobs: int = 0  # run again after a kill (more than one attempt)
     refused: dict[int, int] = field(default_factory=dict)  # non-2xx answers (e.g. 503), by code
     restart_s: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -153,6 +154,7 @@ class KillTally:
             "jobs_left_running": self.jobs_left_running,
             "job_statuses": dict(sorted(self.job_statuses.items())),
             "interrupted_jobs": self.interrupted_jobs,
+            "retried_jobs": self.retried_jobs,
             "refused": {str(code): n for code, n in sorted(self.refused.items())},
             "restart_s_median": float(np.median(self.restart_s)) if self.restart_s else None,
             "seconds": round(self.seconds, 1),
@@ -655,6 +657,7 @@ def _tally_jobs(
             tally.interrupted_jobs += int(
                 status == "failed" and "interrupted" in str(job.get("reason"))
             )
+            tally.retried_jobs += int(job["attempts"] > 1)
 
 
 def run_kills(

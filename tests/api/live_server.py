@@ -1,4 +1,5 @@
-"""A real ``igrt serve`` (uvicorn) in a subprocess on a free loopback port."""
+"""A real ``igrt serve`` (uvicorn) in a subprocess on a free loopback port; ``igrt worker``
+processes killed mid-job."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from api.db.models import RegistrationJob
 
 STARTUP_TIMEOUT_S = 60.0
 _SERVE = (sys.executable, "-m", "igrt.cli.main", "serve")
@@ -138,3 +144,32 @@ def upload_registration_pair(
         assert upload.status_code == 201, upload.text
         ids[kind] = str(upload.json()["id"])
     return session_id, ids
+
+
+def kill_mid_job(
+    read_jobs: Callable[[], Iterable[RegistrationJob]],
+    worker: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    attempt: int = 1,
+    timeout_s: float = 60.0,
+) -> RegistrationJob:
+    """Wait until ``worker`` runs attempt ``attempt`` of a job, then kill -9 it; that job.
+
+    ``read_jobs`` reads the jobs to watch from the database; ``log`` is the worker's output,
+    shown when it ends by itself before claiming one.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not (
+        running := [
+            job for job in read_jobs() if job.status == "running" and job.attempts == attempt
+        ]
+    ):
+        assert worker.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the worker never claimed a job"
+        time.sleep(0.01)
+    worker.kill()  # kill -9 mid-job: no lease released, no result written
+    worker.wait(10)
+    [killed] = running
+    assert f":{worker.pid}:" in (killed.lease_owner or "")
+    return killed

@@ -1,5 +1,6 @@
-"""Registration jobs are claimed exactly once, held under a lease and a time limit, and end in a
-terminal state with a reason (api.job_leases), on SQLite and on PostgreSQL.
+"""Registration jobs are claimed exactly once, held under a lease and a time limit, retried a
+bounded number of times when their worker dies, and end in a terminal state with a reason
+(api.job_leases), on SQLite and on PostgreSQL.
 
 Workers are :class:`~api.job_leases.JobLeases` with owners of their own, racing from threads on
 connections of their own: on PostgreSQL that is the same row-level contention two service
@@ -22,7 +23,13 @@ from api.audit import record_audit
 from api.db.base import utc_now
 from api.db.models import AuditEvent, RegistrationJob
 from api.enums import RegistrationStatusValues
-from api.job_leases import DEAD_WORKER_REASON, JobLeases, ReapedJob, worker_identity
+from api.job_leases import (
+    JobLeases,
+    ReapedJob,
+    interrupted_reason,
+    requeued_reason,
+    worker_identity,
+)
 from tests.api.conftest import InProcessApi, make_settings, start_in_process
 from tests.api.fake_results import add_registration, service_of
 
@@ -53,7 +60,14 @@ def _leases(api: InProcessApi, owner: str, **kwargs: object) -> JobLeases:
 
 
 def _audit_fail(db: Session, job: ReapedJob) -> None:
-    record_audit(db, None, "registration.fail", "registration", job.job_id, {"reason": job.reason})
+    action = "registration.retry" if job.requeued else "registration.fail"
+    record_audit(db, None, action, "registration", job.job_id, {"reason": job.reason})
+
+
+def _audit_actions(api: InProcessApi, job_id: str) -> list[str]:
+    with service_of(api).sessions() as db:
+        events = db.query(AuditEvent).filter(AuditEvent.resource_id == job_id)
+        return [event.action for event in events.order_by(AuditEvent.id)]
 
 
 def test_many_workers_racing_for_one_job_claim_it_exactly_once(db_api: InProcessApi) -> None:
@@ -114,9 +128,24 @@ def test_a_job_past_its_time_limit_fails_with_the_reason_and_its_late_result_is_
     assert job.status == "failed"
     assert job.reason is not None
     assert "time limit of 5 s exceeded" in job.reason
-    with service_of(db_api).sessions() as db:
-        events = db.query(AuditEvent).filter(AuditEvent.resource_id == job_id).all()
-    assert [e.action for e in events] == ["registration.fail"]
+    assert _audit_actions(db_api, job_id) == ["registration.fail"]
+
+
+def test_a_job_past_its_time_limit_is_not_retried_even_when_its_worker_died(
+    db_api: InProcessApi,
+) -> None:
+    job_id = _queued_job(db_api)
+    now = [utc_now()]
+    host = worker_identity().split(":", 1)[0]
+    dead = _leases(db_api, f"{host}:{_dead_pid()}:dead", clock=lambda: now[0])
+    assert dead.claim(job_id, time_limit_s=5)
+    now[0] += timedelta(seconds=40)  # its lease and its time limit both ran out
+    reaped = _leases(db_api, worker_identity(), clock=lambda: now[0]).reap(then=_audit_fail)
+    assert [(r.job_id, r.requeued) for r in reaped] == [(job_id, False)]
+    job = _job(db_api, job_id)
+    assert job.reason is not None
+    assert (job.status, job.attempts, job.interruptions) == ("failed", 1, [])
+    assert "time limit of 5 s exceeded" in job.reason
 
 
 def _running_job(api: InProcessApi, owner: str, lease_expires_at: datetime) -> str:
@@ -125,6 +154,7 @@ def _running_job(api: InProcessApi, owner: str, lease_expires_at: datetime) -> s
         job = db.get(RegistrationJob, job_id)
         assert job is not None
         job.status = "running"
+        job.attempts = 1  # as a claim counts it
         job.lease_owner = owner
         job.lease_expires_at = lease_expires_at
         job.deadline_at = utc_now() + timedelta(hours=1)
@@ -144,7 +174,9 @@ def _dead_pid() -> int:
         pid -= 1
 
 
-def test_jobs_of_dead_workers_fail_and_a_live_workers_job_stays(db_api: InProcessApi) -> None:
+def test_jobs_of_dead_workers_are_queued_again_and_a_live_workers_job_stays(
+    db_api: InProcessApi,
+) -> None:
     me = worker_identity()
     host = me.split(":", 1)[0]
     later = utc_now() + timedelta(minutes=5)
@@ -152,11 +184,64 @@ def test_jobs_of_dead_workers_fail_and_a_live_workers_job_stays(db_api: InProces
     expired_elsewhere = _running_job(db_api, "otherhost:1:x", utc_now() - timedelta(seconds=1))
     live_elsewhere = _running_job(db_api, "otherhost:2:y", later)
     reaped = _leases(db_api, me).reap(then=_audit_fail)
-    assert {r.job_id for r in reaped} == {dead_here, expired_elsewhere}
-    for job_id in (dead_here, expired_elsewhere):
+    assert {(r.job_id, r.attempt, r.requeued) for r in reaped} == {
+        (dead_here, 1, True),
+        (expired_elsewhere, 1, True),
+    }
+    for job_id, why in (
+        (dead_here, "its worker process ended while it ran"),
+        (expired_elsewhere, "its worker stopped renewing its lease while it ran (lease expired)"),
+    ):
         job = _job(db_api, job_id)
-        assert (job.status, job.reason) == ("failed", DEAD_WORKER_REASON)
+        assert (job.status, job.reason) == ("queued", requeued_reason(1, 3, why))
+        assert (job.lease_owner, job.lease_expires_at, job.deadline_at, job.started_at) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        assert job.attempts == 1
+        assert [(i["attempt"], i["reason"]) for i in job.interruptions] == [(1, why)]
+        assert _audit_actions(db_api, job_id) == ["registration.retry"]
     assert _job(db_api, live_elsewhere).status == "running"
+
+
+def test_a_job_whose_worker_dies_every_time_fails_after_the_bound(db_api: InProcessApi) -> None:
+    job_id = _queued_job(db_api)
+    host = worker_identity().split(":", 1)[0]
+    reaper = _leases(db_api, worker_identity(), max_attempts=3)
+    for attempt in range(1, 4):
+        doomed = _leases(db_api, f"{host}:{_dead_pid()}:run{attempt}")
+        assert doomed.claim(job_id, time_limit_s=60)
+        assert _job(db_api, job_id).attempts == attempt
+        [reaped] = reaper.reap(then=_audit_fail)
+        assert (reaped.attempt, reaped.requeued) == (attempt, attempt < 3)
+    job = _job(db_api, job_id)
+    assert (job.status, job.reason, job.attempts) == ("failed", interrupted_reason(3), 3)
+    assert job.reason is not None
+    assert job.reason.startswith("interrupted 3 times: its worker died while it ran")
+    assert job.finished_at is not None
+    assert [i["attempt"] for i in job.interruptions] == [1, 2, 3]
+    assert _audit_actions(db_api, job_id) == [
+        "registration.retry",
+        "registration.retry",
+        "registration.fail",
+    ]
+    assert not reaper.claim(job_id, time_limit_s=60)  # failed is final
+
+
+def test_an_attempt_handed_back_by_a_stopping_worker_does_not_count(db_api: InProcessApi) -> None:
+    job_id = _queued_job(db_api)
+    stopping = _leases(db_api, "otherhost:4:stop", max_attempts=1)
+    assert stopping.claim(job_id, time_limit_s=60)
+    assert stopping.release([job_id]) == {job_id}
+    job = _job(db_api, job_id)
+    assert (job.status, job.attempts, job.interruptions, job.reason) == ("queued", 0, [], None)
+    host = worker_identity().split(":", 1)[0]
+    assert _leases(db_api, f"{host}:{_dead_pid()}:next").claim(job_id, time_limit_s=60)
+    # With one run allowed, the first run that really ran is the last: failed, not queued.
+    [reaped] = _leases(db_api, worker_identity(), max_attempts=1).reap(then=_audit_fail)
+    assert (reaped.requeued, _job(db_api, job_id).reason) == (False, interrupted_reason(1))
 
 
 def test_the_service_sweep_renews_its_own_jobs_and_fails_abandoned_ones(
@@ -173,7 +258,7 @@ def test_the_service_sweep_renews_its_own_jobs_and_fails_abandoned_ones(
         reaped = worker.sweep()
     finally:
         worker._held.discard(mine)
-    assert [r.job_id for r in reaped] == [abandoned]
+    assert [(r.job_id, r.requeued) for r in reaped] == [(abandoned, True)]
     after = _job(db_api, mine).lease_expires_at
     assert after is not None
     assert after >= before

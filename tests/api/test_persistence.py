@@ -35,7 +35,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 
 def test_migrations_reach_head_and_are_idempotent(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0012_cbctiso"
+    assert current_revision(engine) == head_revision() == "0013_retries"
     upgrade(engine)
     tables = set(inspect(engine).get_table_names())
     assert {
@@ -307,3 +307,38 @@ def test_replicas_starting_together_migrate_one_after_the_other(postgres_url: st
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_the_retries_migration_counts_one_run_for_every_job_that_started(
+    settings: Settings,
+) -> None:
+    from alembic import command
+
+    from api.db.migrate import alembic_config
+    from api.db.models import RegistrationJob
+    from api.enums import RegistrationStatusValues
+    from tests.api.fake_results import add_registration
+
+    apps = start_in_process(settings)
+    api = next(apps)
+    session_id = api.create_session(api.create_patient("MRN-P-13")["id"])["id"]
+    ids = {
+        status: add_registration(api, session_id, status=status)
+        for status in (RegistrationStatusValues.QUEUED, RegistrationStatusValues.FAILED)
+    }
+    apps.close()
+    engine = make_engine(settings.database_url)
+    config = alembic_config(engine)
+    try:
+        command.downgrade(config, "0012_cbctiso")
+        command.upgrade(config, "head")
+        with make_session_factory(engine)() as db:
+            attempts = {
+                status: db.get_one(RegistrationJob, job_id).attempts
+                for status, job_id in ids.items()
+            }
+            interruptions = [job.interruptions for job in db.query(RegistrationJob)]
+    finally:
+        engine.dispose()
+    assert attempts == {RegistrationStatusValues.QUEUED: 0, RegistrationStatusValues.FAILED: 1}
+    assert interruptions == [[], []]

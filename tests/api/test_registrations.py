@@ -310,17 +310,28 @@ def test_every_role_may_register_and_read(
     assert bad_token.status_code == 401
 
 
-def test_restart_fails_interrupted_jobs_and_requeues_queued_ones(
+def test_restart_retries_interrupted_jobs_up_to_the_bound_and_requeues_queued_ones(
     prepared: tuple[InProcessApi, str, str, str], volumes: Volumes
 ) -> None:
     from api.db.models import RegistrationJob
-    from api.registration_jobs import INTERRUPTED_REASON
+    from api.job_leases import interrupted_reason
 
     api, session_id, ct_id, cbct_id = prepared
     service = api.client.app.state.service  # type: ignore[attr-defined]
+    earlier = [
+        {"attempt": n, "at": "2026-11-28T09:30:31+00:00", "reason": "earlier"} for n in (1, 2)
+    ]
+    # A job left running by a dead process (no lease: a service older than leases, as a
+    # single process leaves after a kill -9 as far as it can tell), one that was on its last
+    # attempt, and one never started.
+    states = {
+        "interrupted": (RegistrationStatusValues.RUNNING, 1, []),
+        "last_attempt": (RegistrationStatusValues.RUNNING, 3, earlier),
+        "queued": (RegistrationStatusValues.QUEUED, 0, []),
+    }
     ids = {}
     with service.sessions() as db:
-        for status in (RegistrationStatusValues.RUNNING, RegistrationStatusValues.QUEUED):
+        for name, (status, attempts, interruptions) in states.items():
             job = RegistrationJob(
                 session_id=session_id,
                 planning_ct_upload_id=ct_id,
@@ -328,28 +339,36 @@ def test_restart_fails_interrupted_jobs_and_requeues_queued_ones(
                 degrees_of_freedom=3,
                 isocentre_lps_mm=list(volumes.isocentre_lps_mm),
                 status=status.value,
+                attempts=attempts,
+                interruptions=interruptions,
                 software_version="test",
             )
             db.add(job)
             db.flush()
-            ids[status] = job.id
+            ids[name] = job.id
         db.commit()
-    assert service.registrations.recover() == (1, 1)
+    assert service.settings.registration_max_attempts == 3
+    assert service.registrations.recover() == (1, 2)
     base = "/api/v1/registrations"
-    interrupted = api.client.get(
-        f"{base}/{ids[RegistrationStatusValues.RUNNING]}", headers=api.headers()
-    )
-    assert interrupted.json()["status"] == "failed"
-    assert interrupted.json()["reason"] == INTERRUPTED_REASON
-    result = api.client.get(
-        f"{base}/{ids[RegistrationStatusValues.RUNNING]}/result", headers=api.headers()
-    )
+    failed = api.client.get(f"{base}/{ids['last_attempt']}", headers=api.headers()).json()
+    assert (failed["status"], failed["reason"]) == ("failed", interrupted_reason(3))
+    assert [i["attempt"] for i in failed["interruptions"]] == [1, 2, 3]
+    result = api.client.get(f"{base}/{ids['last_attempt']}/result", headers=api.headers())
     assert result.status_code == 409
     assert result.json()["field"] == "registration_id"
-    requeued = wait_for(
-        api.client.get, f"{base}/{ids[RegistrationStatusValues.QUEUED]}", api.headers()
+    retried = wait_for(api.client.get, f"{base}/{ids['interrupted']}", api.headers())
+    assert (retried["status"], retried["attempts"]) == ("completed", 2)
+    [interruption] = retried["interruptions"]
+    assert (interruption["attempt"], interruption["reason"]) == (
+        1,
+        "its worker process ended while it ran",
     )
-    assert requeued["status"] == "completed"
+    requeued = wait_for(api.client.get, f"{base}/{ids['queued']}", api.headers())
+    assert (requeued["status"], requeued["attempts"], requeued["interruptions"]) == (
+        "completed",
+        1,
+        [],
+    )
 
 
 def test_a_failing_registration_is_a_failed_job_not_an_error(

@@ -2,8 +2,10 @@
 
 Two workers on one PostgreSQL database run every queued job, none twice; a worker stopped
 gracefully queues its unfinished job again for the other; a worker killed mid-job (kill -9)
-leaves a job that the other fails with the reason (never one stuck ``running``) while it goes
-on with the rest. The service replica (``IGRT_REGISTRATION_IN_PROCESS=false``) only queues.
+leaves a job that the other queues again and runs to its end (never one stuck ``running``)
+while it goes on with the rest, and a job whose worker is killed on every attempt ends
+``failed`` with the reason after ``IGRT_REGISTRATION_MAX_ATTEMPTS`` runs. The service replica
+(``IGRT_REGISTRATION_IN_PROCESS=false``) only queues.
 
 In-process workers are :class:`~api.registration_jobs.RegistrationWorker` s of services of
 their own (own engines, own connections) with the registration itself replaced by a recorder:
@@ -21,7 +23,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ import pytest
 from api.db.base import utc_now
 from api.db.models import AuditEvent, RegistrationJob
 from api.enums import RegistrationStatusValues, RoleValues
-from api.job_leases import DEAD_WORKER_REASON
+from api.job_leases import interrupted_reason
 from api.registration_jobs import RegistrationWorker
 from api.service import Service
 from tests.api.conftest import (
@@ -42,7 +45,7 @@ from tests.api.conftest import (
     start_in_process,
 )
 from tests.api.fake_results import add_registration, service_of
-from tests.api.live_server import service_environment
+from tests.api.live_server import kill_mid_job, service_environment
 
 _JOBS = 12
 _JOB_S = 0.15
@@ -212,14 +215,28 @@ def test_a_stopped_worker_queues_its_unfinished_job_again_for_another(
     }
 
 
-@pytest.mark.postgres
-def test_a_dead_workers_job_on_another_host_is_failed_once_its_lease_expires(
-    postgres_api: InProcessApi,
-) -> None:
-    first_job, second_job = _queued_jobs(postgres_api, 2)
+_LEASE_EXPIRED = "its worker stopped renewing its lease while it ran (lease expired)"
+_PROCESS_ENDED = "its worker process ended while it ran"
+
+
+@dataclass
+class _DeadOnAnotherHost:
+    """Two jobs; the first held by a worker of another host that died mid-job."""
+
+    jobs: dict[str, RegistrationJob]
+    first_job: str
+    second_job: str
+    lease_expired_at: datetime
+    runs: list[tuple[str, str]]
+    dead: str
+    survivor: str
+
+
+def _dead_worker_on_another_host(api: InProcessApi, max_attempts: int) -> _DeadOnAnotherHost:
+    first_job, second_job = _queued_jobs(api, 2)
     runs: list[tuple[str, str]] = []
     lease = {"job_lease_s": 1.0, "registration_workers": 1}
-    dead = RecordingWorker(postgres_api, runs, **lease)
+    dead = RecordingWorker(api, runs, **lease)
     dead.worker.leases.owner = f"otherhost:1:{uuid.uuid4().hex[:8]}"  # its pid says nothing here
     dead.release.clear()
     dead.start()
@@ -227,27 +244,69 @@ def test_a_dead_workers_job_on_another_host_is_failed_once_its_lease_expires(
     # It dies: no more polls, no more lease renewals (its computation is left hanging).
     dead.stop.set()
     dead.worker._stop.set()
-    held = _statuses(postgres_api, [first_job])[first_job]
+    held = _statuses(api, [first_job])[first_job]
     assert held.status == "running"
     assert held.lease_expires_at is not None
-    survivor = RecordingWorker(postgres_api, runs, **lease).start()
+    survivor = RecordingWorker(api, runs, registration_max_attempts=max_attempts, **lease).start()
     try:
-        jobs = _wait_all_finished(postgres_api, [first_job, second_job])
+        jobs = _wait_all_finished(api, [first_job, second_job])
     finally:
         assert survivor.close() == set()
         dead.release.set()
-        dead.worker.shutdown()
-    failed = jobs[first_job]
-    assert (failed.status, failed.reason) == ("failed", DEAD_WORKER_REASON)
+        dead.worker.shutdown()  # its late result is discarded: not the lease holder any more
+    assert _statuses(api, [first_job])[first_job].status == jobs[first_job].status
+    return _DeadOnAnotherHost(
+        jobs,
+        first_job,
+        second_job,
+        held.lease_expires_at,
+        runs,
+        dead.worker.leases.owner,
+        survivor.worker.leases.owner,
+    )
+
+
+@pytest.mark.postgres
+def test_a_dead_workers_job_on_another_host_runs_again_once_its_lease_expires(
+    postgres_api: InProcessApi,
+) -> None:
+    case = _dead_worker_on_another_host(postgres_api, max_attempts=3)
+    retried = case.jobs[case.first_job]
+    assert retried.status == "completed", retried.reason
+    assert retried.result == {"recorded_by": case.survivor}
+    assert retried.attempts == 2
+    [interruption] = retried.interruptions
+    assert (interruption["attempt"], interruption["reason"]) == (1, _LEASE_EXPIRED)
+    assert retried.started_at is not None
+    assert retried.started_at >= case.lease_expired_at  # not before its lease ran out
+    assert case.jobs[case.second_job].status == "completed"
+    assert Counter(case.runs) == Counter(
+        [
+            (case.first_job, case.dead),
+            (case.first_job, case.survivor),
+            (case.second_job, case.survivor),
+        ]
+    )
+    # The dead worker's late result was discarded: the survivor's stands.
+    final = _statuses(postgres_api, [case.first_job])[case.first_job]
+    assert final.result == {"recorded_by": case.survivor}
+
+
+@pytest.mark.postgres
+def test_a_dead_workers_job_on_its_last_attempt_fails_with_the_reason(
+    postgres_api: InProcessApi,
+) -> None:
+    case = _dead_worker_on_another_host(postgres_api, max_attempts=1)
+    failed = case.jobs[case.first_job]
+    assert (failed.status, failed.reason, failed.attempts) == ("failed", interrupted_reason(1), 1)
     assert failed.finished_at is not None
-    assert failed.finished_at >= held.lease_expires_at  # not before its lease ran out
-    assert jobs[second_job].status == "completed"
-    assert runs == [
-        (first_job, dead.worker.leases.owner),
-        (second_job, survivor.worker.leases.owner),
-    ]
+    assert failed.finished_at >= case.lease_expired_at
+    assert [i["reason"] for i in failed.interruptions] == [_LEASE_EXPIRED]
+    assert case.jobs[case.second_job].status == "completed"
+    assert case.runs == [(case.first_job, case.dead), (case.second_job, case.survivor)]
     # The dead worker's late result was discarded: the reason stands.
-    assert _statuses(postgres_api, [first_job])[first_job].reason == DEAD_WORKER_REASON
+    final = _statuses(postgres_api, [case.first_job])[case.first_job]
+    assert final.reason == interrupted_reason(1)
 
 
 # --- real worker processes --------------------------------------------------------------------
@@ -286,12 +345,13 @@ def _queue_real_registrations(api: InProcessApi, volumes: Volumes, count: int) -
 
 
 def _start_worker(
-    api: InProcessApi, log: Path, alive: Path, *options: str
+    api: InProcessApi, log: Path, alive: Path, *options: str, max_attempts: int = 3
 ) -> subprocess.Popen[bytes]:
     env = service_environment(
         api.settings.data_dir,
         database_url=api.settings.database_url,
         job_lease_s="2",
+        registration_max_attempts=str(max_attempts),
         demo_data="false",
         first_run_token="false",
     )
@@ -313,31 +373,26 @@ def _start_worker(
         )
 
 
+def _end(*processes: subprocess.Popen[bytes] | None) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_a_killed_workers_job_ends_failed_with_the_reason_and_the_other_worker_goes_on(
+def test_a_killed_workers_job_runs_again_on_the_other_worker_which_goes_on(
     postgres_api: InProcessApi, volumes: Volumes, tmp_path: Path
 ) -> None:
     job_ids = _queue_real_registrations(postgres_api, volumes, 3)
     assert {job.status for job in _statuses(postgres_api, job_ids).values()} == {"queued"}
-    doomed = _start_worker(postgres_api, tmp_path / "doomed.log", tmp_path / "doomed.alive")
+    log = tmp_path / "doomed.log"
+    doomed = _start_worker(postgres_api, log, tmp_path / "doomed.alive")
     survivor: subprocess.Popen[bytes] | None = None
     alive = tmp_path / "survivor.alive"
     try:
-        deadline = time.monotonic() + _TIMEOUT_S
-        while not (
-            running := [
-                job for job in _statuses(postgres_api, job_ids).values() if job.status == "running"
-            ]
-        ):
-            assert doomed.poll() is None, (tmp_path / "doomed.log").read_text()
-            assert time.monotonic() < deadline, "the worker never claimed a job"
-            time.sleep(0.01)
-        doomed.kill()  # kill -9 mid-job: no lease released, no result written
-        doomed.wait(10)
-        [killed] = running
-        assert killed.lease_owner is not None
-        assert f":{doomed.pid}:" in killed.lease_owner
+        killed = kill_mid_job(lambda: _statuses(postgres_api, job_ids).values(), doomed, log)
         survivor = _start_worker(postgres_api, tmp_path / "survivor.log", alive)
         jobs = _wait_all_finished(postgres_api, job_ids)
         touched = alive.stat().st_mtime
@@ -346,19 +401,18 @@ def test_a_killed_workers_job_ends_failed_with_the_reason_and_the_other_worker_g
         survivor.send_signal(signal.SIGTERM)
         assert survivor.wait(30) == 0, (tmp_path / "survivor.log").read_text()
     finally:
-        for process in (doomed, survivor):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(10)
-    assert (jobs[killed.id].status, jobs[killed.id].reason) == ("failed", DEAD_WORKER_REASON)
-    others = [job for job_id, job in jobs.items() if job_id != killed.id]
-    assert [job.status for job in others] == ["completed", "completed"], [
-        job.reason for job in others
+        _end(doomed, survivor)
+    assert [job.status for job in jobs.values()] == ["completed"] * 3, [
+        job.reason for job in jobs.values()
     ]
-    assert all(f":{survivor.pid}:" in (job.lease_owner or "") for job in others)
+    assert all(f":{survivor.pid}:" in (job.lease_owner or "") for job in jobs.values())
+    retried = jobs[killed.id]
+    assert retried.attempts == 2
+    assert [(i["attempt"], i["reason"]) for i in retried.interruptions] == [(1, _PROCESS_ENDED)]
+    assert {job.attempts for job_id, job in jobs.items() if job_id != killed.id} == {1}
     # What the worker wrote is what the in-process worker writes, served by the replica.
     therapist = postgres_api.headers(RoleValues.THERAPIST)
-    for job in others:
+    for job in jobs.values():
         result = postgres_api.client.get(
             f"/api/v1/registrations/{job.id}/result", headers=therapist
         )
@@ -371,7 +425,54 @@ def test_a_killed_workers_job_ends_failed_with_the_reason_and_the_other_worker_g
             f"/api/v1/registrations/{job.id}/dicom-reg",
         ):
             assert postgres_api.client.get(path, headers=therapist).status_code == 200, path
+    public = postgres_api.client.get(f"/api/v1/registrations/{killed.id}", headers=therapist)
+    assert public.json()["attempts"] == 2
+    assert [i["reason"] for i in public.json()["interruptions"]] == [_PROCESS_ENDED]
+    assert (
+        "abandoned jobs at start: 1 queued again, 0 failed"
+        in (tmp_path / "survivor.log").read_text()
+    )
     assert "stopped; 0 running jobs queued again" in (tmp_path / "survivor.log").read_text()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_job_whose_worker_is_killed_on_every_attempt_ends_failed_after_the_bound(
+    postgres_api: InProcessApi, volumes: Volumes, tmp_path: Path
+) -> None:
+    [job_id] = _queue_real_registrations(postgres_api, volumes, 1)
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def read() -> list[RegistrationJob]:
+        return list(_statuses(postgres_api, [job_id]).values())
+
+    try:
+        for attempt in (1, 2):
+            log = tmp_path / f"doomed{attempt}.log"
+            workers.append(_start_worker(postgres_api, log, tmp_path / "alive", max_attempts=2))
+            kill_mid_job(read, workers[-1], log, attempt=attempt)
+        # The next worker finds the job abandoned on its last attempt: failed, not run again.
+        log = tmp_path / "last.log"
+        workers.append(_start_worker(postgres_api, log, tmp_path / "alive", max_attempts=2))
+        [job] = _wait_all_finished(postgres_api, [job_id]).values()
+        workers[-1].send_signal(signal.SIGTERM)
+        assert workers[-1].wait(30) == 0, log.read_text()
+    finally:
+        _end(*workers)
+    assert (job.status, job.reason, job.attempts) == ("failed", interrupted_reason(2), 2)
+    assert [(i["attempt"], i["reason"]) for i in job.interruptions] == [
+        (1, _PROCESS_ENDED),
+        (2, _PROCESS_ENDED),
+    ]
+    assert "abandoned jobs at start: 0 queued again, 1 failed" in log.read_text()
+    with service_of(postgres_api).sessions() as db:
+        actions = [
+            event.action
+            for event in db.query(AuditEvent)
+            .filter(AuditEvent.resource_id == job_id)
+            .order_by(AuditEvent.id)
+        ]
+    assert actions == ["registration.create", "registration.retry", "registration.fail"]
 
 
 @pytest.mark.postgres
