@@ -211,10 +211,7 @@ def _coarse_apex(
     grid = IsoGrid.covering(lower, upper, _COARSE_SPACING_MM, 1)
     values = resample_onto(small, grid, threads=threads).astype(np.float64)
     tissue = values >= _BODY_THRESHOLD_HU  # NaN compares False: padding is not body
-    # Holes filled in each axial plane: one call whose structure does not connect planes.
-    in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[1] = ndimage.generate_binary_structure(2, 1)
-    filled = ndimage.binary_fill_holes(tissue, structure=in_plane)
+    filled = _fill_holes_in_planes(tissue)
     labels, n_labels = ndimage.label(filled)
     if n_labels == 0:
         raise DomeNotFoundError("no body found in the volume")
@@ -245,6 +242,25 @@ def _coarse_apex(
         ]
     )
     return apex
+
+
+def _fill_holes_in_planes(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``mask`` ``(k, j, i)`` with the holes of each axial plane filled.
+
+    A hole is a background region (4-connected within its plane) that does not reach the
+    plane's border: the same as ``ndimage.binary_fill_holes`` with a structure that does not
+    connect planes, from one labelling of the background instead of dilations repeated until
+    nothing changes (a third of the time on a whole CT at 3 mm).
+    """
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    labels, n_labels = ndimage.label(~mask, structure=in_plane)
+    reaches_border = np.zeros(n_labels + 1, bool)
+    reaches_border[0] = True  # label 0 is the mask itself
+    for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        reaches_border[face] = True
+    filled: npt.NDArray[np.bool_] = mask | ~reaches_border[labels]
+    return filled
 
 
 # --- the surface and its sheets ----------------------------------------------------------

@@ -109,6 +109,31 @@ def test_overlays_in_three_planes(
     assert coronal.row_direction_lps == (0.0, 0.0, -1.0)  # head at the top
 
 
+def test_every_overlay_kind_is_a_png_of_its_pixels(
+    phantom_reference: PlanningReference, simulate_phantom_cbct: Simulate
+) -> None:
+    cbct = simulate_phantom_cbct((0.0, 4.0, 0.0)).cbct_hu
+    result = register_cbct_to_ct(
+        phantom_reference, cbct, patient_position="HFS", isocentre_lps_mm=PHANTOM_ISOCENTRE_LPS_MM
+    )
+    assert result.overlays is not None
+    images = result.overlays.image("axial")
+
+    def decoded(kind: str) -> np.ndarray:
+        png = images.png(kind)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+
+    np.testing.assert_array_equal(decoded("checkerboard"), images.checkerboard)
+    np.testing.assert_array_equal(decoded("ct"), images.ct)
+    np.testing.assert_array_equal(decoded("blend")[..., ::-1], images.blend)  # OpenCV: BGR
+    cbct_bgra = decoded("cbct")
+    np.testing.assert_array_equal(cbct_bgra[..., 0], images.cbct)
+    np.testing.assert_array_equal(cbct_bgra[..., 3] == 255, images.cbct_field_of_view)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        images.png("difference")
+
+
 def test_files_entry_point(
     tmp_path: Path, phantom_ct: Volume, simulate_phantom_cbct: Simulate
 ) -> None:
