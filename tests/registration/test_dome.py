@@ -78,3 +78,20 @@ def test_holes_are_filled_in_each_axial_plane_as_binary_fill_holes_does() -> Non
     np.testing.assert_array_equal(filled, expected)
     assert filled[2, 8:12, 8:12].all()
     assert not filled[3, 0, 20]
+
+
+@pytest.mark.parametrize("spacing_mm", [1.0, 3.0])
+def test_the_sheet_core_is_the_erosion_binary_erosion_gives(spacing_mm: float) -> None:
+    from scipy import ndimage
+
+    from registration.dome import _RIM_MM, _core
+
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:70, :80]
+    sheet = (yy - 35) ** 2 + (xx - 30) ** 2 < 28**2  # a disk cut by the map's left border
+    sheet &= rng.random(sheet.shape) > 0.02  # with pinholes
+    expected = ndimage.binary_erosion(
+        sheet, iterations=max(1, round(_RIM_MM / spacing_mm)), border_value=1
+    )
+    assert expected.sum() >= 10
+    np.testing.assert_array_equal(_core(sheet, spacing_mm), expected)
