@@ -250,9 +250,7 @@ def _coarse_apex(
 
 def _label_sizes(labels: npt.NDArray[np.integer[Any]], n_labels: int) -> FloatArray:
     """Voxel count of each label ``1 .. n_labels``."""
-    counts: FloatArray = np.bincount(labels.ravel(), minlength=n_labels + 1)[1:].astype(
-        np.float64
-    )
+    counts: FloatArray = np.bincount(labels.ravel(), minlength=n_labels + 1)[1:].astype(np.float64)
     return counts
 
 

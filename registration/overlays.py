@@ -230,7 +230,8 @@ def _png_bytes(image: npt.NDArray[np.uint8]) -> bytes:
     scanlines[:, 1:] = image.reshape(rows, columns * channels)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        checksum = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + checksum
 
     header = struct.pack(">IIBBBBB", columns, rows, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
     return b"".join(

@@ -740,7 +740,8 @@ def read_image_voxels(
                     )
             else:
                 _inflate(handle, buffer.data, path)
-    except (OSError, isal_zlib.error) as exc:
+    # isal's stubs declare ``error`` as an Exception instance; it is the exception class.
+    except (OSError, isal_zlib.error) as exc:  # type: ignore[misc]
         raise ImageReadError(f"cannot read the voxels of {path}: {exc}", field="path") from exc
     array = buffer.view(header.dtype).reshape(tuple(reversed(header.size_xyz)))
     if not header.dtype.isnative:
