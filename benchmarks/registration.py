@@ -473,7 +473,7 @@ def elastix_available() -> bool:
 # --- the command line, end to end ---------------------------------------------------------------
 
 
-CLI_REPEATS = 3
+CLI_REPEATS = 5
 
 
 def time_cli(ct: Volume, case: Case, isocentre: FloatArray) -> dict[str, Any]:

@@ -211,27 +211,28 @@ def _coarse_apex(
     grid = IsoGrid.covering(lower, upper, _COARSE_SPACING_MM, 1)
     values = resample_onto(small, grid, threads=threads).astype(np.float64)
     tissue = values >= _BODY_THRESHOLD_HU  # NaN compares False: padding is not body
-    # Holes filled in each axial plane: one call whose structure does not connect planes.
-    in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[1] = ndimage.generate_binary_structure(2, 1)
-    filled = ndimage.binary_fill_holes(tissue, structure=in_plane)
+    filled = _fill_holes_in_planes(tissue)
     labels, n_labels = ndimage.label(filled)
     if n_labels == 0:
         raise DomeNotFoundError("no body found in the volume")
-    sizes = ndimage.sum_labels(filled, labels, index=np.arange(1, n_labels + 1))
+    sizes = _label_sizes(labels, n_labels)
     body = labels == (1 + int(np.argmax(sizes)))
     lung = body & (values < _BODY_THRESHOLD_HU)
     masked = np.where(body, values, np.nan)
     masked = np.where(lung, -1000.0, masked)
     heights = _lung_base_heights(masked, _BODY_THRESHOLD_HU, grid.spacing_mm, grid.origin_lps_mm[2])
-    body_x_mm = float(np.mean(np.nonzero(body)[2])) * grid.spacing_mm + grid.origin_lps_mm[0]
+    # Mean column index of the body from its per-column counts (exact integer sums, as the
+    # mean of every body voxel's index but without listing them).
+    columns = np.count_nonzero(body, axis=(0, 1))
+    mean_i = float(np.sum(columns * np.arange(columns.size))) / float(np.sum(columns))
+    body_x_mm = mean_i * grid.spacing_mm + grid.origin_lps_mm[0]
     x_mm = grid.origin_lps_mm[0] + grid.spacing_mm * np.arange(grid.shape_kji[2])
     right = np.broadcast_to(x_mm[np.newaxis, :] < body_x_mm, heights.shape)
     heights = np.where(right, heights, np.nan)
     sheets, n_sheets = _sheets(heights, grid.spacing_mm)
     if n_sheets == 0:
         raise DomeNotFoundError("no lung base over soft tissue on the patient's right")
-    areas = ndimage.sum_labels(sheets > 0, sheets, index=np.arange(1, n_sheets + 1))
+    areas = _label_sizes(sheets, n_sheets)
     sheet = sheets == (1 + int(np.argmax(areas)))
     smooth = _smoothed_heights(
         heights, _core(sheet, grid.spacing_mm), _SMOOTH_SIGMA_MM / grid.spacing_mm
@@ -245,6 +246,31 @@ def _coarse_apex(
         ]
     )
     return apex
+
+
+def _label_sizes(labels: npt.NDArray[np.integer[Any]], n_labels: int) -> FloatArray:
+    """Voxel count of each label ``1 .. n_labels``."""
+    counts: FloatArray = np.bincount(labels.ravel(), minlength=n_labels + 1)[1:].astype(np.float64)
+    return counts
+
+
+def _fill_holes_in_planes(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``mask`` ``(k, j, i)`` with the holes of each axial plane filled.
+
+    A hole is a background region (4-connected within its plane) that does not reach the
+    plane's border: the same as ``ndimage.binary_fill_holes`` with a structure that does not
+    connect planes, from one labelling of the background instead of dilations repeated until
+    nothing changes (a third of the time on a whole CT at 3 mm).
+    """
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    labels, n_labels = ndimage.label(~mask, structure=in_plane)
+    reaches_border = np.zeros(n_labels + 1, bool)
+    reaches_border[0] = True  # label 0 is the mask itself
+    for face in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        reaches_border[face] = True
+    filled: npt.NDArray[np.bool_] = mask | ~reaches_border[labels]
+    return filled
 
 
 # --- the surface and its sheets ----------------------------------------------------------
@@ -346,13 +372,14 @@ def _sheet_near(
     sheets, n_sheets = _sheets(heights, grid.spacing_mm)
     if n_sheets == 0:
         raise DomeNotFoundError("no lung base over soft tissue where the dome was searched")
-    index = np.arange(1, n_sheets + 1)
-    areas = ndimage.sum_labels(sheets > 0, sheets, index=index) * grid.spacing_mm**2
+    areas = _label_sizes(sheets, n_sheets) * grid.spacing_mm**2
     nj, ni = heights.shape
     y_mm = grid.origin_lps_mm[1] + grid.spacing_mm * np.arange(nj)
     x_mm = grid.origin_lps_mm[0] + grid.spacing_mm * np.arange(ni)
     distance = np.hypot(x_mm[np.newaxis, :] - hint_xy_mm[0], y_mm[:, np.newaxis] - hint_xy_mm[1])
-    nearest = ndimage.minimum(distance, sheets, index=index)
+    nearest = np.full(n_sheets + 1, np.inf)
+    np.minimum.at(nearest, sheets.ravel(), distance.ravel())
+    nearest = nearest[1:]  # per sheet, the distance of its column nearest the hint
     candidates = np.flatnonzero(areas >= _MIN_SHEET_AREA_MM2)
     if candidates.size == 0:
         raise DomeNotFoundError("the lung base found is too small to be a diaphragm dome")
@@ -370,11 +397,13 @@ def _core(sheet: npt.NDArray[np.bool_], spacing_mm: float) -> npt.NDArray[np.boo
     Where a lung base meets the mediastinum or the heart it climbs steeply within a few
     millimetres; eroding the sheet by ``_RIM_MM`` keeps those columns out of the apex search.
     """
-    iterations = max(1, round(_RIM_MM / spacing_mm))
-    # border_value=1: the search box's own faces are not a rim of the sheet.
-    core: npt.NDArray[np.bool_] = ndimage.binary_erosion(
-        sheet, iterations=iterations, border_value=1
-    )
+    core = sheet
+    for _ in range(max(1, round(_RIM_MM / spacing_mm))):
+        # One erosion by the 4-neighbour cross; outside the map counts as sheet: the search
+        # box's own faces are not a rim of the sheet (ndimage.binary_erosion with
+        # border_value=1, without its slow path for repeated iterations).
+        padded = np.pad(core, 1, constant_values=True)
+        core = core & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return core if core.sum() >= 10 else sheet
 
 

@@ -25,16 +25,16 @@ blend or difference.
 from __future__ import annotations
 
 import enum
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from igrt.volume import Volume
 from registration._grid import CT_PADDING_BELOW_HU, map_points, trilinear
-from registration.errors import foreign_errors_mapped
 
 __all__ = ["OVERLAY_KINDS", "OverlayImages", "PlaneValues", "RegistrationOverlays", "make_overlays"]
 
@@ -105,7 +105,7 @@ class OverlayImages:
     def png(self, kind: str = "checkerboard") -> bytes:
         """PNG bytes of ``"checkerboard"``, ``"blend"``, ``"ct"`` or ``"cbct"``."""
         if kind == "blend":
-            image: npt.NDArray[np.uint8] = np.ascontiguousarray(self.blend[:, :, ::-1])  # BGR
+            image: npt.NDArray[np.uint8] = self.blend
         elif kind == "cbct":
             alpha = np.where(self.cbct_field_of_view, 255, 0).astype(np.uint8)
             image = np.dstack([self.cbct, self.cbct, self.cbct, alpha])
@@ -113,11 +113,7 @@ class OverlayImages:
             image = getattr(self, kind)
         else:
             raise ValueError(f"kind must be one of {OVERLAY_KINDS}, got {kind!r}")
-        with foreign_errors_mapped("encoding an overlay PNG"):
-            ok, encoded = cv2.imencode(".png", image)
-        if not ok:  # pragma: no cover - OpenCV always encodes uint8 images
-            raise ValueError("PNG encoding failed")
-        return bytes(encoded.tobytes())
+        return _png_bytes(image)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description (not the pixels)."""
@@ -214,6 +210,38 @@ def _to_grey(values: FloatArray) -> npt.NDArray[np.uint8]:
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0
     grey: npt.NDArray[np.uint8] = np.where(np.isnan(values), 0.0, scaled).round().astype(np.uint8)
     return grey
+
+
+_PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}
+"""PNG colour type of 8-bit images by channel count: grey, RGB, RGBA."""
+
+
+def _png_bytes(image: npt.NDArray[np.uint8]) -> bytes:
+    """An 8-bit grey ``(rows, columns)``, RGB or RGBA ``(rows, columns, 3 | 4)`` image as PNG.
+
+    Written here (rows unfiltered, zlib level 1) rather than by OpenCV, whose import was the
+    only one ``igrt register`` made for these images (about 20 ms of every fresh command).
+    """
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or channels not in _PNG_COLOUR_TYPES:
+        raise ValueError(f"a PNG needs 8-bit grey, RGB or RGBA pixels, got {image.shape}")
+    rows, columns = image.shape[:2]
+    scanlines = np.zeros((rows, 1 + columns * channels), np.uint8)  # filter byte 0: none
+    scanlines[:, 1:] = image.reshape(rows, columns * channels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        checksum = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + checksum
+
+    header = struct.pack(">IIBBBBB", columns, rows, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 1)),
+            chunk(b"IEND", b""),
+        )
+    )
 
 
 def make_overlays(

@@ -222,7 +222,7 @@ def _write_outputs(
 
 
 _ENGINE_MODULES = ("registration.rigid", "registration.dicom_reg")
-"""What ``_run`` needs beyond the readers: scipy.ndimage, SimpleITK, OpenCV and pydicom."""
+"""What ``_run`` needs beyond the readers: scipy.ndimage, SimpleITK and pydicom."""
 
 
 def _import_engine() -> None:

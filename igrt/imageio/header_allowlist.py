@@ -18,7 +18,9 @@ SimpleITK. :func:`read_image_header` parses them here, where
   voxel data is read.
 
 :func:`read_image_voxels` then reads the voxels itself (raw, zlib or gzip), inflating at most the
-number of bytes the header declares: a compressed bomb fails after that many bytes.
+number of bytes the header declares: a compressed bomb fails after that many bytes. Streams are
+inflated by ISA-L (``isal.isal_zlib``, zlib's interface and output): 1.6-1.7 times as fast as
+zlib on the benchmark's CT and CBCT (0.26 instead of 0.43 s on one core).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import enum
 import math
 import re
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from isal import isal_zlib
 
 from igrt.errors import GeometryError, ImageReadError, UnsafeHeaderError
 
@@ -672,7 +674,7 @@ def _inflate(handle: Any, out: memoryview, path: Path) -> None:
     """
     expected = len(out)
     written = 0
-    inflater = zlib.decompressobj(47)  # 32 + 15: zlib or gzip header, detected
+    inflater = isal_zlib.decompressobj(47)  # 32 + 15: zlib or gzip header, detected
     while not inflater.eof:
         chunk = inflater.unconsumed_tail or handle.read(_CHUNK_BYTES)
         if not chunk:
@@ -738,7 +740,8 @@ def read_image_voxels(
                     )
             else:
                 _inflate(handle, buffer.data, path)
-    except (OSError, zlib.error) as exc:
+    # isal's stubs declare ``error`` as an Exception instance; it is the exception class.
+    except (OSError, isal_zlib.error) as exc:  # type: ignore[misc]
         raise ImageReadError(f"cannot read the voxels of {path}: {exc}", field="path") from exc
     array = buffer.view(header.dtype).reshape(tuple(reversed(header.size_xyz)))
     if not header.dtype.isnative:

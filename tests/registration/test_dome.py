@@ -59,3 +59,39 @@ def test_real_ct_apex_matches_the_label_based_apex(shared_data: Path) -> None:
     from_labels = find_right_dome_apex_lps_mm(anatomy)
     assert apex.si_mm == pytest.approx(from_labels[2], abs=0.5)
     np.testing.assert_allclose(apex.position_lps_mm[:2], from_labels[:2], atol=5.0)
+
+
+def test_holes_are_filled_in_each_axial_plane_as_binary_fill_holes_does() -> None:
+    from scipy import ndimage
+
+    from registration.dome import _fill_holes_in_planes
+
+    rng = np.random.default_rng(7)
+    mask = rng.random((6, 40, 50)) < 0.55
+    mask[2, 5:15, 5:15] = True
+    mask[2, 8:12, 8:12] = False  # a hole in one plane only
+    mask[3, :, 20] = False  # a background line reaching the plane's border: not a hole
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    expected = ndimage.binary_fill_holes(mask, structure=in_plane)
+    filled = _fill_holes_in_planes(mask)
+    np.testing.assert_array_equal(filled, expected)
+    assert filled[2, 8:12, 8:12].all()
+    assert not filled[3, 0, 20]
+
+
+@pytest.mark.parametrize("spacing_mm", [1.0, 3.0])
+def test_the_sheet_core_is_the_erosion_binary_erosion_gives(spacing_mm: float) -> None:
+    from scipy import ndimage
+
+    from registration.dome import _RIM_MM, _core
+
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:70, :80]
+    sheet = (yy - 35) ** 2 + (xx - 30) ** 2 < 28**2  # a disk cut by the map's left border
+    sheet &= rng.random(sheet.shape) > 0.02  # with pinholes
+    expected = ndimage.binary_erosion(
+        sheet, iterations=max(1, round(_RIM_MM / spacing_mm)), border_value=1
+    )
+    assert expected.sum() >= 10
+    np.testing.assert_array_equal(_core(sheet, spacing_mm), expected)

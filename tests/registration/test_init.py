@@ -29,3 +29,9 @@ def test_the_3d_registration_loads_neither_the_2d_modules_nor_pydicom() -> None:
         "from registration import prepare_planning_reference, register_cbct_to_ct"
     )
     assert not {"pydicom", "registration.pair2d", "registration.drr", "fastapi"} & loaded
+
+
+def test_the_3d_registration_and_its_overlays_load_no_opencv() -> None:
+    # The review PNGs are written by registration.overlays itself (OpenCV: ~20 ms per command).
+    loaded = modules_imported_by("from registration import register_cbct_to_ct, make_overlays")
+    assert "cv2" not in loaded

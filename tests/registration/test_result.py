@@ -12,6 +12,7 @@ import pytest
 from igrt.imageio import write_volume_mha
 from igrt.volume import Volume
 from registration import (
+    OverlayImages,
     PlaneValues,
     PlanningReference,
     QualityValues,
@@ -92,12 +93,7 @@ def test_overlays_in_three_planes(
             images = overlays.image(plane, stage=stage)
             assert images.checkerboard.dtype == np.uint8
             assert images.blend.shape == (*images.checkerboard.shape, 3)
-            decoded = cv2.imdecode(np.frombuffer(images.png("blend"), np.uint8), cv2.IMREAD_COLOR)
-            assert decoded.shape == images.blend.shape
-            grey = cv2.imdecode(
-                np.frombuffer(images.png("checkerboard"), np.uint8), cv2.IMREAD_UNCHANGED
-            )
-            np.testing.assert_array_equal(grey, images.checkerboard)
+            _assert_pngs_hold_the_pixels(images)
 
     # After registration the CT and the CBCT agree better than before (blend channels).
     def mismatch(stage: str) -> float:
@@ -107,6 +103,24 @@ def test_overlays_in_three_planes(
     assert mismatch("after") < 0.5 * mismatch("before")
     coronal = overlays.image("coronal")
     assert coronal.row_direction_lps == (0.0, 0.0, -1.0)  # head at the top
+    with pytest.raises(ValueError, match="kind must be one of"):
+        coronal.png("difference")
+
+
+def _assert_pngs_hold_the_pixels(images: OverlayImages) -> None:
+    """Every kind's PNG decodes (OpenCV) to the image's own pixels."""
+
+    def decoded(kind: str) -> np.ndarray:
+        png = images.png(kind)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+
+    np.testing.assert_array_equal(decoded("checkerboard"), images.checkerboard)
+    np.testing.assert_array_equal(decoded("ct"), images.ct)
+    np.testing.assert_array_equal(decoded("blend")[..., ::-1], images.blend)  # OpenCV: BGR
+    cbct_bgra = decoded("cbct")
+    np.testing.assert_array_equal(cbct_bgra[..., 0], images.cbct)
+    np.testing.assert_array_equal(cbct_bgra[..., 3] == 255, images.cbct_field_of_view)
 
 
 def test_files_entry_point(
