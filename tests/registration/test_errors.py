@@ -30,6 +30,7 @@ from registration import (
     register_cbct_to_ct_files,
 )
 from registration.errors import foreign_errors_mapped
+from tests.fresh_imports import modules_imported_by
 from tests.registration.conftest import Simulate
 
 
@@ -163,3 +164,16 @@ def test_foreign_errors_are_mapped() -> None:
         raise RuntimeError("boom")
     with pytest.raises(ClipBoxError), foreign_errors_mapped("anything"):
         raise ClipBoxError("ours pass through")
+
+
+def test_opencv_errors_are_mapped_and_entering_loads_no_opencv() -> None:
+    import cv2
+
+    with pytest.raises(RegistrationProcessingError, match="warping failed"), \
+            foreign_errors_mapped("warping"):  # fmt: skip
+        cv2.resize(np.zeros((0, 0), np.uint8), (0, 0))
+    loaded = modules_imported_by(
+        "from registration.errors import foreign_errors_mapped\n"
+        "with foreign_errors_mapped('resampling'):\n    pass"
+    )
+    assert "cv2" not in loaded
