@@ -767,37 +767,10 @@ def detect_dome(
         if found:
             return DomeDetection(found[0], True, "dome at the user's hint")
         return DomeDetection(None, False, "no dome edge near the user's hint")
-    anatomical, contradicted, edge_above = _anatomical_dome(image, view, hemidiaphragm)
-    faint_floor = _FAINT_ANATOMY_FRACTION * min_contrast_to_noise
-    if (
-        anatomical is not None
-        and anatomical.contrast_to_noise >= faint_floor
-        and edge_above > _MAX_EDGE_ABOVE_FRACTION
-    ):
-        # Which contour is the dome top, a user or the breathing motion must say; the one found
-        # is still on the diaphragm, far nearer the truth than an edge chosen by strength.
-        faint = anatomical.contrast_to_noise < min_contrast_to_noise
-        return DomeDetection(
-            anatomical,
-            False,
-            f"dome on the inferior boundary of the lung field, but a second diaphragm contour "
-            f"runs just above it along {edge_above:.0%} of the diaphragm (the top of the dome "
-            f"over the posterior recess?): which one is the dome needs confirmation",
-            required_contrast_to_noise=faint_floor if faint else None,
-        )
-    if anatomical is not None and anatomical.contrast_to_noise >= min_contrast_to_noise:
-        return DomeDetection(anatomical, True, "dome on the inferior boundary of the lung field")
-    if anatomical is not None and anatomical.contrast_to_noise >= faint_floor:
-        # Anatomy placed the dome but its edge is faint (a dense lower lung, a low-contrast
-        # exposure): still a far better guess than the strongest edge anywhere in the image.
-        return DomeDetection(
-            anatomical,
-            False,
-            f"dome on the inferior boundary of the lung field, but its edge is faint "
-            f"(contrast-to-noise {anatomical.contrast_to_noise:.1f} < "
-            f"{min_contrast_to_noise:.1f}): needs confirmation",
-            required_contrast_to_noise=faint_floor,
-        )
+    anatomical = _anatomical_dome(image, view, hemidiaphragm)
+    placed = _placed_by_anatomy(anatomical, min_contrast_to_noise)
+    if placed is not None:
+        return placed
     candidates = find_domes(image, polarity=1)
     chosen = choose_dome(
         candidates,
@@ -805,7 +778,7 @@ def detect_dome(
         hemidiaphragm=hemidiaphragm,
         pixel_at_isocentre_mm=view.pixel_at_isocentre_mm,
     )
-    if contradicted:
+    if anatomical.contradicted:
         return DomeDetection(
             chosen,
             False,
@@ -819,6 +792,45 @@ def detect_dome(
         "strength alone and needs confirmation"
     )
     return DomeDetection(chosen, False, reason)
+
+
+def _placed_by_anatomy(
+    anatomical: _AnatomicalDome, min_contrast_to_noise: float
+) -> DomeDetection | None:
+    """The detection of a dome anatomy placed; None when it placed none clear enough to follow.
+
+    Confirmed when its edge is strong and it is the only diaphragm contour there. A faint edge
+    (a dense lower lung, a low-contrast exposure) is followed, unconfirmed, down to
+    ``_FAINT_ANATOMY_FRACTION`` of the minimum contrast-to-noise: still a far better guess than
+    the strongest edge anywhere in the image. So is a dome with a second diaphragm contour just
+    above it: which one is the dome top, a user or the breathing motion must say.
+    """
+    candidate = anatomical.candidate
+    faint_floor = _FAINT_ANATOMY_FRACTION * min_contrast_to_noise
+    if candidate is None or candidate.contrast_to_noise < faint_floor:
+        return None
+    faint = candidate.contrast_to_noise < min_contrast_to_noise
+    required = faint_floor if faint else None
+    place = "dome on the inferior boundary of the lung field"
+    if anatomical.edge_above > _MAX_EDGE_ABOVE_FRACTION:
+        return DomeDetection(
+            candidate,
+            False,
+            f"{place}, but a second diaphragm contour runs just above it along "
+            f"{anatomical.edge_above:.0%} of the diaphragm (the top of the dome over the "
+            f"posterior recess?): which one is the dome needs confirmation",
+            required_contrast_to_noise=required,
+        )
+    if faint:
+        return DomeDetection(
+            candidate,
+            False,
+            f"{place}, but its edge is faint (contrast-to-noise "
+            f"{candidate.contrast_to_noise:.1f} < {min_contrast_to_noise:.1f}): needs "
+            "confirmation",
+            required_contrast_to_noise=required,
+        )
+    return DomeDetection(candidate, True, place)
 
 
 class _AnatomicalDome(NamedTuple):
